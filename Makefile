@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+VENDOR := src/pyfiledrop/web/static/vendor
+ARGS   ?=
+
+.PHONY: run test lint typecheck unit install assets browser-deps bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP) assets
+
+# Front-end libraries come pinned from npm (package-lock.json) and are copied, not built.
+assets: $(VENDOR)/.copied
+
+$(VENDOR)/.copied: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/dropzone
+	cp node_modules/dropzone/dist/dropzone-min.js node_modules/dropzone/dist/dropzone.css $(VENDOR)/dropzone/
+	touch $@
+
+run: install
+	$(BIN)/pyfiledrop serve $(ARGS)
+
+# Debian's Chromium for the browser tests (Playwright's own browser download is not available here).
+browser-deps:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: install browser-deps
+	$(BIN)/pytest -q $(ARGS)
+
+test: install browser-deps lint typecheck unit
+
+bench: install
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules $(VENDOR) build dist
