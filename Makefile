@@ -44,7 +44,19 @@ unit: install browser-deps
 
 test: install browser-deps lint typecheck unit
 
-bench: install
+# The benchmark's own needs: matplotlib (the `bench` extra), peers in their own venv, nginx.
+PEERS := bench/.peers
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+$(PEERS)/.installed: bench/peers.txt
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q -r bench/peers.txt
+	touch $@
+
+bench: install $(VENV)/.bench-installed $(PEERS)/.installed
+	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 	$(BIN)/python -m bench $(ARGS)
 
 clean:

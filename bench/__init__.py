@@ -1,0 +1,1 @@
+"""Side-by-side upload benchmark: pyfiledrop against the disk, nginx and peer servers."""

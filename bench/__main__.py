@@ -1,0 +1,326 @@
+"""`python -m bench` (or `make bench ARGS=...`): run the upload benchmark and write the results.
+
+Modes: the matrix (default; every system on one file, runs interleaved round-robin),
+--concurrency (many uploads at once to one server) and --memory (peak RSS for one big upload).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.machine import machine, versions
+from bench.measure import Result, run_concurrent, run_trial, settle_disk
+from bench.sources import random_file
+from bench.systems import (
+    FULL,
+    NGINX,
+    PYFILEDROP,
+    PYFILEDROP_BIN,
+    PYFILEDROP_NO_FSYNC,
+    QUICK,
+    Setting,
+    ceilings_and_peers,
+    curl_put,
+    dropzone,
+    missing_tools,
+    pyfiledrop_settings,
+)
+from bench.units import GIB, MIB, format_size, parse_size
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SHARED_MACHINE_NOTE = (
+    "Shared machine: 2 cores also used by other agents' builds and tests during the run, "
+    "so absolute numbers are noisy; runs are interleaved round-robin so the noise hits every "
+    "system alike, and the median is reported."
+)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--concurrency", action="store_true", help="many uploads at once")
+    mode.add_argument("--memory", action="store_true", help="server peak RSS for one big upload")
+    mode.add_argument(
+        "--report", type=Path, metavar="RAW.jsonl", help="only redraw from raw results"
+    )
+    parser.add_argument("--size", type=_size, default=2 * GIB, help="file size (default 2GiB)")
+    parser.add_argument("--runs", type=int, help="runs per setting (default 5; 1 for other modes)")
+    parser.add_argument("--quick", action="store_true", help="small Dropzone matrix")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="TEXT", help="systems containing TEXT"
+    )
+    parser.add_argument(
+        "--drop-caches", action="store_true", help="empty the page cache before every run (root)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list settings and time estimate")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest*.md/png go")
+    parser.add_argument("--raw", type=Path, default=RESULTS / "raw", help="raw results and files")
+    parser.add_argument("--uploads", type=int, default=32, help="--concurrency: uploads at once")
+    parser.add_argument("--upload-size", type=_size, default=256 * MIB, help="--concurrency: each")
+    parser.add_argument("--parallel", type=int, default=4, help="chunks in flight per upload")
+    parser.add_argument("--chunk-size", type=_size, default=8 * MIB, help="chunk size")
+    parser.add_argument(
+        "--system",
+        choices=["pyfiledrop", "pyfiledrop-nofsync", "nginx"],
+        default="pyfiledrop",
+        help="--concurrency/--memory: the server to load",
+    )
+    return parser.parse_args(argv)
+
+
+def pyfiledrop_ready() -> tuple[bool, bool]:
+    """(server runs, CLI uploader exists) in this checkout's .venv."""
+
+    def works(*args: str) -> bool:
+        try:
+            done = subprocess.run(
+                [str(PYFILEDROP_BIN / "pyfiledrop"), *args, "--help"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except OSError:
+            return False
+        return done.returncode == 0
+
+    return works("serve"), works("upload")
+
+
+def matrix_settings(args: argparse.Namespace, notes: list[str]) -> list[Setting]:
+    matrix = QUICK if args.quick else FULL
+    settings = ceilings_and_peers(matrix)
+    server_ok, uploader_ok = pyfiledrop_ready()
+    if server_ok:
+        settings += [
+            setting
+            for setting in pyfiledrop_settings(matrix)
+            if uploader_ok or "Dropzone" not in setting.system
+        ]
+    if not server_ok or not uploader_ok:
+        notes.append(
+            "pyfiledrop's " + ("CLI uploader" if server_ok else "server") + " not available"
+        )
+    if args.only:
+        settings = [s for s in settings if any(text in s.key for text in args.only)]
+    for system, why in missing_tools(settings).items():
+        notes.append(f"skipped {system}: {why}")
+        settings = [s for s in settings if s.system != system]
+    return settings
+
+
+def estimate_seconds(settings: Sequence[Setting], size: int, runs: int) -> float:
+    """Rough: ~500 MB/s uploads, hashing the stored file at ~1.5 GB/s, ~3 s start/stop/sync."""
+    per_trial = size / 500e6 + size / 1.5e9 + 3
+    return per_trial * len(settings) * runs
+
+
+def write_raw(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as raw:
+        raw.write(json.dumps(record) + "\n")
+
+
+def read_raw(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines[0], lines[1:]
+
+
+def publish(meta: dict[str, Any], results: list[dict[str, Any]], out: Path) -> Path:
+    rows = report.summarize(results)
+    title = f"pyfiledrop upload benchmark ({meta['header']['Date']})"
+    markdown = report.document(
+        "Upload benchmark", rows, meta["header"], meta["machine"], meta["versions"], meta["notes"]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(markdown)
+    report.chart(rows, title, out / "latest.png")
+    return out / "latest.md"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    notes: list[str] = [SHARED_MACHINE_NOTE]
+    settings = matrix_settings(args, notes)
+    runs = args.runs or 5
+    seconds = estimate_seconds(settings, args.size, runs)
+    print(
+        f"{len(settings)} settings x {runs} runs of {format_size(args.size)}: "
+        f"~{seconds / 60:.0f} min"
+    )
+    for setting in settings:
+        print(f"  {setting.key}")
+    for note in notes[1:]:
+        print(f"  note: {note}")
+    if args.dry_run or not settings:
+        return 0
+    source, sha = random_file(args.raw / f"source-{format_size(args.size)}.bin", args.size)
+    settle_disk(True, [source]) if args.drop_caches else None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    raw_path = args.raw / f"{stamp}-matrix.jsonl"
+    notes.append(
+        "Each run: a fresh server in its own folder on the same disk as the source file, "
+        + ("page cache dropped and the source read back in, " if args.drop_caches else "`sync`, ")
+        + "then one upload over 127.0.0.1; the stored file is hashed and deleted afterwards."
+    )
+    header: dict[str, str] = {
+        "Date": _now(),
+        "File": f"{format_size(args.size)} of random bytes, {runs} runs per setting, "
+        "interleaved round-robin (the order rotates each round)",
+    }
+    meta: dict[str, Any] = {
+        "header": header,
+        "machine": machine(args.raw),
+        "versions": versions(),
+        "notes": notes,
+    }
+    write_raw(raw_path, meta)
+    results: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for round_number in range(runs):
+        order = settings[round_number % len(settings) :] + settings[: round_number % len(settings)]
+        for index, setting in enumerate(order):
+            settle_disk(args.drop_caches, [source])
+            workdir = args.raw / "work" / f"r{round_number}-{index}"
+            result: Result = run_trial(
+                setting, source, sha, workdir, round_number, args.raw / "logs"
+            )
+            results.append(result.to_json())
+            write_raw(raw_path, result.to_json())
+            status = "ok" if result.error is None else f"FAILED: {result.error}"
+            print(
+                f"[{round_number + 1}/{runs}] {setting.key}: {result.mb_per_s:.0f} MB/s, "
+                f"cpu {result.cpu_seconds:.2f}s, rss {result.peak_rss_kib / 1024:.0f} MiB, "
+                f"{status}",
+                flush=True,
+            )
+        if round_number == 0 and runs > 1:
+            took = time.monotonic() - started
+            print(f"round 1 took {took / 60:.1f} min; ~{took * (runs - 1) / 60:.0f} min left")
+    header["Duration"] = f"{(time.monotonic() - started) / 60:.0f} min"
+    path = publish(meta, results, args.out)
+    print(path.read_text())
+    return 0 if all(result["error"] is None for result in results) else 1
+
+
+def single_server_setting(args: argparse.Namespace) -> Setting:
+    if args.system == "nginx":
+        return Setting("nginx PUT", "curl -T", False, NGINX, curl_put())
+    server = PYFILEDROP if args.system == "pyfiledrop" else PYFILEDROP_NO_FSYNC
+    label = f"{format_size(args.chunk_size)} x{args.parallel}"
+    return Setting("pyfiledrop Dropzone", label, server is PYFILEDROP, server,
+                   dropzone(args.chunk_size, args.parallel))  # fmt: skip
+
+
+def run_concurrency(args: argparse.Namespace) -> int:
+    setting = single_server_setting(args)
+    folder = args.raw / f"concurrency-{format_size(args.upload_size)}"
+    sources = [
+        random_file(folder / f"upload-{index:02d}.bin", args.upload_size)
+        for index in range(args.uploads)
+    ]
+    lines = [
+        "# Concurrency benchmark",
+        "",
+        f"- **Date:** {_now()}",
+        f"- **Load:** {args.uploads} uploads of {format_size(args.upload_size)} at once "
+        f"(one client process each), {setting.system} {setting.label}, "
+        f"server {setting.server.name if setting.server else '-'}",
+        "- **Machine:** " + ", ".join(f"{k} {v}" for k, v in machine(args.raw).items()),
+        f"- {SHARED_MACHINE_NOTE}",
+        "",
+        "| Run | Total MB/s | Seconds | Server CPU s/GiB | Server peak RSS MiB | SHA-256 ok |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    failed = False
+    for run in range(args.runs or 1):
+        settle_disk(args.drop_caches, [source for source, _ in sources])
+        result = run_concurrent(
+            setting, sources, args.raw / "work" / f"conc-{run}", args.raw / "logs"
+        )
+        write_raw(args.raw / "concurrency.jsonl", {"date": _now(), **result.to_json()})
+        total_gib = result.uploads * result.size_each / GIB
+        lines.append(
+            f"| {run + 1} | {result.total_mb_s:.0f} | {result.seconds:.1f} "
+            f"| {result.cpu_seconds / total_gib:.2f} | {result.peak_rss_kib / 1024:.0f} "
+            f"| {result.sha_ok}/{result.uploads} |"
+        )
+        for error in result.errors[:5]:
+            print(f"  error: {error}")
+        failed = failed or bool(result.errors)
+    text = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest-concurrency.md").write_text(text)
+    print(text)
+    return 1 if failed else 0
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    args.chunk_size = args.chunk_size if args.chunk_size != 8 * MIB else 64 * MIB
+    size = args.size if args.size != 2 * GIB else 4 * GIB
+    setting = single_server_setting(args)
+    source, sha = random_file(args.raw / f"source-{format_size(size)}.bin", size)
+    lines = [
+        "# Memory check",
+        "",
+        f"- **Date:** {_now()}",
+        f"- **Load:** one {format_size(size)} upload, {setting.system} {setting.label}, "
+        f"server {setting.server.name if setting.server else '-'}",
+        "- **Machine:** " + ", ".join(f"{k} {v}" for k, v in machine(args.raw).items()),
+        "",
+        "| Run | MB/s | Server CPU s/GiB | Server peak RSS MiB | SHA-256 ok |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    failed = False
+    for run in range(args.runs or 1):
+        settle_disk(args.drop_caches, [source])
+        result = run_trial(
+            setting, source, sha, args.raw / "work" / f"mem-{run}", run, args.raw / "logs"
+        )
+        write_raw(args.raw / "memory.jsonl", {"date": _now(), **result.to_json()})
+        lines.append(
+            f"| {run + 1} | {result.mb_per_s:.0f} | {result.cpu_seconds / (size / GIB):.2f} "
+            f"| {result.peak_rss_kib / 1024:.0f} | {'yes' if result.sha_ok else 'NO'} |"
+        )
+        if result.error:
+            print(f"  error: {result.error}")
+            failed = True
+    text = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest-memory.md").write_text(text)
+    print(text)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.report:
+        meta, results = read_raw(args.report)
+        print(publish(meta, results, args.out).read_text())
+        return 0
+    if args.concurrency:
+        return run_concurrency(args)
+    if args.memory:
+        return run_memory(args)
+    return run_matrix(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

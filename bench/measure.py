@@ -1,0 +1,283 @@
+"""One trial: start a fresh server, upload the file with one client, measure, verify, clean up."""
+
+import contextlib
+import hashlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.procfs import PeakSampler, tree_cpu_seconds, tree_status_kib
+from bench.systems import Server, Setting, Trial
+from bench.units import megabytes_per_second
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class Result:
+    key: str
+    system: str
+    label: str
+    flush: bool
+    round: int
+    size: int
+    seconds: float
+    mb_per_s: float
+    cpu_seconds: float  # server tree (or dd itself), during the upload only
+    peak_rss_kib: int  # server tree
+    sha_ok: bool
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def settle_disk(drop_caches: bool, sources: list[Path]) -> None:
+    """Start every trial with nothing dirty waiting for write-back (the last trial's or anyone's).
+
+    With drop_caches the page cache is emptied too (root only), then the sources are read back in:
+    an upload's source lives on the client machine, so reading it should not cost this disk.
+    """
+    os.sync()
+    if drop_caches:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        for source in sources:
+            with source.open("rb") as file:
+                while file.read(16 * 1024 * 1024):
+                    pass
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, path: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode} before it was ready")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", path)
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            connection.close()
+    raise RuntimeError(f"server not answering on port {port} after {READY_TIMEOUT:.0f}s")
+
+
+def start_server(server: Server, trial: Trial) -> subprocess.Popen[bytes]:
+    server.prepare(trial)
+    with (trial.workdir / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            server.command(trial),
+            cwd=trial.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stopping it reaches its children
+        )
+    try:
+        _wait_ready(process, trial.port, server.health_path)
+    except BaseException:
+        stop_server(process)
+        raise
+    return process
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError):  # stragglers of a master that died first
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _run_client(argv: list[str], workdir: Path) -> tuple[int, float, float, int]:
+    """(exit code, seconds, CPU seconds, peak RSS KiB) of one client run.
+
+    The peak comes from sampling VmHWM: ru_maxrss would include this Python process's own
+    size, inherited through fork before the exec.
+    """
+    with (workdir / "client.out").open("wb") as out, (workdir / "client.err").open("wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        with PeakSampler(process.pid, interval=0.02, key="VmHWM") as sampler:
+            _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, seconds, usage.ru_utime + usage.ru_stime, sampler.peak_kib
+
+
+def find_stored(storage: Path, name: str, size: int) -> Path | None:
+    """The uploaded file: under its own name, else the one file of the right size (renamed)."""
+    expected = storage / name
+    if expected.is_file():
+        return expected
+    if not storage.is_dir():
+        return None
+    candidates = [
+        path
+        for path in storage.rglob("*")
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(storage).parts)
+        and path.stat().st_size == size
+    ]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _tail(path: Path, limit: int = 400) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:].strip()
+    except FileNotFoundError:
+        return ""
+
+
+def run_trial(
+    setting: Setting, source: Path, source_sha: str, workdir: Path, round_number: int, logs: Path
+) -> Result:
+    size = source.stat().st_size
+    trial = Trial(source, workdir, free_port())
+    workdir.mkdir(parents=True)
+    trial.storage.mkdir()
+    error: str | None = None
+    process = start_server(setting.server, trial) if setting.server else None
+    try:
+        if process is not None:
+            cpu_before = tree_cpu_seconds(process.pid)
+            with PeakSampler(process.pid) as sampler:
+                code, seconds, _, _ = _run_client(setting.client(trial), workdir)
+            cpu = tree_cpu_seconds(process.pid) - cpu_before
+            peak = max(sampler.peak_kib, tree_status_kib(process.pid, "VmHWM"))
+        else:  # the client is the whole system (dd)
+            code, seconds, cpu, peak = _run_client(setting.client(trial), workdir)
+    finally:
+        if process is not None:
+            stop_server(process)
+    if code != 0:
+        error = f"client exit {code}: {_tail(workdir / 'client.err')}"
+    stored = find_stored(trial.storage, source.name, size)
+    sha_ok = stored is not None and sha256_of(stored) == source_sha
+    if error is None and not sha_ok:
+        error = "stored file missing" if stored is None else "stored file differs"
+    if error is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        for name in ("server.log", "client.out", "client.err"):
+            if (workdir / name).exists():
+                shutil.copy(workdir / name, logs / f"{workdir.name}-{name}")
+    shutil.rmtree(workdir)
+    return Result(
+        key=setting.key,
+        system=setting.system,
+        label=setting.label,
+        flush=setting.flush,
+        round=round_number,
+        size=size,
+        seconds=seconds,
+        mb_per_s=megabytes_per_second(size, seconds) if error is None else 0.0,
+        cpu_seconds=cpu,
+        peak_rss_kib=peak,
+        sha_ok=sha_ok,
+        error=error,
+    )
+
+
+@dataclass
+class ConcurrentResult:
+    system: str
+    label: str
+    uploads: int
+    size_each: int
+    seconds: float
+    total_mb_s: float
+    cpu_seconds: float
+    peak_rss_kib: int
+    sha_ok: int
+    errors: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_concurrent(
+    setting: Setting, sources: list[tuple[Path, str]], workdir: Path, logs: Path
+) -> ConcurrentResult:
+    """All sources uploaded at once, one client process each, to one fresh server."""
+    assert setting.server is not None
+    workdir.mkdir(parents=True)
+    port = free_port()
+    trials = [Trial(source, workdir, port) for source, _ in sources]
+    trials[0].storage.mkdir()
+    process = start_server(setting.server, trials[0])
+    try:
+        cpu_before = tree_cpu_seconds(process.pid)
+        with PeakSampler(process.pid) as sampler:
+            started = time.perf_counter()
+            clients = []
+            for index, trial in enumerate(trials):
+                with (workdir / f"client-{index}.err").open("wb") as err:
+                    clients.append(
+                        subprocess.Popen(
+                            setting.client(trial),
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=err,
+                        )
+                    )
+            codes = [client.wait() for client in clients]
+            seconds = time.perf_counter() - started
+        cpu = tree_cpu_seconds(process.pid) - cpu_before
+        peak = max(sampler.peak_kib, tree_status_kib(process.pid, "VmHWM"))
+    finally:
+        stop_server(process)
+    errors = [
+        f"client {index} exit {code}: {_tail(workdir / f'client-{index}.err')}"
+        for index, code in enumerate(codes)
+        if code != 0
+    ]
+    ok = 0
+    for source, sha in sources:
+        stored = find_stored(trials[0].storage, source.name, source.stat().st_size)
+        if stored is not None and sha256_of(stored) == sha:
+            ok += 1
+        else:
+            errors.append(f"{source.name}: stored file missing or different")
+    if errors:
+        logs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(workdir / "server.log", logs / f"{workdir.name}-server.log")
+    shutil.rmtree(workdir)
+    total = sum(source.stat().st_size for source, _ in sources)
+    return ConcurrentResult(
+        system=setting.system,
+        label=setting.label,
+        uploads=len(sources),
+        size_each=sources[0][0].stat().st_size,
+        seconds=seconds,
+        total_mb_s=megabytes_per_second(total, seconds),
+        cpu_seconds=cpu,
+        peak_rss_kib=peak,
+        sha_ok=ok,
+        errors=errors,
+    )

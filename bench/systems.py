@@ -1,0 +1,245 @@
+"""The systems under test: how to start each server and how to upload one file to it.
+
+Every server runs fresh for each trial in its own work folder on the same disk as the source file,
+bound to 127.0.0.1 only. A setting is one (server, client command) pair; `dd` has no server and
+stands for the disk's own speed with a flush.
+"""
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.units import MIB, format_size
+
+REPO = Path(__file__).resolve().parent.parent
+PEERS_BIN = REPO / "bench" / ".peers" / "bin"
+PYFILEDROP_BIN = REPO / ".venv" / "bin"
+NGINX_CONF = Path(__file__).resolve().parent / "nginx.conf"
+
+# What the page uses by default (the article's chunk size and the core's chunks in flight).
+PAGE_CHUNK_SIZE = 1_000_000
+PAGE_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class Trial:
+    """Where one trial happens: the source file, the server's folder and its URL."""
+
+    source: Path
+    workdir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def storage(self) -> Path:
+        return self.workdir / "storage"
+
+
+def _nothing_to_prepare(trial: Trial) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    command: Callable[[Trial], list[str]]
+    health_path: str = "/"
+    prepare: Callable[[Trial], None] = _nothing_to_prepare  # writes config files, makes folders
+
+
+@dataclass(frozen=True)
+class Setting:
+    system: str  # what the chart groups by: "pyfiledrop Dropzone", "nginx PUT", ...
+    label: str  # the knobs: "8MiB x4", "bs=8MiB"
+    flush: bool  # is the file on disk (fdatasync/fsync) before the client hears "done"?
+    server: Server | None
+    client: Callable[[Trial], list[str]]
+
+    @property
+    def key(self) -> str:
+        return f"{self.system} | {self.label}"
+
+
+def _nginx_prepare(trial: Trial) -> None:
+    prefix = trial.workdir / "nginx"
+    (prefix / "body-temp").mkdir(parents=True)
+    config = NGINX_CONF.read_text()
+    for name, value in (
+        ("PREFIX", str(prefix)),
+        ("PORT", str(trial.port)),
+        ("ROOT", str(trial.storage)),
+    ):
+        config = config.replace(f"@{name}@", value)
+    (prefix / "nginx.conf").write_text(config)
+
+
+def _nginx_command(trial: Trial) -> list[str]:
+    prefix = trial.workdir / "nginx"
+    return ["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"]
+
+
+def _copyparty_command(trial: Trial) -> list[str]:
+    # One read-write volume at / for everyone (no accounts), quiet, no thumbnailer;
+    # the up2k registry lives in the volume's .hist (no -e2d database: copyparty's default).
+    return [
+        str(PEERS_BIN / "copyparty"),
+        *("-i", "127.0.0.1", "-p", str(trial.port), "-q", "--no-thumb"),
+        *("-v", f"{trial.storage}:/:rw"),
+    ]
+
+
+def _uploadserver_command(trial: Trial) -> list[str]:
+    return [
+        str(PEERS_BIN / "python"),
+        *("-m", "uploadserver", str(trial.port), "--bind", "127.0.0.1"),
+        *("--directory", str(trial.storage)),
+    ]
+
+
+def _pyfiledrop_command(fsync: bool) -> Callable[[Trial], list[str]]:
+    def command(trial: Trial) -> list[str]:
+        return [
+            str(PYFILEDROP_BIN / "pyfiledrop"),
+            "serve",
+            *("--host", "127.0.0.1", "-p", str(trial.port)),
+            *("-s", str(trial.storage), "-c", str(trial.workdir / "chunks")),
+            *("--data", str(trial.workdir / "data"), "--max-size", "1048576"),
+            *([] if fsync else ["--no-fsync"]),
+        ]
+
+    return command
+
+
+NGINX = Server("nginx", _nginx_command, prepare=_nginx_prepare)
+COPYPARTY = Server("copyparty", _copyparty_command)
+UPLOADSERVER = Server("uploadserver", _uploadserver_command)
+PYFILEDROP = Server("pyfiledrop", _pyfiledrop_command(fsync=True), "/healthz")
+PYFILEDROP_NO_FSYNC = Server("pyfiledrop --no-fsync", _pyfiledrop_command(fsync=False), "/healthz")
+
+
+def curl_put(path: str = "/") -> Callable[[Trial], list[str]]:
+    def command(trial: Trial) -> list[str]:
+        url = f"{trial.url}{path}{trial.source.name}"
+        return ["curl", "-sS", "--fail", "-o", "/dev/null", "-T", str(trial.source), url]
+
+    return command
+
+
+def curl_form(trial: Trial) -> list[str]:
+    return [
+        *("curl", "-sS", "--fail", "-o", "/dev/null"),
+        *("-F", f"files=@{trial.source}", f"{trial.url}/upload"),
+    ]
+
+
+def u2c(connections: int) -> Callable[[Trial], list[str]]:
+    # -ns: no status panel (we are not a terminal); chunk size stays u2c's own default.
+    def command(trial: Trial) -> list[str]:
+        return [
+            str(PEERS_BIN / "u2c"),
+            "-ns",
+            "-j",
+            str(connections),
+            f"{trial.url}/",
+            str(trial.source),
+        ]
+
+    return command
+
+
+def dd(block_size: int) -> Callable[[Trial], list[str]]:
+    def command(trial: Trial) -> list[str]:
+        return [
+            *("dd", f"if={trial.source}", f"of={trial.storage / trial.source.name}"),
+            *(f"bs={block_size}", "conv=fsync", "status=none"),
+        ]
+
+    return command
+
+
+def dropzone(chunk_size: int, in_flight: int) -> Callable[[Trial], list[str]]:
+    def command(trial: Trial) -> list[str]:
+        return [
+            *(str(PYFILEDROP_BIN / "pyfiledrop"), "upload", str(trial.source)),
+            *("--url", trial.url, "--parallel", str(in_flight)),
+            *("--chunk-size", str(chunk_size), "--json"),
+        ]
+
+    return command
+
+
+@dataclass(frozen=True)
+class Matrix:
+    chunk_sizes: tuple[int, ...]
+    in_flight: tuple[int, ...]
+    u2c_connections: tuple[int, ...]
+    page_default: bool
+
+
+FULL = Matrix((2 * MIB, 8 * MIB, 32 * MIB, 64 * MIB), (1, 2, 4, 8), (2, 4), True)
+QUICK = Matrix((8 * MIB, 64 * MIB), (4,), (2,), True)
+
+
+def ceilings_and_peers(matrix: Matrix) -> list[Setting]:
+    settings = [
+        Setting("dd conv=fsync", "bs=8MiB", True, None, dd(8 * MIB)),
+        Setting("nginx PUT", "curl -T", False, NGINX, curl_put()),
+    ]
+    settings += [
+        Setting("copyparty u2c", f"-j {conns}", False, COPYPARTY, u2c(conns))
+        for conns in matrix.u2c_connections
+    ]
+    settings += [
+        Setting("copyparty PUT", "curl -T", False, COPYPARTY, curl_put()),
+        Setting("uploadserver", "curl -F", False, UPLOADSERVER, curl_form),
+    ]
+    return settings
+
+
+def pyfiledrop_settings(matrix: Matrix) -> list[Setting]:
+    settings: list[Setting] = []
+    for server, flush in ((PYFILEDROP, True), (PYFILEDROP_NO_FSYNC, False)):
+        mode = "flush" if flush else "no flush"
+        settings.append(
+            Setting(f"pyfiledrop PUT ({mode})", "curl -T", flush, server, curl_put("/put/"))
+        )
+        if matrix.page_default:
+            settings.append(
+                Setting(
+                    f"pyfiledrop Dropzone ({mode})",
+                    f"page default 1MB x{PAGE_IN_FLIGHT}",
+                    flush,
+                    server,
+                    dropzone(PAGE_CHUNK_SIZE, PAGE_IN_FLIGHT),
+                )
+            )
+        settings += [
+            Setting(
+                f"pyfiledrop Dropzone ({mode})",
+                f"{format_size(size)} x{count}",
+                flush,
+                server,
+                dropzone(size, count),
+            )
+            for size in matrix.chunk_sizes
+            for count in matrix.in_flight
+        ]
+    return settings
+
+
+def missing_tools(settings: list[Setting]) -> dict[str, str]:
+    """Systems that can't run here, with what to do about it."""
+    missing: dict[str, str] = {}
+    for setting in settings:
+        trial = Trial(Path("x"), Path("/nonexistent"), 1)
+        tools = [setting.client(trial)[0]]
+        if setting.server is not None:
+            tools.append(setting.server.command(trial)[0])
+        for tool in tools:
+            if shutil.which(tool) is None and not Path(tool).exists():
+                missing[setting.system] = f"{tool} not found"
+    return missing

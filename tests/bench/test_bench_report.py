@@ -1,0 +1,100 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.report import chart, document, markdown_table, median, summarize, targets
+from bench.units import GIB
+
+
+def result(key: str, mb_s: float, **extra: Any) -> dict[str, Any]:
+    system, label = key.split(" | ")
+    base = {
+        "key": key,
+        "system": system,
+        "label": label,
+        "flush": "no flush" not in system,
+        "round": 0,
+        "size": 2 * GIB,
+        "seconds": 2 * GIB / mb_s / 1e6 if mb_s else 1.0,
+        "mb_per_s": mb_s,
+        "cpu_seconds": 3.0,
+        "peak_rss_kib": 40 * 1024,
+        "sha_ok": True,
+        "error": None,
+    }
+    return base | extra
+
+
+def test_median_of_odd_even_and_empty() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([1.0, 2.0, 3.0, 10.0]) == 2.5
+    assert median([]) == 0.0
+
+
+def test_summarize_groups_by_setting_and_ignores_failed_runs_in_speed() -> None:
+    rows = summarize(
+        [
+            result("nginx PUT | curl -T", 800),
+            result("dd conv=fsync | bs=8MiB", 400),
+            result("nginx PUT | curl -T", 600),
+            result("nginx PUT | curl -T", 0, error="client exit 7", sha_ok=False),
+            result("nginx PUT | curl -T", 1000, peak_rss_kib=50 * 1024),
+        ]
+    )
+    assert [row.system for row in rows] == ["nginx PUT", "dd conv=fsync"]
+    nginx = rows[0]
+    assert (nginx.runs, nginx.ok_runs, nginx.sha_ok) == (4, 3, 3)
+    assert (nginx.median_mb_s, nginx.min_mb_s, nginx.max_mb_s) == (800, 600, 1000)
+    assert nginx.cpu_s_per_gib == pytest.approx(1.5)
+    assert nginx.peak_rss_mib == 50
+    assert nginx.errors == ("client exit 7",)
+
+
+def test_markdown_table_has_one_line_per_setting() -> None:
+    table = markdown_table(summarize([result("nginx PUT | curl -T", 812.4)]))
+    lines = table.splitlines()
+    assert len(lines) == 3
+    assert lines[2] == "| nginx PUT | curl -T | yes | 812 | 812-812 | 1.50 | 40 | 1/1 |"
+
+
+def test_targets_compare_best_settings_with_their_ceilings() -> None:
+    rows = summarize(
+        [
+            result("pyfiledrop Dropzone (no flush) | 8MiB x4", 900),
+            result("pyfiledrop Dropzone (no flush) | 64MiB x4", 1200),
+            result("copyparty u2c | -j 2", 500),
+            result("nginx PUT | curl -T", 1000),
+            result("pyfiledrop Dropzone (flush) | page default 1MB x4", 300),
+            result("pyfiledrop Dropzone (flush) | 64MiB x4", 400),
+            result("dd conv=fsync | bs=8MiB", 500),
+        ]
+    )
+    lines = targets(rows)
+    assert "= **2.40x** (target >= 1.5x: met)" in lines[0]
+    assert "= **1.20x** (target >= 1.0x: met)" in lines[1]
+    assert "= **0.80x** (target >= 0.9x: missed by 11%)" in lines[2]
+    assert "= **0.75x** (target >= 0.8x: missed by 6%)" in lines[3]
+    assert "worst 1.50 s" in lines[4]
+
+
+def test_targets_are_left_out_without_pyfiledrop() -> None:
+    assert targets(summarize([result("nginx PUT | curl -T", 800)])) == []
+
+
+def test_document_and_chart_are_written(tmp_path: Path) -> None:
+    rows = summarize([result("nginx PUT | curl -T", 800), result("dd conv=fsync | bs=8MiB", 400)])
+    text = document(
+        "Upload benchmark",
+        rows,
+        {"Date": "2026-11-25 17:00 UTC"},
+        {"nproc": "2"},
+        {"nginx": "1.22.1"},
+        ["noisy"],
+    )
+    assert text.startswith("# Upload benchmark\n")
+    assert "- **Machine:** nproc 2" in text
+    assert "| nginx PUT | curl -T |" in text
+    assert "- noisy" in text
+    pytest.importorskip("matplotlib")
+    chart(rows, "test", tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
