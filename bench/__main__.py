@@ -6,15 +6,17 @@ Modes: the matrix (default; every system on one file, runs interleaved round-rob
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import profile, report
 from bench.machine import machine, versions
 from bench.measure import Result, run_concurrent, run_trial, settle_disk
 from bench.sources import random_file
@@ -66,6 +68,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--drop-caches", action="store_true", help="empty the page cache before every run (root)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the servers; top costs per setting"
     )
     parser.add_argument("--dry-run", action="store_true", help="list settings and time estimate")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest*.md/png go")
@@ -121,6 +126,25 @@ def matrix_settings(args: argparse.Namespace, notes: list[str]) -> list[Setting]
         notes.append(f"skipped {system}: {why}")
         settings = [s for s in settings if s.system != system]
     return settings
+
+
+def setting_slug(setting: Setting) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", setting.key).strip("-").lower()
+
+
+def summarize_profiles(settings: Sequence[Setting], folder: Path) -> None:
+    """Merge each setting's runs and print (and keep) its top costs."""
+    texts = []
+    for setting in settings:
+        stacks: Counter[tuple[str, ...]] = Counter()
+        for path in sorted(folder.glob(f"{setting_slug(setting)}-r*.txt")):
+            stacks.update(profile.parse_collapsed(path.read_text().splitlines()))
+        if stacks:
+            costs = profile.format_costs(profile.top_costs(stacks), sum(stacks.values()))
+            texts.append(f"## {setting.key}\n{costs}\n")
+    (folder / "summary.txt").write_text("\n".join(texts))
+    print("\n".join(texts))
+    print(f"profiles: {folder}")
 
 
 def estimate_seconds(settings: Sequence[Setting], size: int, runs: int) -> float:
@@ -193,14 +217,19 @@ def run_matrix(args: argparse.Namespace) -> int:
     }
     write_raw(raw_path, meta)
     results: list[dict[str, Any]] = []
+    profiles = args.raw / "profiles" / stamp
+    profiles.mkdir(parents=True, exist_ok=True) if args.profile else None
     started = time.monotonic()
     for round_number in range(runs):
         order = settings[round_number % len(settings) :] + settings[: round_number % len(settings)]
         for index, setting in enumerate(order):
             settle_disk(args.drop_caches, [source])
             workdir = args.raw / "work" / f"r{round_number}-{index}"
+            profile_to = None
+            if args.profile and setting.server is not None:
+                profile_to = profiles / f"{setting_slug(setting)}-r{round_number}.txt"
             result: Result = run_trial(
-                setting, source, sha, workdir, round_number, args.raw / "logs"
+                setting, source, sha, workdir, round_number, args.raw / "logs", profile_to
             )
             results.append(result.to_json())
             write_raw(raw_path, result.to_json())
@@ -215,6 +244,8 @@ def run_matrix(args: argparse.Namespace) -> int:
             took = time.monotonic() - started
             print(f"round 1 took {took / 60:.1f} min; ~{took * (runs - 1) / 60:.0f} min left")
     header["Duration"] = f"{(time.monotonic() - started) / 60:.0f} min"
+    if args.profile:
+        summarize_profiles(settings, profiles)
     path = publish(meta, results, args.out)
     print(path.read_text())
     return 0 if all(result["error"] is None for result in results) else 1

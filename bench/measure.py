@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import profile
 from bench.procfs import PeakSampler, tree_cpu_seconds, tree_status_kib
 from bench.systems import Server, Setting, Trial
 from bench.units import megabytes_per_second
@@ -156,7 +157,13 @@ def _tail(path: Path, limit: int = 400) -> str:
 
 
 def run_trial(
-    setting: Setting, source: Path, source_sha: str, workdir: Path, round_number: int, logs: Path
+    setting: Setting,
+    source: Path,
+    source_sha: str,
+    workdir: Path,
+    round_number: int,
+    logs: Path,
+    profile_to: Path | None = None,
 ) -> Result:
     size = source.stat().st_size
     trial = Trial(source, workdir, free_port())
@@ -166,10 +173,15 @@ def run_trial(
     process = start_server(setting.server, trial) if setting.server else None
     try:
         if process is not None:
+            recorder = profile.start(process.pid, profile_to) if profile_to else None
+            if recorder is not None:
+                time.sleep(0.5)  # let py-spy attach before the upload starts
             cpu_before = tree_cpu_seconds(process.pid)
             with PeakSampler(process.pid) as sampler:
                 code, seconds, _, _ = _run_client(setting.client(trial), workdir)
             cpu = tree_cpu_seconds(process.pid) - cpu_before
+            if recorder is not None:
+                profile.stop(recorder)
             peak = max(sampler.peak_kib, tree_status_kib(process.pid, "VmHWM"))
         else:  # the client is the whole system (dd)
             code, seconds, cpu, peak = _run_client(setting.client(trial), workdir)
