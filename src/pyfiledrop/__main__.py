@@ -1,0 +1,3 @@
+from pyfiledrop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""`pyfiledrop`: serve (the default), config, stats, and the uploader's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pyfiledrop import __version__
+from pyfiledrop.config import (
+    ConfigError,
+    add_setting_flags,
+    describe,
+    load_settings,
+    prepare_folders,
+)
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyfiledrop",
+        description="Receive very large files fast: chunked, parallel, resumable uploads.",
+    )
+    parser.add_argument("--version", action="version", version=f"pyfiledrop {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server (the default command)")
+    add_setting_flags(serve)
+    serve.set_defaults(func=run_serve)
+
+    config = commands.add_parser("config", help="print the effective settings and their sources")
+    add_setting_flags(config)
+    config.add_argument("--json", action="store_true", help="print JSON")
+    config.set_defaults(func=run_config)
+
+    stats = commands.add_parser("stats", help="files stored, bytes, space saved by deduplication")
+    add_setting_flags(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(func=run_stats)
+
+    from pyfiledrop.client.cli import register
+
+    register(commands)
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Any:
+    flags = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
+    return load_settings(flags)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from pyfiledrop.server import serve
+
+    loaded = _settings_from(args)
+    prepare_folders(loaded.settings)
+    serve(loaded.settings)
+    return 0
+
+
+def run_config(args: argparse.Namespace) -> int:
+    loaded = _settings_from(args)
+    rows = describe(loaded.settings, loaded.sources)
+    if args.json:
+        print(
+            json.dumps(
+                {name: {"value": value, "source": source} for name, value, source in rows}, indent=2
+            )
+        )
+        return 0
+    width = max(len(name) for name, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {value:<{value_width}}  ({source})")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from pyfiledrop.meta import queries
+    from pyfiledrop.meta.sqlite import Database
+    from pyfiledrop.units import format_size
+
+    settings = _settings_from(args).settings
+    if not settings.db_path.exists():
+        raise ConfigError(f"--data {settings.data}: no pyfiledrop database there")
+    db = Database(settings.db_path)
+    try:
+        stats = db.run_sync(queries.storage_stats)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(stats))
+        return 0
+    print(f"files: {stats['files']} ({format_size(stats['bytes'])})")
+    print(
+        f"deduplicated: {stats['deduplicated_files']} file(s), "
+        f"{format_size(stats['bytes_saved_by_dedup'])} saved"
+    )
+    print(
+        f"uploads in progress: {stats['uploads_in_progress']} "
+        f"({format_size(stats['bytes_reserved_by_uploads'])} reserved)"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = next(
+        action.choices
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    if not arguments or (
+        arguments[0] not in commands and arguments[0] not in ("-h", "--help", "--version")
+    ):
+        arguments.insert(0, "serve")  # the article's command lines have no subcommand
+    args = parser.parse_args(arguments)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as error:
+        print(f"pyfiledrop: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `pyfiledrop config | head`
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,410 @@
+"""Settings: one table of what can be set, read from flags, environment and a TOML file.
+
+Precedence is flag > environment (`PYFILEDROP_<NAME>`) > file > default. Everything is validated
+once, at start, and a bad value is reported by name with what is allowed (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pyfiledrop.units import format_duration, parse_duration, parse_size
+
+DEFAULT_CONFIG_FILE = "pyfiledrop.toml"
+ENV_PREFIX = "PYFILEDROP_"
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A setting that can't be used; the message names it and says what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 16273
+    storage: Path = Path("storage")
+    chunks: Path = Path("chunks")
+    data: Path = Path("data")
+    max_size: int = 100000  # MiB, as in the article
+    timeout: int = 120000  # ms per chunk, handed to Dropzone
+    chunk_size: int = 1000000  # bytes, as in the article
+    parallel_chunks: bool = True
+    chunks_in_flight: int = 4
+    force_chunking: bool = True
+    allow_downloads: bool = False
+    dz_cdn: str | None = None
+    dz_version: str | None = None
+    index: Path | None = None
+    fsync: bool = True
+    abandon_after: int = 24 * 3600  # seconds a partial upload may stay idle
+    cors_origins: tuple[str, ...] = ()
+    workers: int = 1
+
+    @property
+    def max_size_bytes(self) -> int:
+        return self.max_size * MIB
+
+    @property
+    def db_path(self) -> Path:
+        return self.data / "pyfiledrop.sqlite3"
+
+
+FlagKind = Literal["value", "store_true", "store_false", "append"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    parse: Callable[[Any], Any]
+    allowed: str
+    help: str
+    flags: tuple[str, ...] = ()
+    kind: FlagKind = "value"
+    metavar: str | None = None
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    number = int(value)  # "12.5", "abc" raise ValueError
+    if number < 1:
+        raise ValueError
+    return number
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = _positive_int(value) if low >= 1 else int(value)
+        if not low <= number <= high:
+            raise ValueError
+        return number
+
+    return parse
+
+
+def _positive_size(value: Any) -> int:
+    size = parse_size(value)
+    if size < 1:
+        raise ValueError
+    return size
+
+
+def _positive_duration(value: Any) -> int:
+    seconds = parse_duration(value)
+    if seconds < 1:
+        raise ValueError
+    return seconds
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value.strip()
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _path(value: Any) -> Path:
+    return Path(_text(value)).expanduser()
+
+
+def _optional_file(value: Any) -> Path | None:
+    if value is None:
+        return None
+    path = _path(value)
+    if not path.is_file():
+        raise ValueError
+    return path
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    origins = tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError
+    return origins
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "port",
+        _int_in(1, 65535),
+        "an integer from 1 to 65535",
+        "port to listen on",
+        ("-p", "--port"),
+    ),
+    Spec("host", _text, "a host name or address", "address to listen on", ("--host",)),
+    Spec("storage", _path, "a folder path", "folder for finished files", ("-s", "--storage")),
+    Spec("chunks", _path, "a folder path", "folder for partial uploads", ("-c", "--chunks")),
+    Spec("data", _path, "a folder path", "folder for the metadata database", ("--data",)),
+    Spec(
+        "max_size",
+        _positive_int,
+        "a positive integer (MiB)",
+        "max file size (MiB)",
+        ("--max-size",),
+        metavar="MIB",
+    ),
+    Spec(
+        "timeout",
+        _positive_int,
+        "a positive integer (ms)",
+        "timeout (ms) for each chunk upload",
+        ("--timeout",),
+        metavar="MS",
+    ),
+    Spec(
+        "chunk_size",
+        _positive_size,
+        "a positive size in bytes (or with a unit: 8MiB)",
+        "chunk size (bytes) the page uses",
+        ("--chunk-size",),
+        metavar="BYTES",
+    ),
+    Spec(
+        "parallel_chunks",
+        _bool,
+        "true or false",
+        "upload chunks in parallel from the page",
+        ("--disable-parallel-chunks",),
+        "store_false",
+    ),
+    Spec(
+        "chunks_in_flight",
+        _int_in(1, 64),
+        "an integer from 1 to 64",
+        "chunks of one file in flight at once from the page",
+        ("--chunks-in-flight",),
+        metavar="N",
+    ),
+    Spec(
+        "force_chunking",
+        _bool,
+        "true or false",
+        "chunk even files smaller than a chunk",
+        ("--disable-force-chunking",),
+        "store_false",
+    ),
+    Spec(
+        "allow_downloads",
+        _bool,
+        "true or false",
+        "serve download links",
+        ("-a", "--allow-downloads"),
+        "store_true",
+    ),
+    Spec(
+        "dz_cdn",
+        _optional_text,
+        "a URL",
+        "load Dropzone from this CDN instead of the server",
+        ("--dz-cdn",),
+        metavar="URL",
+    ),
+    Spec(
+        "dz_version",
+        _optional_text,
+        "a version such as 6.3.5",
+        "Dropzone version on the CDN",
+        ("--dz-version",),
+        metavar="VERSION",
+    ),
+    Spec(
+        "index",
+        _optional_file,
+        "an existing file",
+        "serve this page instead of the built-in one",
+        ("--index",),
+        metavar="FILE",
+    ),
+    Spec(
+        "fsync",
+        _bool,
+        "true or false",
+        "flush each finished file to disk before answering (off: faster, not power-cut safe)",
+        ("--no-fsync",),
+        "store_false",
+    ),
+    Spec(
+        "abandon_after",
+        _positive_duration,
+        "a duration such as 24h, 90m or 7d",
+        "remove partial uploads idle this long",
+        ("--abandon-after",),
+        metavar="DURATION",
+    ),
+    Spec(
+        "cors_origins",
+        _origins,
+        "origins such as https://example.org",
+        "allow these origins cross-site (default: none)",
+        ("--cors-origin",),
+        "append",
+        metavar="ORIGIN",
+    ),
+    Spec(
+        "workers",
+        _int_in(1, 64),
+        "an integer from 1 to 64",
+        "server processes",
+        ("--workers",),
+        metavar="N",
+    ),
+)
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for every setting. Defaults are SUPPRESSed so we can tell what was really given."""
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"TOML settings file (default: ./{DEFAULT_CONFIG_FILE})"
+    )
+    for spec in SPECS:
+        if not spec.flags:
+            continue
+        if spec.kind == "value":
+            parser.add_argument(
+                *spec.flags, dest=spec.name, default=argparse.SUPPRESS, help=spec.help,
+                metavar=spec.metavar,
+            )  # fmt: skip
+        elif spec.kind == "append":
+            parser.add_argument(
+                *spec.flags, dest=spec.name, action="append", default=argparse.SUPPRESS,
+                help=spec.help, metavar=spec.metavar,
+            )  # fmt: skip
+        else:
+            parser.add_argument(
+                *spec.flags, dest=spec.name, action=spec.kind, default=argparse.SUPPRESS,
+                help=spec.help,
+            )  # fmt: skip
+
+
+def _parse(spec: Spec, value: Any, where: str) -> Any:
+    try:
+        return spec.parse(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{where}: {value!r} is not allowed; expected {spec.allowed}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path}: not valid TOML ({error})") from None
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> LoadedSettings:
+    """Merge flags (already parsed by argparse), environment, config file and defaults."""
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    config_name = flags.get("config") or environ.get(ENV_PREFIX + "CONFIG")
+    config_path = Path(config_name) if config_name else cwd / DEFAULT_CONFIG_FILE
+    if config_name or config_path.is_file():
+        for key, value in _read_config_file(config_path).items():
+            name = key.replace("-", "_")
+            spec = SPEC_BY_NAME.get(name)
+            if spec is None:
+                known = ", ".join(s.name for s in SPECS)
+                raise ConfigError(
+                    f"config file {config_path}: unknown setting {key!r} (known: {known})"
+                )
+            values[name] = _parse(spec, value, f"{key} in {config_path}")
+            sources[name] = f"file {config_path}"
+
+    for variable, value in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable == ENV_PREFIX + "CONFIG":
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        spec = SPEC_BY_NAME.get(name)
+        if spec is None:
+            continue  # other tools' PYFILEDROP_* (e.g. the uploader's) are not server settings
+        values[name] = _parse(spec, value, variable)
+        sources[name] = f"environment {variable}"
+
+    for name, value in flags.items():
+        spec = SPEC_BY_NAME.get(name)
+        if spec is None:
+            continue
+        flag = spec.flags[-1]
+        values[name] = _parse(spec, value, flag) if spec.kind == "value" else spec.parse(value)
+        sources[name] = f"flag {flag}"
+
+    settings = Settings(**values)
+    for spec in SPECS:
+        sources.setdefault(spec.name, "default")
+    return LoadedSettings(settings, sources)
+
+
+def prepare_folders(settings: Settings) -> None:
+    """Create the folders and prove they are writable; partial and final must share a filesystem."""
+    for name in ("storage", "chunks", "data"):
+        folder: Path = getattr(settings, name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".pyfiledrop-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise ConfigError(
+                f"--{name} {folder}: can't be created or written ({reason})"
+            ) from None
+    if settings.storage.stat().st_dev != settings.chunks.stat().st_dev:
+        raise ConfigError(
+            f"--chunks {settings.chunks} must be on the same filesystem as --storage "
+            f"{settings.storage}, so a finished file is published by one atomic rename"
+        )
+
+
+def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(name, value, source) rows for `pyfiledrop config`."""
+    rows = []
+    for spec in SPECS:
+        value = getattr(settings, spec.name)
+        if spec.name == "abandon_after":
+            shown = format_duration(value)
+        elif isinstance(value, tuple):
+            shown = ", ".join(value) or "(none)"
+        elif value is None:
+            shown = "(none)"
+        else:
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+        rows.append((spec.name, shown, sources.get(spec.name, "default")))
+    return rows

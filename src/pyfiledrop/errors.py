@@ -1,0 +1,71 @@
+"""One table of domain errors: each has a short code, an HTTP status and a message.
+
+Protocol handlers raise these; the web layer renders them as JSON `{"error": message}` in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PyfiledropError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "code": self.code, **self.extra}
+
+
+class BadRequest(PyfiledropError):
+    status = 400
+    code = "bad_request"
+
+
+class Forbidden(PyfiledropError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(PyfiledropError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PyfiledropError):
+    status = 409
+    code = "conflict"
+
+
+class Gone(PyfiledropError):
+    status = 410
+    code = "gone"
+
+
+class PayloadTooLarge(PyfiledropError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(PyfiledropError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class RangeNotSatisfiable(PyfiledropError):
+    status = 416
+    code = "range_not_satisfiable"
+
+
+class InsufficientStorage(PyfiledropError):
+    status = 507
+    code = "insufficient_storage"
+
+
+class ServiceUnavailable(PyfiledropError):
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,217 @@
+"""The statements: plain parameterized SQL, each function one short transaction.
+
+Each function takes a DB-API connection in autocommit mode as its first argument and runs on the
+database thread (see `sqlite.Database.run`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from pyfiledrop.meta import StoredFile, Upload, file_from_row, upload_from_row
+
+Connection = Any
+
+
+@contextlib.contextmanager
+def transaction(connection: Connection) -> Iterator[None]:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def insert_upload(connection: Connection, upload: Upload) -> Upload:
+    """Create the upload unless it exists; either way return the stored row."""
+    connection.execute(
+        "INSERT INTO uploads (id, owner, name, size, chunk_size, chunk_count, protocol, state,"
+        " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        (
+            upload.id, upload.owner, upload.name, upload.size, upload.chunk_size,
+            upload.chunk_count, upload.protocol, upload.state, upload.created, upload.updated,
+        ),
+    )  # fmt: skip
+    stored = get_upload(connection, upload.id)
+    assert stored is not None
+    return stored
+
+
+def get_upload(connection: Connection, upload_id: str) -> Upload | None:
+    row = connection.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+    return upload_from_row(row) if row else None
+
+
+def record_chunk(
+    connection: Connection, upload_id: str, index: int, now: float
+) -> tuple[bool, int]:
+    """Count a fully written chunk (idempotent): (was it new, how many distinct chunks are in)."""
+    with transaction(connection):
+        inserted = connection.execute(
+            "INSERT INTO chunks (upload_id, idx) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (upload_id, index),
+        )
+        connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
+        row = connection.execute(
+            "SELECT count(*) FROM chunks WHERE upload_id = ?", (upload_id,)
+        ).fetchone()
+    return inserted.rowcount == 1, int(row[0])
+
+
+def has_chunk(connection: Connection, upload_id: str, index: int) -> bool:
+    row = connection.execute(
+        "SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?", (upload_id, index)
+    ).fetchone()
+    return row is not None
+
+
+def received_chunks(connection: Connection, upload_id: str) -> list[int]:
+    rows = connection.execute(
+        "SELECT idx FROM chunks WHERE upload_id = ? ORDER BY idx", (upload_id,)
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def touch_upload(connection: Connection, upload_id: str, now: float) -> None:
+    connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
+
+
+def claim_finalize(connection: Connection, upload_id: str, now: float, lease: float) -> bool:
+    """Become the one finisher: from `receiving`, or from a `finalizing` whose lease ran out."""
+    cursor = connection.execute(
+        "UPDATE uploads SET state = 'finalizing', lease_until = ?, updated = ?"
+        " WHERE id = ? AND (state = 'receiving' OR (state = 'finalizing' AND lease_until < ?))",
+        (now + lease, now, upload_id, now),
+    )
+    return bool(cursor.rowcount == 1)
+
+
+def extend_lease(connection: Connection, upload_id: str, until: float) -> None:
+    connection.execute(
+        "UPDATE uploads SET lease_until = ? WHERE id = ? AND state = 'finalizing'",
+        (until, upload_id),
+    )
+
+
+def release_finalize(connection: Connection, upload_id: str, now: float) -> None:
+    """Give a failed finalize back, so the upload can be completed later."""
+    connection.execute(
+        "UPDATE uploads SET state = 'receiving', lease_until = NULL, updated = ?"
+        " WHERE id = ? AND state = 'finalizing'",
+        (now, upload_id),
+    )
+
+
+def set_final_path(connection: Connection, upload_id: str, path: str) -> None:
+    connection.execute("UPDATE uploads SET final_path = ? WHERE id = ?", (path, upload_id))
+
+
+def set_stream_size(connection: Connection, upload_id: str, size: int) -> None:
+    """A one-shot upload's size, known when its stream ends; it is one chunk of that size."""
+    connection.execute(
+        "UPDATE uploads SET size = ?, chunk_size = ? WHERE id = ?", (size, max(size, 1), upload_id)
+    )
+
+
+def publish(connection: Connection, stored: StoredFile, upload_id: str, now: float) -> None:
+    with transaction(connection):
+        connection.execute(
+            "INSERT INTO files (id, owner, name, path, size, sha256, created, expires, downloads,"
+            " max_downloads, delete_token, linked_from, upload_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                stored.id, stored.owner, stored.name, stored.path, stored.size, stored.sha256,
+                stored.created, stored.expires, stored.downloads, stored.max_downloads,
+                stored.delete_token, stored.linked_from, stored.upload_id,
+            ),
+        )  # fmt: skip
+        connection.execute(
+            "UPDATE uploads SET state = 'done', file_id = ?, lease_until = NULL, updated = ?"
+            " WHERE id = ?",
+            (stored.id, now, upload_id),
+        )
+        connection.execute("DELETE FROM chunks WHERE upload_id = ?", (upload_id,))
+
+
+def delete_upload(connection: Connection, upload_id: str) -> None:
+    with transaction(connection):
+        connection.execute("DELETE FROM chunks WHERE upload_id = ?", (upload_id,))
+        connection.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+
+
+def idle_uploads(connection: Connection, idle_since: float) -> list[Upload]:
+    rows = connection.execute(
+        "SELECT * FROM uploads WHERE state != 'done' AND updated < ?", (idle_since,)
+    ).fetchall()
+    return [upload_from_row(row) for row in rows]
+
+
+def old_done_uploads(connection: Connection, before: float) -> int:
+    cursor = connection.execute(
+        "DELETE FROM uploads WHERE state = 'done' AND updated < ?", (before,)
+    )
+    return int(cursor.rowcount)
+
+
+def get_file(connection: Connection, file_id: str) -> StoredFile | None:
+    row = connection.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+    return file_from_row(row) if row else None
+
+
+def files_of_owner(connection: Connection, owner: str) -> list[StoredFile]:
+    rows = connection.execute(
+        "SELECT * FROM files WHERE owner = ? ORDER BY created DESC, id", (owner,)
+    ).fetchall()
+    return [file_from_row(row) for row in rows]
+
+
+def all_files(connection: Connection) -> list[StoredFile]:
+    rows = connection.execute("SELECT * FROM files ORDER BY created DESC, id").fetchall()
+    return [file_from_row(row) for row in rows]
+
+
+def file_with_content(connection: Connection, sha256: str, size: int) -> StoredFile | None:
+    """An earlier file with these bytes (the original, not itself a link), for deduplication."""
+    row = connection.execute(
+        "SELECT * FROM files WHERE sha256 = ? AND size = ? ORDER BY created LIMIT 1",
+        (sha256, size),
+    ).fetchone()
+    return file_from_row(row) if row else None
+
+
+def paths_in_use(connection: Connection) -> set[str]:
+    rows = connection.execute(
+        "SELECT path FROM files UNION SELECT final_path FROM uploads WHERE final_path IS NOT NULL"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def delete_file(connection: Connection, file_id: str) -> None:
+    connection.execute("DELETE FROM files WHERE id = ?", (file_id,))
+
+
+def count_download(connection: Connection, file_id: str) -> None:
+    connection.execute("UPDATE files SET downloads = downloads + 1 WHERE id = ?", (file_id,))
+
+
+def storage_stats(connection: Connection) -> dict[str, int]:
+    row = connection.execute(
+        "SELECT count(*), coalesce(sum(size), 0),"
+        " coalesce(sum(CASE WHEN linked_from IS NOT NULL THEN size ELSE 0 END), 0),"
+        " coalesce(sum(CASE WHEN linked_from IS NOT NULL THEN 1 ELSE 0 END), 0) FROM files"
+    ).fetchone()
+    uploads = connection.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM uploads WHERE state != 'done'"
+    ).fetchone()
+    return {
+        "files": int(row[0]),
+        "bytes": int(row[1]),
+        "bytes_saved_by_dedup": int(row[2]),
+        "deduplicated_files": int(row[3]),
+        "uploads_in_progress": int(uploads[0]),
+        "bytes_reserved_by_uploads": int(uploads[1]),
+    }

@@ -1,0 +1,99 @@
+"""SQLite in WAL mode, reached through one connection on one dedicated thread.
+
+One writer thread serializes this process's statements without locks and keeps them off the event
+loop; several processes on one data folder are handled by SQLite's own locking (busy timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 30_000
+LOCKED_RETRIES = 5
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("pyfiledrop.meta") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.row_factory = sqlite3.Row
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode survives a process crash (SIGKILL) without an fsync per commit.
+    connection.execute("PRAGMA synchronous = NORMAL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    migrate(connection)
+    return connection
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, applied REAL)"
+        )
+        done = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+        for version, script in _migrations():
+            if version in done:
+                continue
+            for statement in script.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(
+                "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)",
+                (version, time.time()),
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+class Database:
+    """Runs functions of a connection on the database thread: `await db.run(fn, *args)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyfiledrop-db")
+        self._connection = self._executor.submit(connect, path).result()
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, function, args)
+
+    def run_sync(self, function: Callable[..., T], *args: Any) -> T:
+        return self._executor.submit(self._call, function, args).result()
+
+    def _call(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
+        for attempt in range(LOCKED_RETRIES):
+            try:
+                return function(self._connection, *args)
+            except sqlite3.OperationalError as error:
+                # busy_timeout covers most contention; "locked" can still escape it under load.
+                if "locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
+                    raise
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._executor.submit(self._connection.close).result()
+        self._executor.shutdown()

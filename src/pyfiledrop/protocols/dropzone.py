@@ -1,0 +1,202 @@
+"""Dropzone's protocol: multipart chunks with `dz*` fields, parsed as they stream in.
+
+The body goes through python-multipart's push parser piece by piece; Dropzone sends the `dz*`
+fields before the file part, so by the time the file's bytes start the chunk is known, checked,
+and its bytes go straight to their place in the partial file. Nothing is spooled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from pyfiledrop.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
+from pyfiledrop.uploads import ChunkClaim, Uploads, parse_upload_id
+
+DZ_FIELDS = (
+    "dzuuid",
+    "dzchunkindex",
+    "dztotalfilesize",
+    "dzchunksize",
+    "dztotalchunkcount",
+    "dzchunkbyteoffset",
+)
+MAX_FIELDS = 64
+MAX_FIELD_BYTES = 4096
+MAX_FILENAME_BYTES = 4096
+BODY_OVERHEAD_BYTES = 64 * 1024  # boundaries, headers and fields around the file part
+
+
+class _Parts:
+    """Callbacks for the push parser: they only collect; the request loop acts on what they saw."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.fields_after_file: list[str] = []
+        self.header_name = b""
+        self.header_value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.part_name = ""
+        self.field_value = bytearray()
+        self.in_file = False
+        self.file_started = False
+        self.file_ended = False
+        self.filename: str | None = None
+        self.file_pieces: list[memoryview | bytes] = []
+        self.error: str | None = None
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self.field_value = bytearray()
+        self.in_file = False
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_name.lower()] = self.header_value
+        self.header_name = self.header_value = b""
+
+    def on_headers_finished(self) -> None:
+        disposition, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        if disposition != b"form-data" or b"name" not in options:
+            self.error = "each part needs Content-Disposition: form-data with a name"
+            return
+        self.part_name = options[b"name"].decode("utf-8", "replace")
+        if b"filename" not in options:
+            if len(self.fields) >= MAX_FIELDS:
+                self.error = "too many form fields"
+            return
+        if self.file_started:
+            self.error = "one file per request"
+            return
+        raw_name = options[b"filename"][:MAX_FILENAME_BYTES]
+        self.filename = raw_name.decode("utf-8", "replace")
+        self.in_file = self.file_started = True
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.in_file:
+            # `data` is an immutable bytes object, so a view of it stays valid without a copy.
+            piece = memoryview(data)[start:end] if isinstance(data, bytes) else data[start:end]
+            self.file_pieces.append(piece)
+        elif len(self.field_value) + end - start > MAX_FIELD_BYTES:
+            self.error = f"form field {self.part_name!r} is too long"
+        else:
+            self.field_value += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self.in_file:
+            self.file_ended = True
+            self.in_file = False
+            return
+        self.fields[self.part_name] = self.field_value.decode("utf-8", "replace")
+        if self.file_started:
+            self.fields_after_file.append(self.part_name)
+
+
+def boundary_of(request: Request) -> bytes:
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data":
+        raise UnsupportedMediaType("expected multipart/form-data")
+    boundary = options.get(b"boundary", b"")
+    if not boundary or len(boundary) > 200:
+        raise BadRequest("multipart boundary missing or too long")
+    return bytes(boundary)
+
+
+def _integer(fields: dict[str, str], name: str) -> int:
+    value = fields.get(name)
+    if value is None:
+        raise BadRequest(f"missing field {name}")
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        raise BadRequest(f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def claim_from_fields(fields: dict[str, str], filename: str | None) -> ChunkClaim:
+    return ChunkClaim(
+        upload_id=parse_upload_id(fields["dzuuid"]),
+        index=_integer(fields, "dzchunkindex"),
+        count=_integer(fields, "dztotalchunkcount"),
+        total_size=_integer(fields, "dztotalfilesize"),
+        chunk_size=_integer(fields, "dzchunksize"),
+        offset=_integer(fields, "dzchunkbyteoffset"),
+        filename=filename,
+    )
+
+
+async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, Any]:
+    """Handle one `POST /upload`: a Dropzone chunk, or a one-shot file without `dzuuid`."""
+    boundary = boundary_of(request)
+    content_length = declared_length(request)
+    if content_length is not None and content_length > (
+        uploads.settings.max_size_bytes + BODY_OVERHEAD_BYTES
+    ):
+        raise PayloadTooLarge(f"file is larger than the limit of {uploads.settings.max_size} MiB")
+    parts = _Parts()
+    parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
+    feeder: ChunkFeeder | None = None
+    consumed = 0
+    try:
+        async for piece in body_pieces(request, idle_timeout(uploads)):
+            consumed += len(piece)
+            parser.write(piece)
+            if parts.error:
+                raise BadRequest(parts.error)
+            if parts.file_started and feeder is None:
+                feeder = ChunkFeeder(await _begin(uploads, owner, parts))
+                _refuse_oversized_body(feeder, content_length, consumed, parts)
+            if feeder is not None and parts.file_pieces:
+                pieces, parts.file_pieces = parts.file_pieces, []
+                for file_piece in pieces:
+                    await feeder.feed(file_piece)
+        parser.finalize()
+        if feeder is None:
+            raise BadRequest("no file part in the request")
+        if not parts.file_ended:
+            raise BadRequest("the request ended in the middle of the file part")
+        if any(name in DZ_FIELDS for name in parts.fields_after_file):
+            raise BadRequest("dz* fields must come before the file part")
+        return await feeder.finish(uploads)
+    except BaseException:
+        if feeder is not None:
+            await feeder.abort(uploads)
+        raise
+
+
+async def _begin(uploads: Uploads, owner: str, parts: _Parts) -> Any:
+    if "dzuuid" in parts.fields:
+        return await uploads.begin_chunk(owner, claim_from_fields(parts.fields, parts.filename))
+    if any(name in parts.fields for name in DZ_FIELDS):
+        raise BadRequest("dz* fields without dzuuid")
+    return await uploads.begin_stream(owner, parts.filename, None)
+
+
+def _refuse_oversized_body(
+    feeder: ChunkFeeder, content_length: int | None, consumed: int, parts: _Parts
+) -> None:
+    """A body whose Content-Length can't fit the claimed chunk is refused before it is read."""
+    if content_length is None or feeder.plan.length is None:
+        return
+    pending = sum(len(piece) for piece in parts.file_pieces)
+    remaining_body = content_length - consumed + pending
+    if remaining_body > feeder.plan.length + BODY_OVERHEAD_BYTES:
+        raise PayloadTooLarge("the request body is longer than the chunk it claims")

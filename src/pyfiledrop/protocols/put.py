@@ -1,0 +1,27 @@
+"""Plain PUT: `curl -T big.iso http://host:16273/put/big.iso` streams the body into place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from pyfiledrop.errors import BadRequest
+from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
+from pyfiledrop.uploads import Uploads
+
+
+async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> dict[str, Any]:
+    if not name.strip():
+        raise BadRequest("the URL must end with a file name: /put/<name>")
+    size = declared_length(request)
+    feeder = ChunkFeeder(await uploads.begin_stream(owner, name, size))
+    try:
+        async for piece in body_pieces(request, idle_timeout(uploads)):
+            await feeder.feed(piece)
+        result = await feeder.finish(uploads)
+    except BaseException:
+        await feeder.abort(uploads)
+        raise
+    file: dict[str, Any] = result["file"]  # type: ignore[assignment]
+    return file

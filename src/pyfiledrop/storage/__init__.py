@@ -1,0 +1,61 @@
+"""The storage seam: where bytes go. The upload core decides; a storage only does I/O.
+
+In the spirit of tusd's stores: create a partial upload, write a chunk at an offset from a stream,
+read back, publish under a name, delete. Local disk implements it in `local.py`; an object store
+fits the same shape (a chunk = a multipart part, publish = complete).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+Buffer = bytes | memoryview
+
+
+class ChunkSink(Protocol):
+    """Receives one chunk's bytes in order; nothing counts until `finish` returns."""
+
+    async def write(self, data: Buffer) -> None: ...
+
+    async def finish(self) -> int:
+        """Make every byte written durable enough to count; returns the bytes written."""
+        ...
+
+    async def abort(self) -> None:
+        """Stop after an error or a cut connection; the bytes written may stay but don't count."""
+        ...
+
+
+class Storage(Protocol):
+    async def create_partial(self, upload_id: str, size: int | None) -> None:
+        """Make room for an upload (preallocated when the size is known). Idempotent."""
+        ...
+
+    async def open_chunk(self, upload_id: str, offset: int) -> ChunkSink: ...
+
+    async def read_partial(self, upload_id: str, offset: int, length: int) -> bytes: ...
+
+    async def flush_partial(self, upload_id: str) -> None:
+        """Force the partial file's bytes to stable storage."""
+        ...
+
+    async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
+        """Move the finished partial to its final, unique name (atomically); returns that path."""
+        ...
+
+    async def link_duplicate(
+        self, upload_id: str, existing_path: str, name: str, taken: set[str]
+    ) -> str | None:
+        """Store the upload as a link to identical bytes already stored; None if not possible."""
+        ...
+
+    async def discard_partial(self, upload_id: str) -> None: ...
+
+    async def delete(self, path: str) -> None: ...
+
+    async def exists(self, path: str) -> bool: ...
+
+    def open_range(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Stream bytes [start, end) of a published file."""
+        ...

@@ -1,0 +1,271 @@
+"""Local disk: one preallocated `<id>.part` per upload, positional writes, publish by link.
+
+The chunk bytes are gathered into batches of about 1 MiB and written by a worker thread while the
+event loop parses the next batch (see ARCHITECTURE.md: one batch in flight per request overlaps the
+network and the disk without unbounded memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+
+from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.names import numbered
+from pyfiledrop.storage import Buffer
+
+BATCH_BYTES = 1024 * 1024
+BATCH_PIECES = 256  # well under IOV_MAX (1024)
+READ_BYTES = 1024 * 1024
+IO_THREADS = 32
+MAX_NAME_TRIES = 10_000
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to begin writing these dirty pages now, so the final fdatasync is short."""
+    with contextlib.suppress(AttributeError, OSError):
+        _libc.sync_file_range(fd, ctypes.c_int64(offset), ctypes.c_int64(length),
+                              _SYNC_FILE_RANGE_WRITE)  # fmt: skip
+
+
+def _pwrite_all(fd: int, pieces: list[Buffer], offset: int, writeback: bool) -> None:
+    start = offset
+    while pieces:
+        written = os.pwritev(fd, pieces, offset)
+        offset += written
+        # A short write (rare: signals, nearly full disks) leaves a tail to retry.
+        while pieces and written >= len(pieces[0]):
+            written -= len(pieces[0])
+            pieces = pieces[1:]
+        if pieces and written:
+            pieces = [memoryview(pieces[0])[written:], *pieces[1:]]
+    if writeback:
+        _start_writeback(fd, start, offset - start)
+
+
+def _raise_mapped(error: OSError) -> None:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise InsufficientStorage("the server's disk is full; try again later") from error
+    raise error
+
+
+class LocalChunkSink:
+    def __init__(self, fd: int, offset: int, executor: Executor, writeback: bool) -> None:
+        self._fd = fd
+        self._offset = offset
+        self._executor = executor
+        self._writeback = writeback
+        self._batch: list[Buffer] = []
+        self._batched = 0
+        self._written = 0
+        self._in_flight: asyncio.Future[None] | None = None
+        self._closed = False
+
+    async def write(self, data: Buffer) -> None:
+        self._batch.append(data)
+        self._batched += len(data)
+        if self._batched >= BATCH_BYTES or len(self._batch) >= BATCH_PIECES:
+            await self._submit()
+
+    async def _submit(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            try:
+                await in_flight
+            except OSError as error:
+                _raise_mapped(error)
+        if not self._batch:
+            return
+        batch, size = self._batch, self._batched
+        self._batch, self._batched = [], 0
+        loop = asyncio.get_running_loop()
+        self._in_flight = loop.run_in_executor(
+            self._executor, _pwrite_all, self._fd, batch, self._offset, self._writeback
+        )
+        self._offset += size
+        self._written += size
+
+    async def finish(self) -> int:
+        try:
+            await self._submit()
+            await self._submit()  # waits for the last batch
+        finally:
+            self._close()
+        return self._written
+
+    async def abort(self) -> None:
+        if self._in_flight is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.shield(self._in_flight)
+        self._close()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+
+class LocalStorage:
+    def __init__(self, storage: Path, partials: Path, writeback: bool = True) -> None:
+        self.root = storage.resolve()
+        self.partials = partials.resolve()
+        self.writeback = writeback
+        self.executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="pfd-io")
+
+    def partial_path(self, upload_id: str) -> Path:
+        return self.partials / f"{upload_id}.part"
+
+    def final_path(self, path: str) -> Path:
+        full = (self.root / path).resolve()
+        if full.parent != self.root:
+            raise ValueError(f"stored path {path!r} is outside the storage folder")
+        return full
+
+    async def _run(self, function: object, *args: object) -> object:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, function, *args)  # type: ignore[arg-type]
+
+    async def create_partial(self, upload_id: str, size: int | None) -> None:
+        await self._run(self._create_partial, upload_id, size)
+
+    def _create_partial(self, upload_id: str, size: int | None) -> None:
+        path = self.partial_path(upload_id)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        try:
+            if size:
+                os.posix_fallocate(fd, 0, size)
+        except OSError as error:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            _raise_mapped(error)
+        else:
+            os.close(fd)
+
+    async def open_chunk(self, upload_id: str, offset: int) -> LocalChunkSink:
+        fd = os.open(self.partial_path(upload_id), os.O_WRONLY)
+        return LocalChunkSink(fd, offset, self.executor, self.writeback)
+
+    async def read_partial(self, upload_id: str, offset: int, length: int) -> bytes:
+        return await self._run(_pread_file, self.partial_path(upload_id), offset, length)  # type: ignore[return-value]
+
+    async def partial_size(self, upload_id: str) -> int:
+        try:
+            return self.partial_path(upload_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    async def truncate_partial(self, upload_id: str, size: int) -> None:
+        os.truncate(self.partial_path(upload_id), size)
+
+    async def flush_partial(self, upload_id: str) -> None:
+        await self._run(_fdatasync_file, self.partial_path(upload_id))
+
+    async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
+        source = self.partial_path(upload_id)
+        return await self._run(self._link_unique, source, name, taken, True)  # type: ignore[return-value]
+
+    async def link_duplicate(
+        self, upload_id: str, existing_path: str, name: str, taken: set[str]
+    ) -> str | None:
+        existing = self.final_path(existing_path)
+        try:
+            path: str = await self._run(self._link_unique, existing, name, taken, False)  # type: ignore[assignment]
+        except OSError:
+            return None  # e.g. too many links, or the original vanished: store a copy instead
+        await self.discard_partial(upload_id)
+        return path
+
+    def _link_unique(self, source: Path, name: str, taken: set[str], move: bool) -> str:
+        """Link `source` into the storage folder under the first free `name (n).ext`.
+
+        A link never replaces an existing file, so two finishers can't overwrite each other, and
+        a crash between link and bookkeeping is recognised by the inode on the next attempt.
+        """
+        source_inode = source.stat().st_ino
+        for number in range(MAX_NAME_TRIES):
+            candidate = numbered(name, number)
+            target = self.root / candidate
+            try:
+                os.link(source, target)
+            except FileExistsError:
+                if target.stat().st_ino == source_inode and move:
+                    break  # our own earlier attempt
+                continue
+            if candidate in taken:
+                os.unlink(target)
+                continue
+            break
+        else:
+            raise OSError(errno.EEXIST, f"no free name for {name!r}")
+        _fsync_dir(self.root)
+        if move:
+            source.unlink()
+            _fsync_dir(self.partials)
+        return candidate
+
+    async def discard_partial(self, upload_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.partial_path(upload_id).unlink()
+
+    async def delete(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.final_path(path).unlink()
+
+    async def exists(self, path: str) -> bool:
+        return self.final_path(path).is_file()
+
+    async def open_range(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
+        fd = os.open(self.final_path(path), os.O_RDONLY)
+        try:
+            position = start
+            while position < end:
+                length = min(READ_BYTES, end - position)
+                piece: bytes = await self._run(os.pread, fd, length, position)  # type: ignore[assignment]
+                if not piece:
+                    break
+                position += len(piece)
+                yield piece
+        finally:
+            os.close(fd)
+
+    def free_bytes(self) -> int:
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def _pread_file(path: Path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def _fdatasync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

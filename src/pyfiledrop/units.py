@@ -1,0 +1,61 @@
+"""Parsing and printing sizes and durations given by people (`8MiB`, `7d`)."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_NUMBER_AND_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from `1048576`, `8MiB`, `8M` (decimal), `1.5GiB`. Raises ValueError."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _NUMBER_AND_UNIT.match(str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (examples: 1048576, 512KiB, 8MiB, 2GB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(text: str | int) -> int:
+    """Seconds from `90`, `45s`, `30m`, `12h`, `7d`, `2w`. Raises ValueError."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _NUMBER_AND_UNIT.match(str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _DURATION_UNITS:
+        raise ValueError(f"{text!r} is not a duration (examples: 90s, 30m, 12h, 7d)")
+    return int(float(match.group(1)) * _DURATION_UNITS[unit])
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: int) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length and seconds % length == 0:
+            return f"{seconds // length}{unit}"
+    return f"{seconds}s"

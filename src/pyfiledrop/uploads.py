@@ -1,0 +1,454 @@
+"""The upload core: sessions, chunk bookkeeping, finalize-once, hashing, deduplication.
+
+Protocol handlers translate HTTP into calls here; this module decides and keeps the books
+(`meta`), and leaves the bytes to a `storage`. A chunk counts only after all its bytes are written
+and its length checked; recording is idempotent, so retries are harmless; the finished file is
+hashed, flushed and published exactly once, guarded in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyfiledrop.config import Settings
+from pyfiledrop.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from pyfiledrop.meta import StoredFile, Upload, queries
+from pyfiledrop.meta.sqlite import Database
+from pyfiledrop.names import sanitize
+from pyfiledrop.storage import ChunkSink
+from pyfiledrop.storage.local import LocalStorage
+
+log = logging.getLogger("pyfiledrop")
+
+MAX_CHUNK_COUNT = 1_000_000
+MAX_CHUNK_SIZE = 4 * 1024**3
+FINALIZE_LEASE_SECONDS = 60.0
+FINALIZE_WAIT_SECONDS = 600.0
+FINALIZE_POLL_SECONDS = 0.05
+HASH_READ_BYTES = 4 * 1024 * 1024
+PUBLIC_ID_BYTES = 18  # 144 random bits, 24 url-safe characters
+JANITOR_INTERVAL_SECONDS = 600.0
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ChunkClaim:
+    """What a client says a chunk is (Dropzone's dz* fields, already parsed as integers)."""
+
+    upload_id: str
+    index: int
+    count: int
+    total_size: int
+    chunk_size: int
+    offset: int
+    filename: str | None
+
+    @property
+    def length(self) -> int:
+        return max(0, min(self.chunk_size, self.total_size - self.offset))
+
+
+@dataclass
+class ChunkPlan:
+    upload: Upload
+    index: int
+    offset: int
+    length: int | None  # None: unknown until the stream ends (one-shot uploads)
+    sink: ChunkSink | None  # None: a duplicate; read and discard
+    limit: int  # the most bytes that may arrive
+
+
+@dataclass
+class _HashProgress:
+    hasher: Any = field(default_factory=hashlib.sha256)
+    position: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    received: set[int] = field(default_factory=set)
+
+
+def parse_upload_id(text: str) -> str:
+    """The canonical form of a client's UUID, or 400: it becomes part of a file name."""
+    try:
+        if len(text) > 64:
+            raise ValueError
+        return str(uuid.UUID(text))
+    except (ValueError, AttributeError, TypeError):
+        raise BadRequest("dzuuid must be a UUID") from None
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(PUBLIC_ID_BYTES)
+
+
+def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored.created))
+    record: dict[str, Any] = {
+        "id": stored.id,
+        "name": stored.name,
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "url": f"/download/{stored.id}",
+        "created": created,
+        "deduplicated": stored.linked_from is not None,
+    }
+    record.update(extra)
+    return record
+
+
+class Uploads:
+    """The core's state for one server process: the books, the storage, and hashing progress."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        storage: LocalStorage,
+        clock: Clock = time.time,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.storage = storage
+        self.clock = clock
+        self.counters: Counter[str] = Counter(
+            dict.fromkeys(
+                ("chunk_requests", "chunks_counted", "duplicate_chunks", "files_published"), 0
+            )
+        )
+        self._hashing: dict[str, _HashProgress] = {}
+        self._hash_tasks: dict[str, asyncio.Task[None]] = {}
+
+    # --- receiving -------------------------------------------------------------------------
+
+    def check_claim(self, claim: ChunkClaim) -> None:
+        """Fields must agree with each other and with the limits, before any byte is written."""
+        if claim.total_size < 0 or claim.chunk_size < 1 or claim.count < 1 or claim.index < 0:
+            raise BadRequest("chunk fields must not be negative, and sizes and counts at least 1")
+        if claim.chunk_size > MAX_CHUNK_SIZE or claim.count > MAX_CHUNK_COUNT:
+            raise PayloadTooLarge("chunk size or chunk count over the server's limit")
+        if claim.total_size > self.settings.max_size_bytes:
+            raise PayloadTooLarge(f"file is larger than the limit of {self.settings.max_size} MiB")
+        expected_count = max(1, math.ceil(claim.total_size / claim.chunk_size))
+        if claim.count != expected_count:
+            raise BadRequest(
+                f"dztotalchunkcount {claim.count} does not match size and chunk size "
+                f"(expected {expected_count})"
+            )
+        if claim.index >= claim.count:
+            raise BadRequest("dzchunkindex is out of range")
+        if claim.offset != claim.index * claim.chunk_size:
+            raise BadRequest("dzchunkbyteoffset does not match dzchunkindex * dzchunksize")
+
+    async def begin_chunk(self, owner: str, claim: ChunkClaim) -> ChunkPlan:
+        self.check_claim(claim)
+        self.counters["chunk_requests"] += 1
+        now = self.clock()
+        upload = await self.db.run(queries.get_upload, claim.upload_id)
+        if upload is None:
+            # The partial file comes first (creating it is idempotent), so any chunk that finds
+            # the row also finds the file; a crash in between leaves an orphan the janitor removes.
+            await self.storage.create_partial(claim.upload_id, claim.total_size)
+            upload = await self.db.run(
+                queries.insert_upload,
+                Upload(
+                    id=claim.upload_id,
+                    owner=owner,
+                    name=sanitize(claim.filename),
+                    size=claim.total_size,
+                    chunk_size=claim.chunk_size,
+                    chunk_count=claim.count,
+                    protocol="dropzone",
+                    state="receiving",
+                    created=now,
+                    updated=now,
+                ),
+            )
+        self._check_same_upload(upload, owner, claim)
+        if upload.state != "receiving" or await self.db.run(
+            queries.has_chunk, upload.id, claim.index
+        ):
+            self.counters["duplicate_chunks"] += 1
+            return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
+        sink = await self._open_sink(upload, claim.offset)
+        return ChunkPlan(upload, claim.index, claim.offset, claim.length, sink, claim.length)
+
+    def _check_same_upload(self, upload: Upload, owner: str, claim: ChunkClaim) -> None:
+        if not secrets.compare_digest(upload.owner, owner):
+            raise Forbidden("this upload belongs to someone else")
+        if (upload.size, upload.chunk_size, upload.chunk_count) != (
+            claim.total_size,
+            claim.chunk_size,
+            claim.count,
+        ):
+            raise Conflict("chunk fields conflict with earlier chunks of this upload")
+
+    async def _open_sink(self, upload: Upload, offset: int) -> ChunkSink:
+        try:
+            return await self.storage.open_chunk(upload.id, offset)
+        except FileNotFoundError:
+            # The row exists but its partial file is gone (janitor, operator): start it again.
+            await self.db.run(queries.delete_upload, upload.id)
+            raise Conflict("this upload was discarded by the server; start it again") from None
+
+    async def begin_stream(self, owner: str, filename: str | None, size: int | None) -> ChunkPlan:
+        """A one-shot upload (Dropzone without chunking, or PUT): one chunk of any length."""
+        limit = self.settings.max_size_bytes
+        if size is not None and size > limit:
+            raise PayloadTooLarge(f"file is larger than the limit of {self.settings.max_size} MiB")
+        now = self.clock()
+        upload = Upload(
+            id=str(uuid.uuid4()),
+            owner=owner,
+            name=sanitize(filename),
+            size=size,
+            chunk_size=max(size or 0, 1),
+            chunk_count=1,
+            protocol="stream",
+            state="receiving",
+            created=now,
+            updated=now,
+        )
+        await self.storage.create_partial(upload.id, size)
+        await self.db.run(queries.insert_upload, upload)
+        self.counters["chunk_requests"] += 1
+        sink = await self._open_sink(upload, 0)
+        return ChunkPlan(upload, 0, 0, size, sink, size if size is not None else limit)
+
+    async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
+        """Count a chunk whose bytes are all written; finalize when it was the last one."""
+        upload = plan.upload
+        if plan.length is not None and written != plan.length:
+            raise BadRequest(f"chunk has {written} bytes, expected {plan.length}")
+        if plan.sink is None:
+            return {"status": "duplicate", "total": upload.chunk_count}
+        if plan.length is None:
+            upload = await self._fix_stream_size(upload, written)
+        new, received = await self.db.run(queries.record_chunk, upload.id, plan.index, self.clock())
+        self.counters["chunks_counted" if new else "duplicate_chunks"] += 1
+        self._note_received(upload, plan.index)
+        if received < upload.chunk_count:
+            return {"status": "received", "received": received, "total": upload.chunk_count}
+        stored = await self.finalize(upload.id, upload.owner)
+        return {"status": "done", "file": file_record(stored)}
+
+    async def _fix_stream_size(self, upload: Upload, size: int) -> Upload:
+        await self.db.run(queries.set_stream_size, upload.id, size)
+        fixed = await self.db.run(queries.get_upload, upload.id)
+        assert fixed is not None
+        return fixed
+
+    async def abandon_stream(self, plan: ChunkPlan) -> None:
+        """A one-shot upload that failed has nothing to resume: drop it entirely."""
+        await self.storage.discard_partial(plan.upload.id)
+        await self.db.run(queries.delete_upload, plan.upload.id)
+
+    # --- hashing as the contiguous prefix grows ----------------------------------------------
+
+    def _note_received(self, upload: Upload, index: int) -> None:
+        progress = self._hashing.setdefault(upload.id, _HashProgress())
+        progress.received.add(index)
+        task = self._hash_tasks.get(upload.id)
+        if task is None or task.done():
+            self._hash_tasks[upload.id] = asyncio.create_task(self._advance_hash(upload, False))
+
+    async def _advance_hash(self, upload: Upload, to_end: bool) -> None:
+        progress = self._hashing.setdefault(upload.id, _HashProgress())
+        size = upload.size or 0
+        async with progress.lock:
+            while progress.position < size:
+                index = progress.position // upload.chunk_size
+                if not to_end and index not in progress.received:
+                    return
+                end = min(size, (index + 1) * upload.chunk_size)
+                path = self.storage.partial_path(upload.id)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(
+                    self.storage.executor,
+                    _hash_file_range,
+                    path,
+                    progress.hasher,
+                    progress.position,
+                    end,
+                )
+                progress.position = end
+
+    async def _sha256(self, upload: Upload) -> str:
+        task = self._hash_tasks.pop(upload.id, None)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+        await self._advance_hash(upload, True)
+        progress = self._hashing.pop(upload.id)
+        return str(progress.hasher.hexdigest())
+
+    # --- finishing ---------------------------------------------------------------------------
+
+    async def finalize(self, upload_id: str, owner: str) -> StoredFile:
+        """Publish the upload once every chunk is in; concurrent callers get the same file."""
+        deadline = self.clock() + FINALIZE_WAIT_SECONDS
+        while True:
+            upload = await self.db.run(queries.get_upload, upload_id)
+            if upload is None:
+                raise NotFound("no such upload")
+            if not secrets.compare_digest(upload.owner, owner):
+                raise Forbidden("this upload belongs to someone else")
+            if upload.state == "done" and upload.file_id:
+                stored = await self.db.run(queries.get_file, upload.file_id)
+                if stored is None:
+                    raise NotFound("the file of this upload was deleted")
+                return stored
+            if upload.state == "receiving":
+                received = await self.db.run(queries.received_chunks, upload_id)
+                if len(received) < upload.chunk_count:
+                    missing = sorted(set(range(upload.chunk_count)) - set(received))
+                    raise Conflict(
+                        f"{len(missing)} of {upload.chunk_count} chunks are missing",
+                        missing=missing[:1000],
+                    )
+            if await self.db.run(
+                queries.claim_finalize, upload_id, self.clock(), FINALIZE_LEASE_SECONDS
+            ):
+                return await self._finalize_claimed(upload)
+            if self.clock() > deadline:
+                raise ServiceUnavailable("the file is still being finished; ask again later")
+            await asyncio.sleep(FINALIZE_POLL_SECONDS)
+
+    async def _finalize_claimed(self, upload: Upload) -> StoredFile:
+        keep_lease = asyncio.create_task(self._keep_lease(upload.id))
+        try:
+            size = upload.size or 0
+            if self.settings.fsync:
+                await self.storage.flush_partial(upload.id)
+            sha256 = await self._sha256(upload)
+            taken = await self.db.run(queries.paths_in_use)
+            original = await self.db.run(queries.file_with_content, sha256, size)
+            path = None
+            if original is not None and await self.storage.exists(original.path):
+                path = await self.storage.link_duplicate(
+                    upload.id, original.path, upload.name, taken
+                )
+            linked_from = original.id if path is not None and original is not None else None
+            if path is None:
+                path = await self.storage.publish(upload.id, upload.name, taken)
+            stored = StoredFile(
+                id=new_public_id(),
+                owner=upload.owner,
+                name=path,
+                path=path,
+                size=size,
+                sha256=sha256,
+                created=self.clock(),
+                linked_from=linked_from,
+                upload_id=upload.id,
+            )
+            await self.db.run(queries.publish, stored, upload.id, self.clock())
+        except BaseException:
+            self._hashing.pop(upload.id, None)
+            with contextlib.suppress(Exception):
+                await self.db.run(queries.release_finalize, upload.id, self.clock())
+            raise
+        finally:
+            keep_lease.cancel()
+        self.counters["files_published"] += 1
+        log.info("stored %s (%d bytes, sha256 %s)", stored.path, stored.size, stored.sha256)
+        return stored
+
+    async def _keep_lease(self, upload_id: str) -> None:
+        while True:
+            await asyncio.sleep(FINALIZE_LEASE_SECONDS / 3)
+            until = self.clock() + FINALIZE_LEASE_SECONDS
+            await self.db.run(queries.extend_lease, upload_id, until)
+
+    # --- reading the books -------------------------------------------------------------------
+
+    async def describe(self, upload_id: str, owner: str) -> dict[str, Any]:
+        upload = await self.db.run(queries.get_upload, upload_id)
+        if upload is None or not secrets.compare_digest(upload.owner, owner):
+            raise NotFound("no such upload")
+        state: dict[str, Any] = {
+            "id": upload.id,
+            "name": upload.name,
+            "size": upload.size,
+            "chunk_size": upload.chunk_size,
+            "chunk_count": upload.chunk_count,
+            "state": upload.state,
+        }
+        if upload.state == "done" and upload.file_id:
+            state["received"] = list(range(upload.chunk_count))
+            stored = await self.db.run(queries.get_file, upload.file_id)
+            if stored is not None:
+                state["file"] = file_record(stored)
+        else:
+            state["received"] = await self.db.run(queries.received_chunks, upload.id)
+        return state
+
+    # --- housekeeping --------------------------------------------------------------------------
+
+    async def remove_abandoned(self) -> int:
+        """Partial uploads idle longer than `abandon_after`: rows and bytes go."""
+        idle_since = self.clock() - self.settings.abandon_after
+        removed = 0
+        for upload in await self.db.run(queries.idle_uploads, idle_since):
+            if upload.state == "finalizing" and (upload.lease_until or 0) > self.clock():
+                continue
+            await self.storage.discard_partial(upload.id)
+            await self.db.run(queries.delete_upload, upload.id)
+            self._hashing.pop(upload.id, None)
+            removed += 1
+        await self.db.run(queries.old_done_uploads, idle_since)
+        removed += await self._remove_orphan_partials(idle_since)
+        if removed:
+            log.info("janitor removed %d abandoned partial upload(s)", removed)
+        return removed
+
+    async def _remove_orphan_partials(self, idle_since: float) -> int:
+        removed = 0
+        for entry in os.scandir(self.storage.partials):
+            if not entry.name.endswith(".part") or entry.stat().st_mtime >= idle_since:
+                continue
+            upload = await self.db.run(queries.get_upload, entry.name[: -len(".part")])
+            if upload is None:
+                await self.storage.discard_partial(entry.name[: -len(".part")])
+                removed += 1
+        return removed
+
+    async def run_janitor(self) -> None:
+        while True:
+            try:
+                await self.remove_abandoned()
+            except Exception:
+                log.exception("janitor pass failed; will try again")
+            await asyncio.sleep(JANITOR_INTERVAL_SECONDS)
+
+
+def _hash_file_range(path: os.PathLike[str], hasher: Any, start: int, end: int) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        position = start
+        while position < end:
+            piece = os.pread(fd, min(HASH_READ_BYTES, end - position), position)
+            if not piece:
+                raise OSError(f"{path} is shorter than expected")
+            hasher.update(piece)
+            position += len(piece)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""The HTTP side: the Starlette app, the owner cookie, downloads and the page."""

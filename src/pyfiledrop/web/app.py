@@ -1,0 +1,177 @@
+"""The Starlette application: routes, error rendering, and the core's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pyfiledrop.config import Settings
+from pyfiledrop.errors import NotFound, PyfiledropError
+from pyfiledrop.meta import queries
+from pyfiledrop.meta.sqlite import Database
+from pyfiledrop.protocols import dropzone, put
+from pyfiledrop.storage.local import LocalStorage
+from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
+from pyfiledrop.web import downloads
+from pyfiledrop.web.owner import OwnerMiddleware
+from pyfiledrop.web.page import page_routes, security_headers
+
+log = logging.getLogger("pyfiledrop")
+
+
+class AnyTextConvertor(Convertor[str]):
+    """Like `path`, but also matches CR/LF, so such names reach the sanitizer instead of a 404."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", AnyTextConvertor())
+
+
+def _uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.uploads
+    return uploads
+
+
+def _owner(request: Request) -> str:
+    owner: str = request.scope["state"]["owner"]
+    return owner
+
+
+async def upload_chunk(request: Request) -> Response:
+    return JSONResponse(await dropzone.receive(request, _uploads(request), _owner(request)))
+
+
+async def finish_upload(request: Request) -> Response:
+    upload_id = parse_upload_id(request.path_params["upload_id"])
+    stored = await _uploads(request).finalize(upload_id, _owner(request))
+    return JSONResponse({"status": "done", "file": file_record(stored)})
+
+
+async def upload_state(request: Request) -> Response:
+    upload_id = parse_upload_id(request.path_params["upload_id"])
+    return JSONResponse(await _uploads(request).describe(upload_id, _owner(request)))
+
+
+async def put_file(request: Request) -> Response:
+    name = request.path_params["name"]
+    record = await put.receive(request, _uploads(request), _owner(request), name)
+    return JSONResponse(record, status_code=201)
+
+
+async def list_files(request: Request) -> Response:
+    uploads = _uploads(request)
+    files = await uploads.db.run(queries.files_of_owner, _owner(request))
+    present = [stored for stored in files if await uploads.storage.exists(stored.path)]
+    return JSONResponse({"files": [file_record(stored) for stored in present]})
+
+
+async def file_info(request: Request) -> Response:
+    uploads = _uploads(request)
+    stored = await downloads.find_file(uploads, request.path_params["file_id"])
+    if stored.owner != _owner(request):
+        raise NotFound("no such file")
+    return JSONResponse(file_record(stored))
+
+
+async def download_file(request: Request) -> Response:
+    return await downloads.download(request, _uploads(request), request.path_params["file_id"])
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok", **_uploads(request).counters})
+
+
+def api_routes() -> list[BaseRoute]:
+    return [
+        Route("/upload", upload_chunk, methods=["POST"]),
+        Route("/upload/{upload_id}/finish", finish_upload, methods=["POST"]),
+        Route("/upload/{upload_id}", upload_state, methods=["GET"]),
+        Route("/put/{name:anytext}", put_file, methods=["PUT", "POST"]),
+        Route("/api/files", list_files, methods=["GET"]),
+        Route("/api/files/{file_id}", file_info, methods=["GET"]),
+        Route("/download/{file_id}", download_file, methods=["GET", "HEAD"]),
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+    ]
+
+
+async def _domain_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, PyfiledropError)
+    # A refused body is not read to its end; closing the connection stops the client sending it.
+    headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return JSONResponse(
+        {"error": error.detail}, status_code=error.status_code, headers=error.headers
+    )
+
+
+async def _client_gone(request: Request, error: Exception) -> Response:
+    return Response(status_code=499)
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal server error"}, status_code=500)
+
+
+def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
+    """The app; `uploads` may be given by tests that want a special clock or storage."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        core = uploads or open_core(settings)
+        app.state.uploads = core
+        janitor = asyncio.create_task(core.run_janitor())
+        try:
+            yield {}
+        finally:
+            janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
+            if uploads is None:
+                core.storage.close()
+                core.db.close()
+
+    app = Starlette(
+        routes=[*api_routes(), *page_routes(settings)],
+        lifespan=lifespan,
+        exception_handlers={
+            PyfiledropError: _domain_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+            Exception: _unexpected,
+        },
+    )
+    app.add_middleware(
+        OwnerMiddleware,
+        cors_origins=settings.cors_origins,
+        security_headers=lambda: security_headers(settings),
+    )
+    return app
+
+
+def open_core(settings: Settings) -> Uploads:
+    settings.data.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_path)
+    storage = LocalStorage(settings.storage, settings.chunks, writeback=settings.fsync)
+    return Uploads(settings, db, storage)

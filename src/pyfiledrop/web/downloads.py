@@ -1,0 +1,92 @@
+"""Serving published files by public id: Range, ETag, and a safe Content-Disposition."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from pyfiledrop.errors import Forbidden, Gone, NotFound, RangeNotSatisfiable
+from pyfiledrop.meta import StoredFile, queries
+from pyfiledrop.uploads import Uploads
+
+PUBLIC_ID_FORM = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_RANGE_FORM = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name; no quotes, CR or LF can escape."""
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One byte range as [start, end) or None for the whole file; several ranges: whole file."""
+    if header is None:
+        return None
+    match = _RANGE_FORM.match(header.strip())
+    if match is None:
+        return None  # multiple or malformed ranges: RFC 9110 lets us ignore Range
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":
+        suffix = int(last)
+        if suffix == 0:
+            raise RangeNotSatisfiable("empty suffix range")
+        return max(0, size - suffix), size
+    start = int(first)
+    end = size if last == "" else min(size, int(last) + 1)
+    if start >= size or end <= start:
+        raise RangeNotSatisfiable(f"range starts beyond the file's {size} bytes")
+    return start, end
+
+
+async def find_file(uploads: Uploads, file_id: str) -> StoredFile:
+    if not PUBLIC_ID_FORM.match(file_id):
+        raise NotFound("no such file")
+    stored = await uploads.db.run(queries.get_file, file_id)
+    if stored is None:
+        raise NotFound("no such file")
+    if not await uploads.storage.exists(stored.path):
+        raise Gone("this file is no longer on the server")
+    return stored
+
+
+async def download(request: Request, uploads: Uploads, file_id: str) -> Response:
+    if not uploads.settings.allow_downloads:
+        raise Forbidden("downloads are disabled on this server")
+    stored = await find_file(uploads, file_id)
+    etag = f'"{stored.sha256}"'
+    headers = {
+        "Content-Disposition": content_disposition(stored.name),
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "X-Checksum-SHA256": stored.sha256,
+        "Cache-Control": "private, no-transform",
+    }
+    if_range = request.headers.get("if-range")
+    wanted = request.headers.get("range") if if_range in (None, etag) else None
+    try:
+        byte_range = parse_range(wanted, stored.size)
+    except RangeNotSatisfiable:
+        return Response(
+            status_code=416,
+            headers={**headers, "Content-Range": f"bytes */{stored.size}"},
+        )
+    start, end = byte_range or (0, stored.size)
+    status = 200
+    if byte_range is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
+    if start == 0:
+        await uploads.db.run(queries.count_download, stored.id)
+    headers["Content-Length"] = str(end - start)
+    body = uploads.storage.open_range(stored.path, start, end) if request.method != "HEAD" else None
+    if body is None:
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        body, status_code=status, headers=headers, media_type="application/octet-stream"
+    )

@@ -1,0 +1,144 @@
+"""The owner: a random secret in an HttpOnly cookie, and the ASGI middleware around every request.
+
+The middleware also adds the security headers, answers CORS for configured origins only, and
+refuses state-changing requests from other origins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+OWNER_COOKIE = "pfd_owner"
+OWNER_COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+_SECRET_FORM = re.compile(r"^[A-Za-z0-9_-]{43}$")
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def owner_id(secret: str) -> str:
+    """What the database keeps: a hash, so a leaked database can't impersonate anyone."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_from_headers(headers: Mapping[str, str]) -> str | None:
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:
+        return None
+    morsel = cookie.get(OWNER_COOKIE)
+    if morsel is None or not _SECRET_FORM.match(morsel.value):
+        return None
+    return morsel.value
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    parts = urlsplit(origin)
+    return bool(parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+class OwnerMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        cors_origins: tuple[str, ...],
+        security_headers: Callable[[], Mapping[str, str]],
+    ) -> None:
+        self.app = app
+        self.cors_origins = set(cors_origins)
+        self.security_headers = [
+            (name.lower().encode(), value.encode()) for name, value in security_headers().items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        origin = headers.get("origin")
+        cors_allowed = origin is not None and (
+            origin in self.cors_origins or "*" in self.cors_origins
+        )
+        method = scope["method"]
+        if method == "OPTIONS" and cors_allowed and "access-control-request-method" in headers:
+            await self._preflight(send, origin or "")
+            return
+        if (
+            method in UNSAFE_METHODS
+            and origin is not None
+            and origin != "null"
+            and not cors_allowed
+            and not _same_origin(origin, headers.get("host", ""))
+        ) or (method in UNSAFE_METHODS and origin == "null"):
+            await _json(send, 403, {"error": "cross-site requests are not allowed"})
+            return
+
+        secret = secret_from_headers(headers)
+        new_secret = secret is None
+        if secret is None:
+            secret = secrets.token_urlsafe(32)
+        scope.setdefault("state", {})["owner"] = owner_id(secret)
+
+        extra = list(self.security_headers)
+        if new_secret:
+            secure = "; Secure" if scope.get("scheme") == "https" else ""
+            cookie = (
+                f"{OWNER_COOKIE}={secret}; Path=/; Max-Age={OWNER_COOKIE_MAX_AGE}; "
+                f"HttpOnly; SameSite=Lax{secure}"
+            )
+            extra.append((b"set-cookie", cookie.encode()))
+        if cors_allowed:
+            extra += _cors_headers(origin or "")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (name, value)
+                    for name, value in extra
+                    if name not in present or name == b"set-cookie"
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _preflight(self, send: Send, origin: str) -> None:
+        headers = [
+            *_cors_headers(origin),
+            (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            (b"access-control-allow-headers", b"*"),
+            (b"access-control-max-age", b"600"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-origin", origin.encode()),
+        (b"access-control-allow-credentials", b"true"),
+        (b"vary", b"Origin"),
+    ]
+
+
+async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

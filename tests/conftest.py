@@ -1,0 +1,163 @@
+"""Shared fixtures: a real `pyfiledrop serve` on a free 127.0.0.1 port, and file helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+START_TIMEOUT_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while piece := handle.read(4 * 1024 * 1024):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def random_file(path: Path, size: int) -> Path:
+    """A file of `size` random bytes, written in pieces (tests make files up to a few GiB)."""
+    with path.open("wb") as handle:
+        remaining = size
+        while remaining:
+            piece = os.urandom(min(remaining, 8 * 1024 * 1024))
+            handle.write(piece)
+            remaining -= len(piece)
+    return path
+
+
+@dataclass
+class Server:
+    """A `pyfiledrop serve` subprocess; stop/kill/start keep the same folders and port."""
+
+    root: Path
+    args: list[str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.root / "storage"
+
+    @property
+    def chunks_dir(self) -> Path:
+        return self.root / "chunks"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "pyfiledrop", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--storage", str(self.storage_dir), "--chunks", str(self.chunks_dir),
+            "--data", str(self.data_dir), *self.args,
+        ]  # fmt: skip
+
+    def start(self) -> Server:
+        log = self.log_path.open("ab")
+        env = {**os.environ, **self.env}
+        env = {k: v for k, v in env.items() if not k.startswith("PYFILEDROP_") or k in self.env}
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env
+        )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> Server:
+        self.kill()
+        return self.start()
+
+    def health(self) -> dict[str, int]:
+        result: dict[str, int] = httpx.get(f"{self.url}/healthz", timeout=5).json()
+        return result
+
+    def stored_files(self) -> list[Path]:
+        return sorted(p for p in self.storage_dir.iterdir() if not p.name.startswith("."))
+
+    def rss_peak_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+
+ServerFactory = Callable[..., Server]
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    """`server_factory("-a", "--max-size", "10")` starts a server with those extra flags."""
+    started: list[Server] = []
+
+    def make(*args: str, env: dict[str, str] | None = None, start: bool = True) -> Server:
+        root = tmp_path / f"server{len(started)}"
+        root.mkdir()
+        server = Server(root, list(args), env=env or {})
+        started.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> Server:
+    """A server with downloads allowed."""
+    return server_factory("--allow-downloads")

@@ -1,0 +1,74 @@
+"""A minimal Dropzone-protocol sender for tests (the real uploader lives in pyfiledrop.client)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def chunk_fields(upload_id: str, index: int, chunk_size: int, total: int) -> dict[str, str]:
+    return {
+        "dzuuid": upload_id,
+        "dzchunkindex": str(index),
+        "dztotalfilesize": str(total),
+        "dzchunksize": str(chunk_size),
+        "dztotalchunkcount": str(max(1, math.ceil(total / chunk_size))),
+        "dzchunkbyteoffset": str(index * chunk_size),
+    }
+
+
+def read_chunk(path: Path, index: int, chunk_size: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(index * chunk_size)
+        return handle.read(chunk_size)
+
+
+def send_chunk(
+    client: httpx.Client,
+    path: Path,
+    upload_id: str,
+    index: int,
+    chunk_size: int,
+    name: str | None = None,
+    fields: dict[str, str] | None = None,
+) -> httpx.Response:
+    total = path.stat().st_size
+    data = chunk_fields(upload_id, index, chunk_size, total)
+    data.update(fields or {})
+    body = read_chunk(path, index, chunk_size)
+    files = {"file": (name or path.name, body, "application/octet-stream")}
+    return client.post("/upload", data=data, files=files)
+
+
+def upload(
+    client: httpx.Client,
+    path: Path,
+    chunk_size: int,
+    order: list[int] | None = None,
+    in_flight: int = 4,
+    upload_id: str | None = None,
+    finish: bool = True,
+) -> dict[str, Any]:
+    """Send the chunks in `order` (default: in order) with `in_flight` at once, then finish."""
+    upload_id = upload_id or str(uuid.uuid4())
+    if "pfd_owner" not in client.cookies:
+        client.get("/healthz")  # the owner cookie, before parallel chunks each get a new one
+    count = max(1, math.ceil(path.stat().st_size / chunk_size))
+    order = list(range(count)) if order is None else order
+    with ThreadPoolExecutor(in_flight) as pool:
+        responses = list(
+            pool.map(lambda i: send_chunk(client, path, upload_id, i, chunk_size), order)
+        )
+    for response in responses:
+        assert response.status_code == 200, response.text
+    if not finish:
+        return {"id": upload_id}
+    result = client.post(f"/upload/{upload_id}/finish")
+    assert result.status_code == 200, result.text
+    file: dict[str, Any] = result.json()["file"]
+    return file
