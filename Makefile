@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP) assets
 
 # Front-end libraries come pinned from npm (package-lock.json) and are copied, not built.
+# Only Dropzone's script and licence: the page has its own stylesheet.
 assets: $(VENDOR)/.copied
 
 $(VENDOR)/.copied: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/dropzone
-	cp node_modules/dropzone/dist/dropzone-min.js node_modules/dropzone/dist/dropzone.css $(VENDOR)/dropzone/
+	cp node_modules/dropzone/dist/dropzone-min.js node_modules/dropzone/LICENSE $(VENDOR)/dropzone/
 	touch $@
 
 run: install

@@ -1,0 +1,424 @@
+// pyfiledrop upload page. Settings arrive as JSON in #pfd-config; every string that came from a
+// client (file names, server replies) is put into the page as text, never parsed as HTML.
+(function () {
+  "use strict";
+
+  var config = JSON.parse(document.getElementById("pfd-config").textContent);
+  var HIDDEN_KEY = "pyfiledrop.hiddenFiles";
+  var SPEED_WINDOW_MS = 3000;
+  var FINISH_ATTEMPTS = 4;
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function formatBytes(bytes) {
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    var value = Math.max(0, bytes);
+    var unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit++;
+    }
+    var digits = unit === 0 || value >= 100 ? 0 : value >= 10 ? 1 : 2;
+    return value.toFixed(digits) + " " + units[unit];
+  }
+
+  function formatDuration(seconds) {
+    if (!isFinite(seconds) || seconds < 0) return "";
+    if (seconds < 10) return seconds.toFixed(1) + " s";
+    seconds = Math.ceil(seconds);
+    if (seconds < 60) return seconds + " s";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min " + (seconds % 60) + " s";
+    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+  }
+
+  function formatDate(iso) {
+    var date = new Date(iso);
+    return isNaN(date.getTime()) ? "" : date.toLocaleString();
+  }
+
+  // Bytes per second over the last few seconds: smooth enough to read, quick to follow changes.
+  function SpeedMeter() {
+    this.samples = [];
+  }
+  SpeedMeter.prototype.add = function (bytes) {
+    var now = performance.now();
+    this.samples.push([now, bytes]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > SPEED_WINDOW_MS) {
+      this.samples.shift();
+    }
+  };
+  SpeedMeter.prototype.rate = function () {
+    if (this.samples.length < 2) return 0;
+    var first = this.samples[0];
+    var last = this.samples[this.samples.length - 1];
+    var seconds = (last[0] - first[0]) / 1000;
+    return seconds > 0.2 ? Math.max(0, (last[1] - first[1]) / seconds) : 0;
+  };
+
+  function averageText(bytes, seconds) {
+    return "in " + formatDuration(seconds) + ", " + formatBytes(bytes / seconds) + "/s on average";
+  }
+
+  function errorText(message, xhr) {
+    if (message && typeof message === "object" && message.error) return String(message.error);
+    if (typeof message === "string" && message && message.length < 300 && message.indexOf("<") < 0) {
+      return message;
+    }
+    if (xhr && xhr.status) return "Server answered " + xhr.status + ".";
+    return "Upload failed.";
+  }
+
+  // ---- "Uploaded": the owner's files, from the server --------------------------------------
+
+  function readHidden() {
+    try {
+      var ids = JSON.parse(window.localStorage.getItem(HIDDEN_KEY) || "[]");
+      return Array.isArray(ids) ? ids : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function writeHidden(ids) {
+    try {
+      if (ids.length) window.localStorage.setItem(HIDDEN_KEY, JSON.stringify(ids.slice(-5000)));
+      else window.localStorage.removeItem(HIDDEN_KEY);
+    } catch (e) {
+      // Storage disabled: the list simply stays visible.
+    }
+  }
+
+  var lastFiles = [];
+
+  function downloadLink(record) {
+    // Built from the id, not taken from the reply as a URL, so it can only ever point here.
+    var link = el("a", "file-name", record.name);
+    link.href = "/download/" + encodeURIComponent(record.id);
+    link.setAttribute("download", "");
+    return link;
+  }
+
+  function uploadedEntry(record) {
+    var item = el("li", "uploaded-file");
+    item.dataset.id = String(record.id);
+    var head = el("div", "file-head");
+    head.appendChild(config.allowDownloads ? downloadLink(record) : el("span", "file-name", record.name));
+    head.appendChild(el("span", "file-size", formatBytes(Number(record.size) || 0)));
+    item.appendChild(head);
+    var hash = el("div", "file-hash");
+    hash.appendChild(el("span", "label", "SHA-256 "));
+    hash.appendChild(el("code", "hash", record.sha256));
+    item.appendChild(hash);
+    var when = formatDate(record.created);
+    if (when) item.appendChild(el("div", "muted file-date", when));
+    return item;
+  }
+
+  function renderUploaded() {
+    var hidden = readHidden();
+    var list = $("uploaded");
+    list.replaceChildren();
+    var hiddenCount = 0;
+    lastFiles.forEach(function (record) {
+      if (hidden.indexOf(record.id) >= 0) hiddenCount++;
+      else list.appendChild(uploadedEntry(record));
+    });
+    var shown = lastFiles.length - hiddenCount;
+    $("uploaded-status").textContent = shown ? "" : "Nothing uploaded from this browser yet.";
+    $("clear").disabled = shown === 0;
+    $("uploaded-hidden").hidden = hiddenCount === 0;
+    $("uploaded-hidden-text").textContent =
+      hiddenCount + (hiddenCount === 1 ? " file is" : " files are") + " hidden in this browser.";
+  }
+
+  var refreshing = null;
+  var refreshAgain = false;
+
+  function refreshUploaded() {
+    if (refreshing) {
+      refreshAgain = true;
+      return refreshing;
+    }
+    refreshing = fetch(config.filesUrl, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    })
+      .then(function (response) {
+        if (!response.ok) throw new Error("The server answered " + response.status + ".");
+        return response.json();
+      })
+      .then(function (body) {
+        lastFiles = Array.isArray(body.files) ? body.files : [];
+        renderUploaded();
+      })
+      .catch(function (err) {
+        $("uploaded-status").textContent = "Could not load the list: " + err.message;
+      })
+      .then(function () {
+        refreshing = null;
+        if (refreshAgain) {
+          refreshAgain = false;
+          refreshUploaded();
+        }
+      });
+    return refreshing;
+  }
+
+  $("clear").addEventListener("click", function () {
+    var hidden = readHidden();
+    lastFiles.forEach(function (record) {
+      if (hidden.indexOf(record.id) < 0) hidden.push(record.id);
+    });
+    writeHidden(hidden);
+    renderUploaded();
+  });
+
+  $("show-hidden").addEventListener("click", function () {
+    writeHidden([]);
+    renderUploaded();
+  });
+
+  // ---- Uploading ---------------------------------------------------------------------------
+
+  var dzOptions = config.dropzone;
+  $("limits").textContent =
+    "Up to " +
+    formatBytes(dzOptions.maxFilesize * 1024 * 1024) +
+    " per file, sent in " +
+    formatBytes(dzOptions.chunkSize) +
+    " chunks" +
+    (dzOptions.parallelChunkUploads ? ", " + dzOptions.parallelChunkUploads + " at a time" : "") +
+    ".";
+
+  refreshUploaded();
+
+  if (typeof window.Dropzone !== "function") {
+    $("loader-error").hidden = false;
+    $("dropper").classList.add("disabled");
+    return;
+  }
+
+  var Dropzone = window.Dropzone;
+  Dropzone.autoDiscover = false;
+
+  function part(file, name) {
+    return file.previewElement ? file.previewElement.querySelector("[data-pfd-" + name + "]") : null;
+  }
+
+  function setPart(file, name, text) {
+    var node = part(file, name);
+    if (node) node.textContent = text;
+  }
+
+  function setState(file, state, text) {
+    if (file.previewElement) file.previewElement.dataset.state = state;
+    setPart(file, "state", text);
+  }
+
+  function showError(file, message, xhr) {
+    var text = errorText(message, xhr);
+    if (file.previewElement) {
+      file.previewElement.classList.add("dz-error");
+      var node = file.previewElement.querySelector("[data-dz-errormessage]");
+      if (node) {
+        node.textContent = text;
+        node.setAttribute("role", "alert");
+      }
+    }
+    setState(file, "error", "Failed");
+    setPart(file, "speed", "");
+    setPart(file, "eta", "");
+  }
+
+  function postFinish(file) {
+    var url = config.finishUrl.replace("{uuid}", encodeURIComponent(file.upload.uuid));
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    }).then(function (response) {
+      return response
+        .json()
+        .catch(function () {
+          return {};
+        })
+        .then(function (body) {
+          return { status: response.status, ok: response.ok, body: body };
+        });
+    });
+  }
+
+  // Dropzone calls this once every chunk is in. The server may have finished the file on the
+  // last chunk already; finish is idempotent and answers the same record either way.
+  // (Dropzone calls it with the options as `this`, hence `dz` from the enclosing scope.)
+  function chunksUploaded(file, done) {
+    setState(file, "finishing", "Finishing…");
+    setPart(file, "eta", "");
+    var attempt = 0;
+    function fail(message) {
+      dz._errorProcessing([file], { error: message });
+    }
+    function tryFinish() {
+      attempt++;
+      postFinish(file)
+        .then(function (result) {
+          if (result.ok && result.body && result.body.status === "done" && result.body.file) {
+            file.pfdRecord = result.body.file;
+            done();
+          } else if (result.status >= 500 && attempt < FINISH_ATTEMPTS) {
+            setTimeout(tryFinish, 500 * attempt);
+          } else {
+            fail(
+              (result.body && result.body.error) ||
+                "Finishing failed: the server answered " + result.status + "."
+            );
+          }
+        })
+        .catch(function () {
+          if (attempt < FINISH_ATTEMPTS) setTimeout(tryFinish, 500 * attempt);
+          else fail("Finishing failed: the server could not be reached.");
+        });
+    }
+    tryFinish();
+  }
+
+  var previewTemplate = $("preview-template").innerHTML;
+
+  var dz = new Dropzone(
+    "#dropper",
+    Object.assign({}, dzOptions, {
+      previewsContainer: "#previews",
+      previewTemplate: previewTemplate,
+      createImageThumbnails: false,
+      clickable: "#dropper",
+      chunksUploaded: chunksUploaded,
+      error: showError,
+    })
+  );
+
+  // Keyboard: the drop area is a focusable button that opens the file chooser.
+  $("dropper").addEventListener("keydown", function (event) {
+    if (event.key === "Enter" || event.key === " " || event.key === "Spacebar") {
+      event.preventDefault();
+      if (dz.hiddenFileInput) dz.hiddenFileInput.click();
+    }
+  });
+
+  // ---- Per-file and batch progress -------------------------------------------------------
+
+  var batch = { files: [], meter: new SpeedMeter(), started: 0, finished: 0 };
+
+  function fileSent(file) {
+    if (file.status === Dropzone.SUCCESS) return file.size;
+    if (file.status === Dropzone.ERROR || file.status === Dropzone.CANCELED) return 0;
+    var sent = (file.upload && file.upload.bytesSent) || 0;
+    return Math.min(file.size, sent);
+  }
+
+  function updateBatch() {
+    var files = batch.files;
+    if (!files.length) {
+      $("batch").hidden = true;
+      return;
+    }
+    var total = 0;
+    var sent = 0;
+    var done = 0;
+    var failed = 0;
+    var active = false;
+    files.forEach(function (file) {
+      if (file.status === Dropzone.ERROR || file.status === Dropzone.CANCELED) {
+        failed++;
+        return;
+      }
+      total += file.size;
+      sent += fileSent(file);
+      if (file.status === Dropzone.SUCCESS) done++;
+      else active = true;
+    });
+    batch.meter.add(sent);
+    var rate = active ? batch.meter.rate() : 0;
+    $("batch").hidden = false;
+    $("batch-count").textContent =
+      done + " of " + files.length + " done" + (failed ? ", " + failed + " failed" : "");
+    $("batch-bytes").textContent = total ? formatBytes(sent) + " of " + formatBytes(total) : "";
+    if (active) {
+      batch.finished = 0;
+      $("batch-speed").textContent = rate ? formatBytes(rate) + "/s" : "";
+      $("batch-eta").textContent = rate ? formatDuration((total - sent) / rate) + " left" : "";
+    } else {
+      if (!batch.finished) batch.finished = performance.now();
+      var seconds = batch.started ? (batch.finished - batch.started) / 1000 : 0;
+      $("batch-speed").textContent = seconds > 0.05 && sent ? averageText(sent, seconds) : "";
+      $("batch-eta").textContent = "";
+    }
+    $("batch-progress").value = total ? (100 * sent) / total : failed ? 0 : 100;
+  }
+
+  var ticker = null;
+  function startTicker() {
+    if (!ticker) ticker = setInterval(updateBatch, 500);
+  }
+  function stopTicker() {
+    if (ticker) clearInterval(ticker);
+    ticker = null;
+    updateBatch();
+  }
+
+  dz.on("addedfile", function (file) {
+    // A new batch starts when files are added after the previous one has finished.
+    if (!dz.getUploadingFiles().length && !dz.getQueuedFiles().length) {
+      batch.files = batch.files.filter(function (f) {
+        return f.status === Dropzone.ADDED;
+      });
+      batch.meter = new SpeedMeter();
+      batch.started = 0;
+      batch.finished = 0;
+    }
+    batch.files.push(file);
+    file.pfdMeter = new SpeedMeter();
+    setPart(file, "size", formatBytes(file.size));
+    setState(file, "queued", "Queued");
+    startTicker();
+    updateBatch();
+  });
+
+  dz.on("processing", function (file) {
+    file.pfdStarted = performance.now();
+    if (!batch.started) batch.started = file.pfdStarted;
+    setState(file, "uploading", "Uploading");
+  });
+
+  dz.on("uploadprogress", function (file, progress, bytesSent) {
+    if (file.status !== Dropzone.UPLOADING) return;
+    var sent = Math.min(file.size, bytesSent || 0);
+    file.pfdMeter.add(sent);
+    var rate = file.pfdMeter.rate();
+    setPart(file, "speed", rate ? formatBytes(rate) + "/s" : "");
+    setPart(file, "eta", rate ? formatDuration((file.size - sent) / rate) + " left" : "");
+  });
+
+  dz.on("success", function (file, response) {
+    var record = file.pfdRecord || (response && response.file) || null;
+    var progress = file.previewElement && file.previewElement.querySelector("progress");
+    if (progress) progress.value = 100;
+    var seconds = (performance.now() - (file.pfdStarted || performance.now())) / 1000;
+    setState(file, "done", "Done");
+    setPart(file, "speed", seconds > 0.05 ? averageText(file.size, seconds) : "");
+    setPart(file, "eta", record && record.sha256 ? "SHA-256 " + record.sha256 : "");
+    refreshUploaded();
+  });
+
+  dz.on("queuecomplete", stopTicker);
+})();

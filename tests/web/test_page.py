@@ -1,0 +1,240 @@
+"""The upload page in-process: what it serves, the config it hands Dropzone, and its headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pyfiledrop.config import Settings
+from pyfiledrop.web import page
+
+CONFIG_BLOCK = re.compile(
+    r'<script type="application/json" id="pfd-config">(?P<json>.*?)</script>', re.S
+)
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "storage": tmp_path / "storage",
+        "chunks": tmp_path / "chunks",
+        "data": tmp_path / "data",
+    }
+    fields.update(overrides)
+    return Settings(**fields)
+
+
+def page_app(settings: Settings) -> Starlette:
+    """Only the page's routes, with its headers on every response as the real app adds them."""
+    headers = page.security_headers(settings)
+
+    async def add_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers.update(headers)
+        return response
+
+    return Starlette(
+        routes=page.page_routes(settings),
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=add_headers)],
+    )
+
+
+class PageClient:
+    """A synchronous face over httpx's in-process ASGI transport."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    def get(self, path: str) -> httpx.Response:
+        async def fetch() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                return await c.get(path)
+
+        return asyncio.run(fetch())
+
+
+def client_for(tmp_path: Path, **overrides: Any) -> PageClient:
+    return PageClient(page_app(make_settings(tmp_path, **overrides)))
+
+
+def config_of(html: str) -> dict[str, Any]:
+    match = CONFIG_BLOCK.search(html)
+    assert match, "the page carries its config as a JSON data block"
+    config: dict[str, Any] = json.loads(match.group("json"))
+    return config
+
+
+def script_sources(html: str) -> list[str]:
+    return re.findall(r'<script[^>]*\bsrc="([^"]+)"', html)
+
+
+def test_page_is_served_with_defaults(tmp_path: Path) -> None:
+    response = client_for(tmp_path).get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    config = config_of(response.text)
+    assert config["dropzone"] == {
+        "url": "/upload",
+        "method": "post",
+        "paramName": "file",
+        "chunking": True,
+        "forceChunking": True,
+        "parallelChunkUploads": 4,
+        "parallelUploads": page.PARALLEL_FILES,
+        "retryChunks": True,
+        "retryChunksLimit": page.RETRY_CHUNKS_LIMIT,
+        "timeout": 120000,
+        "maxFilesize": 100000,
+        "chunkSize": 1000000,
+        "filesizeBase": 1024,
+    }
+    assert config["allowDownloads"] is False
+    assert config["filesUrl"] == "/api/files"
+    assert config["finishUrl"] == "/upload/{uuid}/finish"
+
+
+def test_config_follows_settings(tmp_path: Path) -> None:
+    client = client_for(
+        tmp_path,
+        max_size=512,
+        timeout=30000,
+        chunk_size=8 * 1024 * 1024,
+        chunks_in_flight=6,
+        force_chunking=False,
+        allow_downloads=True,
+    )
+    config = config_of(client.get("/").text)
+    dz = config["dropzone"]
+    assert (dz["maxFilesize"], dz["timeout"], dz["chunkSize"]) == (512, 30000, 8 * 1024 * 1024)
+    assert dz["parallelChunkUploads"] == 6
+    assert dz["forceChunking"] is False
+    assert config["allowDownloads"] is True
+
+
+def test_parallel_chunks_disabled(tmp_path: Path) -> None:
+    config = config_of(client_for(tmp_path, parallel_chunks=False).get("/").text)
+    assert config["dropzone"]["parallelChunkUploads"] is False
+
+
+def test_config_json_cannot_close_its_script_element() -> None:
+    text = page.json_for_html({"x": "</script><img src=x onerror=alert(1)>&"})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"x": "</script><img src=x onerror=alert(1)>&"}
+
+
+def test_page_has_no_inline_script_or_style(tmp_path: Path) -> None:
+    html = client_for(tmp_path).get("/").text
+    for match in re.finditer(r"<script([^>]*)>(.*?)</script>", html, re.S):
+        attributes, body = match.groups()
+        if 'type="application/json"' in attributes:
+            continue
+        assert "src=" in attributes and not body.strip(), "every executable script is a file"
+    assert "<style" not in html
+    assert " style=" not in html
+    assert not re.search(r"\son[a-z]+=", html), "no inline event handlers"
+
+
+def test_security_headers_on_the_page(tmp_path: Path) -> None:
+    response = client_for(tmp_path).get("/")
+    csp = response.headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["default-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["object-src"] == "'none'"
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+
+
+def test_nothing_external_by_default(tmp_path: Path) -> None:
+    client = client_for(tmp_path)
+    html = client.get("/").text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    sources = script_sources(html)
+    assert sources[0].startswith(page.BUNDLED_DROPZONE)
+    for source in sources:
+        assert client.get(source).status_code == 200
+    for href in re.findall(r'<link[^>]*href="([^"]+)"', html):
+        assert client.get(href).status_code == 200
+
+
+def test_bundled_dropzone_is_the_pinned_version(tmp_path: Path) -> None:
+    response = client_for(tmp_path).get(page.BUNDLED_DROPZONE)
+    assert response.status_code == 200, "run `make assets` to copy Dropzone from npm"
+    pinned = json.loads((Path(__file__).parents[2] / "package.json").read_text())
+    assert f"`{pinned['dependencies']['dropzone']}`" in response.text[:100]
+    assert response.headers["content-type"].startswith(
+        ("text/javascript", "application/javascript")
+    )
+
+
+@pytest.mark.parametrize(
+    ("cdn", "version", "script"),
+    [
+        (
+            "https://cdn.example.org/dropzone/",
+            None,
+            "https://cdn.example.org/dropzone/5.7.6/min/dropzone.min.js",
+        ),
+        (
+            None,
+            "6.0.0-beta.2",
+            "https://cdnjs.cloudflare.com/ajax/libs/dropzone/6.0.0-beta.2/dropzone-min.js",
+        ),
+        (
+            "https://cdn.example.org/dz",
+            "5.9.3",
+            "https://cdn.example.org/dz/5.9.3/min/dropzone.min.js",
+        ),
+    ],
+)
+def test_cdn_mode(tmp_path: Path, cdn: str | None, version: str | None, script: str) -> None:
+    response = client_for(tmp_path, dz_cdn=cdn, dz_version=version).get("/")
+    sources = script_sources(response.text)
+    assert sources[0] == script
+    assert all(s.startswith("/static/") for s in sources[1:])
+    origin = "/".join(script.split("/")[:3])
+    csp = response.headers["content-security-policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == f"'self' {origin}"
+    assert csp.count(origin) == 1, "the CDN is allowed for scripts only"
+
+
+def test_favicon(tmp_path: Path) -> None:
+    response = client_for(tmp_path).get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00", "an ICO file"
+    assert len(response.content) < 4096
+
+
+def test_custom_index(tmp_path: Path) -> None:
+    custom = tmp_path / "index.html"
+    custom.write_text("<!doctype html><title>ours</title><p>Custom drop page</p>", "utf-8")
+    client = client_for(tmp_path, index=custom)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Custom drop page" in response.text
+    assert "pfd-config" not in response.text
+    assert "content-security-policy" in response.headers
+    custom.write_text("<p>Edited</p>", "utf-8")
+    assert "Edited" in client.get("/").text
+    assert client.get("/static/pyfiledrop.js").status_code == 200
+
+
+def test_static_files_do_not_escape_their_folder(tmp_path: Path) -> None:
+    client = client_for(tmp_path)
+    assert client.get("/static/../page.py").status_code == 404
+    assert client.get("/static/%2e%2e/page.py").status_code == 404
