@@ -58,9 +58,9 @@ def cdn_origin(settings: Settings) -> str | None:
     if not uses_cdn(settings):
         return None
     parts = urlsplit(dropzone_script_url(settings))
-    if not parts.scheme or not parts.netloc:
-        return None
-    return f"{parts.scheme}://{parts.netloc}"
+    if not parts.netloc:
+        return None  # a path on this server: 'self' covers it
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme else parts.netloc
 
 
 def page_config(settings: Settings) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def security_headers(settings: Settings) -> dict[str, str]:
             "default-src 'self'",
             f"script-src {script_src}",
             "style-src 'self'",
-            "img-src 'self' data:",
+            "img-src 'self'",
             "connect-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",

@@ -226,14 +226,36 @@
     setPart(file, "state", text);
   }
 
+  // Screen readers hear when a file is done or failed, not every progress tick.
+  function announce(text) {
+    $("announcer").textContent = text;
+  }
+
+  // Once a file has failed, the rest of its chunks would only be wasted: Dropzone would keep
+  // sending them. Abort those in flight and mark the unsent ones so none is started.
+  function stopChunks(file) {
+    var upload = file.upload;
+    if (!upload || !upload.chunked || !upload.chunks) return;
+    for (var i = 0; i < upload.totalChunkCount; i++) {
+      var chunk = upload.chunks[i];
+      if (chunk === undefined) {
+        upload.chunks[i] = { status: Dropzone.CANCELED, progress: 0 };
+      } else if (chunk.status === Dropzone.UPLOADING) {
+        chunk.status = Dropzone.CANCELED;
+        if (chunk.xhr) chunk.xhr.abort();
+      }
+    }
+  }
+
   function showError(file, message, xhr) {
+    stopChunks(file);
     var text = errorText(message, xhr);
+    announce(file.name + " failed: " + text);
     if (file.previewElement) {
       file.previewElement.classList.add("dz-error");
       var node = file.previewElement.querySelector("[data-dz-errormessage]");
       if (node) {
         node.textContent = text;
-        node.setAttribute("role", "alert");
       }
     }
     setState(file, "error", "Failed");
@@ -319,11 +341,27 @@
 
   var batch = { files: [], meter: new SpeedMeter(), started: 0, finished: 0 };
 
+  // Payload bytes sent so far, from each chunk's progress. (Dropzone's own `bytesSent` counts
+  // multipart overhead and is NaN while a chunk has not reported yet.)
+  function bytesSent(file) {
+    var upload = file.upload;
+    if (!upload) return 0;
+    if (!upload.chunked || !upload.chunks) return (file.size * (upload.progress || 0)) / 100;
+    var chunkSize = Number(dzOptions.chunkSize);
+    var sent = 0;
+    upload.chunks.forEach(function (chunk, index) {
+      if (!chunk) return;
+      var length = Math.min(chunkSize, file.size - index * chunkSize);
+      var progress = chunk.status === Dropzone.SUCCESS ? 100 : chunk.progress || 0;
+      sent += (length * progress) / 100;
+    });
+    return Math.min(file.size, sent);
+  }
+
   function fileSent(file) {
     if (file.status === Dropzone.SUCCESS) return file.size;
     if (file.status === Dropzone.ERROR || file.status === Dropzone.CANCELED) return 0;
-    var sent = (file.upload && file.upload.bytesSent) || 0;
-    return Math.min(file.size, sent);
+    return bytesSent(file);
   }
 
   function updateBatch() {
@@ -400,9 +438,9 @@
     setState(file, "uploading", "Uploading");
   });
 
-  dz.on("uploadprogress", function (file, progress, bytesSent) {
+  dz.on("uploadprogress", function (file) {
     if (file.status !== Dropzone.UPLOADING) return;
-    var sent = Math.min(file.size, bytesSent || 0);
+    var sent = bytesSent(file);
     file.pfdMeter.add(sent);
     var rate = file.pfdMeter.rate();
     setPart(file, "speed", rate ? formatBytes(rate) + "/s" : "");
@@ -415,6 +453,7 @@
     if (progress) progress.value = 100;
     var seconds = (performance.now() - (file.pfdStarted || performance.now())) / 1000;
     setState(file, "done", "Done");
+    announce(file.name + " uploaded.");
     setPart(file, "speed", seconds > 0.05 ? averageText(file.size, seconds) : "");
     setPart(file, "eta", record && record.sha256 ? "SHA-256 " + record.sha256 : "");
     refreshUploaded();

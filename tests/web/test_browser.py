@@ -1,0 +1,556 @@
+"""The upload page in headless Chromium against a real server on 127.0.0.1.
+
+Debian's Chromium (`make browser-deps`) is driven by Playwright; Playwright's own browser download
+is not used. Waits are locator-based: the page's CSP forbids the string evaluation that
+`wait_for_function` would need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyfiledrop.config import Settings
+from pyfiledrop.web.app import create_app
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+Browser = playwright_api.Browser
+Page = playwright_api.Page
+expect = playwright_api.expect
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+MIB = 1024 * 1024
+FINISHED = "#previews .file[data-state=done], #previews .file[data-state=error]"
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium missing: run `make browser-deps`")
+    with playwright_api.sync_playwright() as pw:
+        launched = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 * MIB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def random_file(path: Path, size: int) -> Path:
+    with path.open("wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(left, 8 * MIB))
+            f.write(block)
+            left -= len(block)
+    return path
+
+
+def stored_files(storage: Path) -> list[Path]:
+    return sorted(p for p in storage.rglob("*") if p.is_file())
+
+
+# ---- a server in a thread, for tests that wrap the app to inject faults --------------------
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    import uvicorn
+
+    started: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(wrap: Callable[[ASGIApp], ASGIApp] | None = None, **overrides: Any) -> LiveServer:
+        fields: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "storage": tmp_path / "storage",
+            "chunks": tmp_path / "chunks",
+            "data": tmp_path / "data",
+            "allow_downloads": True,
+            "fsync": False,
+        }
+        fields.update(overrides)
+        settings = Settings(**fields)
+        for folder in (settings.storage, settings.chunks, settings.data):
+            folder.mkdir(parents=True, exist_ok=True)
+        app: Any = create_app(settings)
+        if wrap is not None:
+            app = wrap(app)
+        sock = free_socket()
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        started.append((server, thread))
+        port = sock.getsockname()[1]
+        return LiveServer(url=f"http://127.0.0.1:{port}", settings=settings)
+
+    yield start
+    for server, thread in started:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def never(scope: Scope, count: int) -> bool:
+    return False
+
+
+@dataclass
+class Wiretap:
+    """Counts requests and chunk uploads in flight; answers 500 to the ones `should_fail` picks
+    (after reading their whole body, as a failing server would)."""
+
+    app: ASGIApp
+    should_fail: Callable[[Scope, int], bool] = never
+    fail_chunk: int | None = None  # every request for this chunk index fails
+    seen: dict[str, int] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    chunks_active: int = 0
+    chunks_peak: int = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        key = f"{scope['method']} {scope['path']}"
+        self.seen[key] = count = self.seen.get(key, 0) + 1
+        if self.should_fail(scope, count):
+            await self.fail(key, receive, send)
+        elif key == "POST /upload" and self.fail_chunk is not None:
+            await self.fail_one_chunk(key, scope, receive, send)
+        elif key == "POST /upload":
+            await self.count_chunk(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def count_chunk(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # In flight until the answer starts: the browser can't start another chunk before that.
+        self.chunks_active += 1
+        self.chunks_peak = max(self.chunks_peak, self.chunks_active)
+        answered = False
+
+        async def tapped_send(message: dict[str, Any]) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                self.chunks_active -= 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tapped_send)
+        finally:
+            if not answered:
+                self.chunks_active -= 1
+
+    async def fail_one_chunk(self, key: str, scope: Scope, receive: Receive, send: Send) -> None:
+        # Small chunks only: the whole body is read to find its index, then replayed.
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        found = re.search(rb'name="dzchunkindex"\r\n\r\n(\d+)\r\n', body)
+        if found and int(found.group(1)) == self.fail_chunk:
+            await self.answer_500(key, send)
+            return
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def fail(self, key: str, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        await self.answer_500(key, send)
+
+    async def answer_500(self, key: str, send: Send) -> None:
+        self.failed.append(key)
+        body = b'{"error": "injected failure"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def tapped(
+    should_fail: Callable[[Scope, int], bool] = never, fail_chunk: int | None = None
+) -> tuple[list[Wiretap], Any]:
+    taps: list[Wiretap] = []
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        taps.append(Wiretap(app, should_fail, fail_chunk))
+        return taps[-1]
+
+    return taps, wrap
+
+
+# ---- page helpers ------------------------------------------------------------------------
+
+
+def open_page(browser: Any, url: str, **context_options: Any) -> tuple[Any, Page, list[str]]:
+    context = browser.new_context(**context_options)
+    page = context.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.goto(url)
+    return context, page, dialogs
+
+
+def choose_files(page: Page, *paths: Path) -> None:
+    page.set_input_files("input.dz-hidden-input", [str(p) for p in paths])
+
+
+def wait_finished(page: Page, count: int, timeout_s: float = 60) -> None:
+    expect(page.locator(FINISHED)).to_have_count(count, timeout=timeout_s * 1000)
+
+
+def file_row(page: Page, name: str) -> Any:
+    return page.locator("#previews .file").filter(has=page.locator("[data-dz-name]", has_text=name))
+
+
+def api_files(page: Page) -> list[dict[str, Any]]:
+    files: list[dict[str, Any]] = page.evaluate(
+        "fetch('/api/files', {credentials: 'same-origin'}).then(r => r.json()).then(b => b.files)"
+    )
+    return files
+
+
+# ---- the checks from the issue ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_200_mb_with_parallel_chunks_completes_exactly(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    in_flight = 4
+    taps, wrap = tapped()
+    server = live_server(wrap=wrap, chunk_size=4 * MIB, chunks_in_flight=in_flight)
+    source = random_file(tmp_path / "big-200MB.bin", 200 * 1000 * 1000)
+    expected = sha256_of(source)
+
+    context, page, _ = open_page(browser, server.url)
+    began = time.monotonic()
+    choose_files(page, source)
+    wait_finished(page, 1, timeout_s=240)
+    elapsed = time.monotonic() - began
+    row = file_row(page, "big-200MB.bin")
+    expect(row).to_have_attribute("data-state", "done")
+    [tap] = taps
+    print(f"\n200 MB through the page: {elapsed:.1f} s, {200 / elapsed:.0f} MB/s")
+
+    assert tap.seen["POST /upload"] == 48  # ceil(200e6 / 4 MiB), each sent once
+    assert 2 <= tap.chunks_peak <= in_flight, "chunks went in parallel, never more than the bound"
+
+    [stored] = stored_files(server.settings.storage)
+    assert stored.name == "big-200MB.bin"
+    assert sha256_of(stored) == expected
+    expect(row.locator("[data-pfd-eta]")).to_contain_text(expected)
+
+    [record] = api_files(page)
+    assert (record["name"], record["size"], record["sha256"]) == (
+        "big-200MB.bin",
+        200 * 1000 * 1000,
+        expected,
+    )
+    entry = page.locator("#uploaded .uploaded-file")
+    expect(entry).to_have_count(1)
+    expect(entry.locator(".hash")).to_have_text(expected)
+    expect(entry.locator("a.file-name")).to_have_attribute("href", f"/download/{record['id']}")
+
+    page.reload()
+    expect(page.locator("#uploaded .uploaded-file .hash")).to_have_text(expected)
+    context.close()
+    source.unlink()
+
+
+def test_hostile_file_name_is_shown_as_text(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server()
+    name = "<img src=x onerror=alert(1)>.txt"
+    source = tmp_path / name
+    source.write_bytes(b"just text\n")
+    # CSP off in this browser: only the page's own text handling stands between name and DOM.
+    context, page, dialogs = open_page(browser, server.url, bypass_csp=True)
+    choose_files(page, source)
+    wait_finished(page, 1)
+    expect(file_row(page, name)).to_have_attribute("data-state", "done")
+    expect(page.locator("#previews [data-dz-name]")).to_have_text(name)
+
+    [record] = api_files(page)
+    expect(page.locator("#uploaded .file-name")).to_have_text(record["name"])
+    page.reload()
+    expect(page.locator("#uploaded .file-name")).to_have_text(record["name"])
+    page.wait_for_timeout(300)
+    assert dialogs == []
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    context.close()
+
+
+def test_chunk_failing_once_is_retried(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    taps, wrap = tapped(
+        lambda scope, n: scope["method"] == "POST" and scope["path"] == "/upload" and n == 3
+    )
+    server = live_server(wrap=wrap, chunk_size=256 * 1024)
+    source = random_file(tmp_path / "retried.bin", 6 * 256 * 1024 + 1234)
+    context, page, _ = open_page(browser, server.url)
+    choose_files(page, source)
+    wait_finished(page, 1)
+    expect(file_row(page, "retried.bin")).to_have_attribute("data-state", "done")
+
+    [tap] = taps
+    assert tap.failed == ["POST /upload"]
+    assert tap.seen["POST /upload"] == 7 + 1  # seven chunks, one of them twice
+    [stored] = stored_files(server.settings.storage)
+    assert sha256_of(stored) == sha256_of(source)
+    context.close()
+
+
+def test_chunk_failing_for_good_fails_the_file_and_stops_its_upload(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    taps, wrap = tapped(fail_chunk=2)
+    server = live_server(wrap=wrap, chunk_size=256 * 1024)
+    source = random_file(tmp_path / "doomed.bin", 200 * 256 * 1024)
+    context, page, _ = open_page(browser, server.url)
+    choose_files(page, source)
+    wait_finished(page, 1)
+    row = file_row(page, "doomed.bin")
+    expect(row).to_have_attribute("data-state", "error")
+    expect(row.locator("[data-dz-errormessage]")).to_have_text("injected failure")
+    [tap] = taps
+    assert tap.failed == ["POST /upload"] * 4, "sent once, retried three times"
+    sent = tap.seen["POST /upload"]
+    page.wait_for_timeout(1000)
+    assert tap.seen["POST /upload"] == sent, "nothing more is sent for a failed file"
+    print(f"\nchunk requests before the file failed: {sent}")
+    assert sent < 200, "the rest of the file was not sent"
+    assert stored_files(server.settings.storage) == []
+    context.close()
+
+
+def test_failed_finish_is_an_error_not_a_success(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    _, wrap = tapped(lambda scope, n: scope["path"].endswith("/finish"))
+    server = live_server(wrap=wrap, chunk_size=256 * 1024)
+    source = random_file(tmp_path / "unfinished.bin", 600 * 1024)
+    context, page, _ = open_page(browser, server.url)
+    choose_files(page, source)
+    wait_finished(page, 1)
+    row = file_row(page, "unfinished.bin")
+    expect(row).to_have_attribute("data-state", "error")
+    expect(row.locator("[data-dz-errormessage]")).to_have_text("injected failure")
+    expect(page.locator("#batch-count")).to_have_text("0 of 1 done, 1 failed")
+    context.close()
+
+
+def test_server_refusal_reason_is_shown(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server(max_size=1, force_chunking=True)
+    source = random_file(tmp_path / "too-big.bin", 2 * MIB)
+    context, page, _ = open_page(browser, server.url)
+    # The browser refuses it first (same limit); lift that to see the server's own refusal.
+    page.evaluate("Dropzone.instances[0].options.maxFilesize = 1000")
+    choose_files(page, source)
+    wait_finished(page, 1)
+    row = file_row(page, "too-big.bin")
+    expect(row).to_have_attribute("data-state", "error")
+    message = row.locator("[data-dz-errormessage]")
+    expect(message).not_to_be_empty()
+    assert "<" not in message.inner_text()
+    assert stored_files(server.settings.storage) == []
+    context.close()
+
+
+def test_page_works_with_no_internet(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server()
+    outside: list[str] = []
+    context = browser.new_context()
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(server.url + "/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.goto(server.url)
+    expect(page.locator("#loader-error")).to_be_hidden()
+    source = random_file(tmp_path / "offline.bin", 3 * MIB)
+    choose_files(page, source)
+    wait_finished(page, 1)
+    expect(file_row(page, "offline.bin")).to_have_attribute("data-state", "done")
+    expect(page.locator("#uploaded .file-name")).to_have_text("offline.bin")
+    assert outside == []
+    context.close()
+
+
+def test_unreachable_cdn_is_reported_on_the_page(
+    browser: Any, live_server: Callable[..., LiveServer]
+) -> None:
+    with free_socket() as closed:
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    server = live_server(dz_cdn=dead, dz_version="6.3.5")
+    context, page, _ = open_page(browser, server.url)
+    expect(page.locator("#loader-error")).to_be_visible()
+    context.close()
+
+
+def test_keyboard_only_and_clear(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server()
+    source = random_file(tmp_path / "by-keyboard.bin", 100 * 1024)
+    context, page, _ = open_page(browser, server.url)
+    page.on("filechooser", lambda chooser: chooser.set_files(str(source)))
+    for _ in range(5):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "dropper":
+            break
+    assert page.evaluate("document.activeElement.id") == "dropper"
+    page.keyboard.press("Enter")
+    wait_finished(page, 1)
+    expect(page.locator("#uploaded .file-name")).to_have_text("by-keyboard.bin")
+
+    page.focus("#clear")
+    page.keyboard.press("Enter")
+    expect(page.locator("#uploaded .uploaded-file")).to_have_count(0)
+    expect(page.locator("#uploaded-hidden")).to_be_visible()
+    assert "this browser only" in (page.get_attribute("#clear", "title") or "")
+    page.reload()
+    expect(page.locator("#uploaded-hidden")).to_be_visible()
+    expect(page.locator("#uploaded .uploaded-file")).to_have_count(0)
+    assert len(api_files(page)) == 1, "Clear hides the list, the server keeps the file"
+    page.click("#show-hidden")
+    expect(page.locator("#uploaded .file-name")).to_have_text("by-keyboard.bin")
+    context.close()
+
+
+def test_phone_width_has_no_sideways_scrolling(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server()
+    source = random_file(tmp_path / ("a-rather-long-file-name-" * 4 + ".bin"), 1000)
+    context, page, _ = open_page(browser, server.url, viewport={"width": 360, "height": 740})
+    choose_files(page, source)
+    wait_finished(page, 1)
+    expect(page.locator("#uploaded .uploaded-file")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    context.close()
+
+
+def test_progress_speed_and_time_left_mid_upload(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """Uploads under a throttled network and checks what the page shows while they run.
+
+    With PYFILEDROP_SCREENSHOT=docs/screenshot-upload.png it also saves the README's screenshot.
+    """
+    server = live_server(chunk_size=1 * MIB)
+    context, page, _ = open_page(browser, server.url, viewport={"width": 820, "height": 900})
+    choose_files(page, random_file(tmp_path / "notes.txt", 14 * 1024))
+    wait_finished(page, 1)
+    expect(page.locator("#uploaded .uploaded-file")).to_have_count(1)
+
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 6 * MIB},
+    )
+    choose_files(
+        page,
+        random_file(tmp_path / "holiday-video.mp4", 48 * MIB),
+        random_file(tmp_path / "disk-image.iso", 36 * MIB),
+        random_file(tmp_path / "dataset.tar.zst", 24 * MIB),
+    )
+    uploading = page.locator("#previews .file[data-state=uploading]")
+    expect(uploading).to_have_count(2)
+    expect(uploading.first.locator("[data-pfd-speed]")).to_contain_text("/s", timeout=15000)
+    expect(uploading.first.locator("[data-pfd-eta]")).to_contain_text("left")
+    expect(page.locator("#batch-count")).to_have_text("0 of 3 done")
+    expect(page.locator("#batch-eta")).to_contain_text("left")
+    page.wait_for_timeout(2500)
+    value = float(uploading.first.locator("progress").get_attribute("value") or 0)
+    assert 0 < value < 100
+    destination = os.environ.get("PYFILEDROP_SCREENSHOT")
+    if destination:
+        page.screenshot(path=destination, full_page=True)
+    context.close()
