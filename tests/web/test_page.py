@@ -234,6 +234,19 @@ def test_custom_index(tmp_path: Path) -> None:
     assert client.get("/static/pyfiledrop.js").status_code == 200
 
 
+def test_custom_index_may_use_the_page_placeholders(tmp_path: Path) -> None:
+    custom = tmp_path / "index.html"
+    custom.write_text(
+        '<script type="application/json" id="pfd-config">${config_json}</script>'
+        '<script src="${dropzone_src}"></script><p>$$5 ${unknown} $(jquery)</p>',
+        "utf-8",
+    )
+    html = client_for(tmp_path, index=custom, chunk_size=12345).get("/").text
+    assert config_of(html)["dropzone"]["chunkSize"] == 12345
+    assert script_sources(html) == [f"{page.BUNDLED_DROPZONE}?v={page.__version__}"]
+    assert "<p>$5 ${unknown} $(jquery)</p>" in html
+
+
 def test_static_files_do_not_escape_their_folder(tmp_path: Path) -> None:
     client = client_for(tmp_path)
     assert client.get("/static/../page.py").status_code == 404

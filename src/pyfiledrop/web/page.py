@@ -94,13 +94,22 @@ def json_for_html(value: Any) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+def template_values(settings: Settings) -> dict[str, str]:
+    return {
+        "version": html.escape(__version__),
+        "config_json": json_for_html(page_config(settings)),
+        "dropzone_src": html.escape(dropzone_script_url(settings)),
+    }
+
+
 def render_index(settings: Settings) -> str:
     template = Template(TEMPLATE_PATH.read_text(encoding="utf-8"))
-    return template.substitute(
-        version=html.escape(__version__),
-        config_json=json_for_html(page_config(settings)),
-        dropzone_src=html.escape(dropzone_script_url(settings)),
-    )
+    return template.substitute(template_values(settings))
+
+
+def render_custom_index(path: Path, settings: Settings) -> str:
+    """An operator's page (--index); it may use the same ${...} placeholders as ours."""
+    return Template(path.read_text(encoding="utf-8")).safe_substitute(template_values(settings))
 
 
 def security_headers(settings: Settings) -> dict[str, str]:
@@ -135,7 +144,7 @@ def index_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response
 
         async def custom_index(request: Request) -> Response:
             # Read on each request so an operator can edit the page without a restart.
-            return HTMLResponse(custom.read_text(encoding="utf-8"), headers=no_cache)
+            return HTMLResponse(render_custom_index(custom, settings), headers=no_cache)
 
         return custom_index
 
