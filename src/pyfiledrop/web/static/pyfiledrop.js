@@ -285,7 +285,7 @@
   // last chunk already; finish is idempotent and answers the same record either way.
   // (Dropzone calls it with the options as `this`, hence `dz` from the enclosing scope.)
   function chunksUploaded(file, done) {
-    setState(file, "finishing", "Finishing…");
+    setState(file, "finishing", "Finishing\u2026");
     setPart(file, "eta", "");
     var attempt = 0;
     function fail(message) {
