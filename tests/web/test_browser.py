@@ -7,7 +7,6 @@ is not used. Waits are locator-based: the page's CSP forbids the string evaluati
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import socket
@@ -22,6 +21,7 @@ import pytest
 
 from pyfiledrop.config import Settings
 from pyfiledrop.web.app import create_app
+from tests.conftest import ServerFactory, random_file, sha256_of
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 Browser = playwright_api.Browser
@@ -58,24 +58,6 @@ def browser() -> Iterator[Any]:
         )
         yield launched
         launched.close()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(4 * MIB):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def random_file(path: Path, size: int) -> Path:
-    with path.open("wb") as f:
-        left = size
-        while left:
-            block = os.urandom(min(left, 8 * MIB))
-            f.write(block)
-            left -= len(block)
-    return path
 
 
 def stored_files(storage: Path) -> list[Path]:
@@ -292,7 +274,7 @@ CHUNK_METER = """
 
 @pytest.mark.slow
 def test_200_mb_with_parallel_chunks_completes_exactly(
-    browser: Any, server_factory: Callable[..., Any], tmp_path: Path
+    browser: Any, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     server = server_factory("--allow-downloads")  # the defaults: forced chunks, 4 in flight
     size = 200 * 1000 * 1000

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from pyfiledrop.config import Settings
 from pyfiledrop.web import page
+from tests.conftest import ServerFactory
 
 CONFIG_BLOCK = re.compile(
     r'<script type="application/json" id="pfd-config">(?P<json>.*?)</script>', re.S
@@ -251,3 +252,36 @@ def test_static_files_do_not_escape_their_folder(tmp_path: Path) -> None:
     client = client_for(tmp_path)
     assert client.get("/static/../page.py").status_code == 404
     assert client.get("/static/%2e%2e/page.py").status_code == 404
+
+
+def test_real_server_sends_the_headers_on_every_response(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    with httpx.Client(base_url=server.url) as client:
+        for path in ("/", "/favicon.ico", "/static/pyfiledrop.js", "/api/files", "/healthz"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["x-content-type-options"] == "nosniff", path
+            assert "script-src 'self';" in response.headers["content-security-policy"], path
+        missing = client.get("/download/not-a-file")
+        assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
+        assert "access-control-allow-origin" not in client.get("/").headers
+
+
+def test_real_server_flags_reach_the_page(server_factory: ServerFactory, tmp_path: Path) -> None:
+    server = server_factory(
+        "-a", "--chunk-size", "2000000", "--disable-parallel-chunks", "--dz-version", "5.7.6"
+    )
+    with httpx.Client(base_url=server.url) as client:
+        response = client.get("/")
+    config = config_of(response.text)
+    assert config["allowDownloads"] is True
+    assert config["dropzone"]["chunkSize"] == 2000000
+    assert config["dropzone"]["parallelChunkUploads"] is False
+    cdnjs = "https://cdnjs.cloudflare.com"
+    assert script_sources(response.text)[0] == f"{page.DEFAULT_DZ_CDN}/5.7.6/min/dropzone.min.js"
+    assert f"script-src 'self' {cdnjs};" in response.headers["content-security-policy"]
+
+    custom = tmp_path / "ours.html"
+    custom.write_text("<h1>Ours</h1>", "utf-8")
+    other = server_factory("--index", str(custom))
+    assert httpx.get(other.url + "/").text == "<h1>Ours</h1>"
