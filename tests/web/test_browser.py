@@ -419,10 +419,11 @@ def test_server_refusal_reason_is_shown(
 
 
 def test_page_works_with_no_internet(
-    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+    browser: Any, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    server = live_server()
+    server = server_factory()  # the defaults: bundled Dropzone, downloads off
     outside: list[str] = []
+    problems: list[str] = []
     context = browser.new_context()
 
     def only_local(route: Any) -> None:
@@ -434,6 +435,8 @@ def test_page_works_with_no_internet(
 
     context.route("**/*", only_local)
     page = context.new_page()
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     page.goto(server.url)
     expect(page.locator("#loader-error")).to_be_hidden()
     source = random_file(tmp_path / "offline.bin", 3 * MIB)
@@ -441,7 +444,10 @@ def test_page_works_with_no_internet(
     wait_finished(page, 1)
     expect(file_row(page, "offline.bin")).to_have_attribute("data-state", "done")
     expect(page.locator("#uploaded .file-name")).to_have_text("offline.bin")
+    expect(page.locator("#uploaded a")).to_have_count(0)  # downloads are off
     assert outside == []
+    assert problems == [], "no script errors, no CSP violations"
+    assert [p.name for p in server.stored_files()] == ["offline.bin"]
     context.close()
 
 
