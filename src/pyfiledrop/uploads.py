@@ -162,7 +162,7 @@ class Uploads:
         self.check_claim(claim)
         self.counters["chunk_requests"] += 1
         now = self.clock()
-        upload = await self.db.run(queries.get_upload, claim.upload_id)
+        upload, duplicate = await self.db.run(queries.chunk_status, claim.upload_id, claim.index)
         if upload is None:
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
@@ -183,9 +183,7 @@ class Uploads:
                 ),
             )
         self._check_same_upload(upload, owner, claim)
-        if upload.state != "receiving" or await self.db.run(
-            queries.has_chunk, upload.id, claim.index
-        ):
+        if duplicate or upload.state != "receiving":
             self.counters["duplicate_chunks"] += 1
             return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
         sink = await self._open_sink(upload, claim.offset)
@@ -316,7 +314,7 @@ class Uploads:
                 if stored is None:
                     raise NotFound("the file of this upload was deleted")
                 return stored
-            if upload.state == "receiving":
+            if upload.state == "receiving" and upload.received < upload.chunk_count:
                 received = await self.db.run(queries.received_chunks, upload_id)
                 if len(received) < upload.chunk_count:
                     missing = sorted(set(range(upload.chunk_count)) - set(received))

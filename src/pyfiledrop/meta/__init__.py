@@ -22,6 +22,7 @@ class Upload:
     state: str
     created: float
     updated: float
+    received: int = 0
     lease_until: float | None = None
     final_path: str | None = None
     file_id: str | None = None

@@ -51,22 +51,30 @@ def record_chunk(
 ) -> tuple[bool, int]:
     """Count a fully written chunk (idempotent): (was it new, how many distinct chunks are in)."""
     with transaction(connection):
-        inserted = connection.execute(
-            "INSERT INTO chunks (upload_id, idx) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (upload_id, index),
+        inserted = (
+            connection.execute(
+                "INSERT INTO chunks (upload_id, idx) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (upload_id, index),
+            ).rowcount
+            == 1
         )
-        connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
         row = connection.execute(
-            "SELECT count(*) FROM chunks WHERE upload_id = ?", (upload_id,)
+            "UPDATE uploads SET received = received + ?, updated = ? WHERE id = ?"
+            " RETURNING received",
+            (1 if inserted else 0, now, upload_id),
         ).fetchone()
-    return inserted.rowcount == 1, int(row[0])
+    return inserted, int(row[0])
 
 
-def has_chunk(connection: Connection, upload_id: str, index: int) -> bool:
+def chunk_status(connection: Connection, upload_id: str, index: int) -> tuple[Upload | None, bool]:
+    """The upload and whether it already has this chunk, in one trip to the database thread."""
+    upload = get_upload(connection, upload_id)
+    if upload is None:
+        return None, False
     row = connection.execute(
         "SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?", (upload_id, index)
     ).fetchone()
-    return row is not None
+    return upload, row is not None
 
 
 def received_chunks(connection: Connection, upload_id: str) -> list[int]:

@@ -6,6 +6,7 @@ CREATE TABLE uploads (
     size        INTEGER,                   -- NULL while unknown (streamed one-shot uploads)
     chunk_size  INTEGER NOT NULL,
     chunk_count INTEGER NOT NULL,
+    received    INTEGER NOT NULL DEFAULT 0,  -- distinct chunks counted (rows in `chunks`)
     protocol    TEXT NOT NULL,             -- dropzone | put | tus
     state       TEXT NOT NULL,             -- receiving | finalizing | done
     created     REAL NOT NULL,
