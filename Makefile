@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed
 VENDOR := src/pyfiledrop/web/static/vendor
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit install assets browser-deps bench clean
+.PHONY: run test lint typecheck unit install assets browser-deps services bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,s3,postgres]'
 	touch $@
 
 install: $(STAMP) assets
@@ -41,7 +41,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: install browser-deps
+# PostgreSQL for the scale-out tests: Debian's package (the tests run their own cluster in /tmp;
+# S3 comes from moto in the dev extra). Where it can't be installed, those tests skip (not in CI).
+services:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL could not be installed: its tests will be skipped"
+
+unit: install browser-deps services
 	$(BIN)/pytest -q $(ARGS)
 
 test: install browser-deps lint typecheck unit
@@ -49,7 +54,7 @@ test: install browser-deps lint typecheck unit
 # The benchmark's own needs: matplotlib (the `bench` extra), peers in their own venv, nginx.
 PEERS := bench/.peers
 $(VENV)/.bench-installed: $(STAMP)
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/pip install -q -e '.[dev,s3,postgres,bench]'
 	touch $@
 
 $(PEERS)/.installed: bench/peers.txt

@@ -13,9 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from tests.services import Postgres, S3Endpoint
+
+T = TypeVar("T")
 
 START_TIMEOUT_SECONDS = 20.0
 
@@ -161,3 +167,44 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 def server(server_factory: ServerFactory) -> Server:
     """A server with downloads allowed."""
     return server_factory("--allow-downloads")
+
+
+# --- services for the scale-out backends (PostgreSQL, S3 through moto) ------------------------
+
+
+def _service_or_skip(start: Callable[[], T]) -> T:
+    from tests.services import ServiceMissing
+
+    try:
+        return start()
+    except ServiceMissing as missing:
+        if os.environ.get("CI"):
+            raise  # CI installs the services (`make services`): missing there is a failure
+        pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the whole session (Debian's package, a cluster under /tmp)."""
+    from tests.services import start_postgres
+
+    server = _service_or_skip(start_postgres)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: Postgres) -> str:
+    """A fresh database for one test."""
+    return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """moto's S3 server for the session; `s3_endpoint.create_bucket()` makes a fresh bucket."""
+    from tests.services import start_moto
+
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    endpoint = _service_or_skip(lambda: start_moto(log))
+    yield endpoint
+    endpoint.stop()

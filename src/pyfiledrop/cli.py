@@ -80,14 +80,13 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from pyfiledrop.meta import queries
-    from pyfiledrop.meta.sqlite import Database
+    from pyfiledrop.meta import open_database, queries
     from pyfiledrop.units import format_size
 
     settings = _settings_from(args).settings
-    if not settings.db_path.exists():
+    if settings.database is None and not settings.db_path.exists():
         raise ConfigError(f"--data {settings.data}: no pyfiledrop database there")
-    db = Database(settings.db_path)
+    db = open_database(settings.database, settings.data)
     try:
         stats = db.run_sync(queries.storage_stats)
     finally:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pyfiledrop.meta import SQLITE_FILE
 from pyfiledrop.units import format_duration, parse_duration, parse_size
 
 DEFAULT_CONFIG_FILE = "pyfiledrop.toml"
@@ -46,6 +48,7 @@ class Settings:
     abandon_after: int = 24 * 3600  # seconds a partial upload may stay idle
     cors_origins: tuple[str, ...] = ()
     workers: int = 1
+    database: str | None = None  # None: SQLite in `data`; else a postgresql:// URL
 
     @property
     def max_size_bytes(self) -> int:
@@ -53,7 +56,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.data / "pyfiledrop.sqlite3"
+        return self.data / SQLITE_FILE
 
 
 FlagKind = Literal["value", "store_true", "store_false", "append"]
@@ -144,6 +147,19 @@ def _origins(value: Any) -> tuple[str, ...]:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ValueError
     return origins
+
+
+def _database_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    url = _text(value)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError
+    return url
+
+
+def hide_password(url: str) -> str:
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 SPECS: tuple[Spec, ...] = (
@@ -270,6 +286,14 @@ SPECS: tuple[Spec, ...] = (
         "server processes",
         ("--workers",),
         metavar="N",
+    ),
+    Spec(
+        "database",
+        _database_url,
+        "a postgresql://user:password@host/db URL",
+        "PostgreSQL for metadata shared by several processes (default: SQLite in --data)",
+        ("--database",),
+        metavar="URL",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -404,6 +428,8 @@ def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, 
             shown = ", ".join(value) or "(none)"
         elif value is None:
             shown = "(none)"
+        elif spec.name == "database":
+            shown = hide_password(value)
         else:
             shown = str(value).lower() if isinstance(value, bool) else str(value)
         rows.append((spec.name, shown, sources.get(spec.name, "default")))

@@ -31,8 +31,7 @@ from pyfiledrop.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from pyfiledrop.meta import StoredFile, Upload, queries
-from pyfiledrop.meta.sqlite import Database
+from pyfiledrop.meta import Database, StoredFile, Upload, queries
 from pyfiledrop.names import sanitize
 from pyfiledrop.storage import ChunkSink
 from pyfiledrop.storage.local import LocalStorage

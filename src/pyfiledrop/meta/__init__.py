@@ -6,8 +6,24 @@ PostgreSQL both accept, so a second backend only supplies a connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+SQLITE_FILE = "pyfiledrop.sqlite3"
+
+
+class Database(Protocol):
+    """Runs a function of a connection (one from `queries`) off the event loop."""
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T: ...
+
+    def run_sync(self, function: Callable[..., T], *args: Any) -> T: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,17 @@ class StoredFile:
     delete_token: str | None = None
     linked_from: str | None = None
     upload_id: str | None = None
+
+
+def open_database(url: str | None, data: Path) -> Database:
+    """SQLite in the data folder by default; a `postgresql://` URL for several processes."""
+    if url is None:
+        from pyfiledrop.meta.sqlite import Database as SQLiteDatabase
+
+        return SQLiteDatabase(data / SQLITE_FILE)
+    from pyfiledrop.meta.postgres import PostgresDatabase
+
+    return PostgresDatabase(url)
 
 
 def upload_from_row(row: Any) -> Upload:

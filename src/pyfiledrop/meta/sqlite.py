@@ -21,7 +21,8 @@ BUSY_TIMEOUT_MS = 30_000
 LOCKED_RETRIES = 5
 
 
-def _migrations() -> list[tuple[int, str]]:
+def migration_scripts() -> list[tuple[int, str]]:
+    """(version, SQL) of every numbered migration file, in order; both backends apply them."""
     folder = resources.files("pyfiledrop.meta") / "migrations"
     found = []
     for entry in folder.iterdir():
@@ -50,7 +51,7 @@ def migrate(connection: sqlite3.Connection) -> None:
             " (version INTEGER PRIMARY KEY, applied REAL)"
         )
         done = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-        for version, script in _migrations():
+        for version, script in migration_scripts():
             if version in done:
                 continue
             for statement in script.split(";"):

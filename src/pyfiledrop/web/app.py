@@ -17,8 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import NotFound, PyfiledropError
-from pyfiledrop.meta import queries
-from pyfiledrop.meta.sqlite import Database
+from pyfiledrop.meta import open_database, queries
 from pyfiledrop.protocols import dropzone, put
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
@@ -172,6 +171,6 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
 
 def open_core(settings: Settings) -> Uploads:
     settings.data.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_path)
+    db = open_database(settings.database, settings.data)
     storage = LocalStorage(settings.storage, settings.chunks, writeback=settings.fsync)
     return Uploads(settings, db, storage)

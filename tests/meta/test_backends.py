@@ -1,0 +1,121 @@
+"""The same queries on SQLite and PostgreSQL: types, and the guards several processes need."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyfiledrop.meta import Database, StoredFile, Upload, open_database, queries
+
+BIG = 5 * 1024**4 + 12345  # 5 TiB: does not fit a 32-bit INTEGER
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    if request.param == "sqlite":
+        return None
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    return postgres_url
+
+
+@pytest.fixture
+def databases(url: str | None, tmp_path: Path) -> Iterator[list[Database]]:
+    """Two handles on one database, as two server processes would have."""
+    opened = [open_database(url, tmp_path), open_database(url, tmp_path)]
+    yield opened
+    for db in opened:
+        db.close()
+
+
+def an_upload(upload_id: str = "u1", chunk_count: int = 40) -> Upload:
+    return Upload(
+        id=upload_id, owner="o", name="big.bin", size=BIG, chunk_size=BIG // chunk_count + 1,
+        chunk_count=chunk_count, protocol="dropzone", state="receiving",
+        created=1795624285.123456, updated=1795624285.123456,
+    )  # fmt: skip
+
+
+def test_rows_keep_their_types(databases: list[Database]) -> None:
+    db = databases[0]
+    stored = db.run_sync(queries.insert_upload, an_upload())
+    assert stored == an_upload()
+    assert db.run_sync(queries.insert_upload, an_upload()) == stored  # idempotent
+    record = StoredFile(
+        id="f" * 24, owner="o", name="big.bin", path="big.bin", size=BIG, sha256="0" * 64,
+        created=1795624285.5, upload_id="u1",
+    )  # fmt: skip
+    db.run_sync(queries.publish, record, "u1", 1795624290.0)
+    assert databases[1].run_sync(queries.get_file, record.id) == record
+    assert databases[1].run_sync(queries.get_upload, "u1").state == "done"  # type: ignore[union-attr]
+    stats = db.run_sync(queries.storage_stats)
+    assert (stats["files"], stats["bytes"]) == (1, BIG)
+
+
+def test_migrations_apply_once(url: str | None, tmp_path: Path) -> None:
+    for _ in range(3):
+        db = open_database(url, tmp_path)
+        db.run_sync(queries.insert_upload, an_upload())
+        db.close()
+
+
+def test_concurrent_chunks_from_two_processes_complete_exactly_once(
+    databases: list[Database],
+) -> None:
+    """Every chunk recorded in parallel (and twice) from two handles: one recorder sees it full."""
+    count = 40
+    databases[0].run_sync(queries.insert_upload, an_upload(chunk_count=count))
+    results: list[tuple[bool, int]] = []
+    lock = threading.Lock()
+
+    def record(index: int) -> None:
+        result = databases[index % 2].run_sync(queries.record_chunk, "u1", index % count, 1.0)
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(2 * count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(new for new, _ in results) == count
+    assert max(received for _, received in results) == count
+    assert databases[1].run_sync(queries.received_chunks, "u1") == list(range(count))
+
+
+def test_one_finisher_wins_the_claim(databases: list[Database]) -> None:
+    databases[0].run_sync(queries.insert_upload, an_upload())
+    wins: list[bool] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: wins.append(
+                databases[i % 2].run_sync(queries.claim_finalize, "u1", 100.0, 60.0)
+            )
+        )
+        for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(wins) == [False] * 7 + [True]
+    # An expired lease may be taken over; a live one may not.
+    assert not databases[1].run_sync(queries.claim_finalize, "u1", 150.0, 60.0)
+    assert databases[1].run_sync(queries.claim_finalize, "u1", 161.0, 60.0)
+
+
+def test_failed_transaction_rolls_back(databases: list[Database]) -> None:
+    db = databases[0]
+    db.run_sync(queries.insert_upload, an_upload())
+
+    def half_then_fail(connection: queries.Connection) -> None:
+        with queries.transaction(connection):
+            connection.execute("DELETE FROM uploads WHERE id = ?", ("u1",))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        db.run_sync(half_then_fail)
+    assert databases[1].run_sync(queries.get_upload, "u1") is not None
+    assert db.run_sync(queries.get_upload, "u1") is not None
