@@ -313,7 +313,7 @@ class Uploads:
                 if stored is None:
                     raise NotFound("the file of this upload was deleted")
                 return stored
-            if upload.state == "receiving" and upload.received < upload.chunk_count:
+            if upload.received < upload.chunk_count:
                 received = await self.db.run(queries.received_chunks, upload_id)
                 if len(received) < upload.chunk_count:
                     missing = sorted(set(range(upload.chunk_count)) - set(received))

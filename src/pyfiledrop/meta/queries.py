@@ -89,10 +89,12 @@ def touch_upload(connection: Connection, upload_id: str, now: float) -> None:
 
 
 def claim_finalize(connection: Connection, upload_id: str, now: float, lease: float) -> bool:
-    """Become the one finisher: from `receiving`, or from a `finalizing` whose lease ran out."""
+    """Become the one finisher of a complete upload: from `receiving`, or from a `finalizing`
+    whose lease ran out (its finisher died)."""
     cursor = connection.execute(
         "UPDATE uploads SET state = 'finalizing', lease_until = ?, updated = ?"
-        " WHERE id = ? AND (state = 'receiving' OR (state = 'finalizing' AND lease_until < ?))",
+        " WHERE id = ? AND received = chunk_count"
+        " AND (state = 'receiving' OR (state = 'finalizing' AND lease_until < ?))",
         (now + lease, now, upload_id, now),
     )
     return bool(cursor.rowcount == 1)
