@@ -86,7 +86,10 @@ def test_concurrent_chunks_from_two_processes_complete_exactly_once(
 
 
 def test_one_finisher_wins_the_claim(databases: list[Database]) -> None:
-    databases[0].run_sync(queries.insert_upload, an_upload())
+    databases[0].run_sync(queries.insert_upload, an_upload(chunk_count=2))
+    assert not databases[0].run_sync(queries.claim_finalize, "u1", 100.0, 60.0)  # incomplete
+    for index in range(2):
+        databases[0].run_sync(queries.record_chunk, "u1", index, 100.0)
     wins: list[bool] = []
     threads = [
         threading.Thread(
