@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -116,19 +117,38 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def _run_client(argv: list[str], workdir: Path) -> tuple[int, float, float, int]:
-    """(exit code, seconds, CPU seconds, peak RSS KiB) of one client run.
+def client_environment(workdir: Path) -> dict[str, str]:
+    """pyfiledrop's uploader keeps resume state per (file, URL): keep it out of ~/.cache and
+    away from the next trial, which may get the same port."""
+    return {**os.environ, "PYFILEDROP_STATE_DIR": str(workdir / "client-state")}
+
+
+def client_timeout(size: int) -> float:
+    """Give up on a client slower than 10 MB/s (plus a minute): it is stuck, not slow."""
+    return 60 + size / 10e6
+
+
+def _run_client(argv: list[str], workdir: Path, timeout: float) -> tuple[int, float, float, int]:
+    """(exit code, seconds, CPU seconds, peak RSS KiB) of one client run; killed after timeout.
 
     The peak comes from sampling VmHWM: ru_maxrss would include this Python process's own
     size, inherited through fork before the exec.
     """
     with (workdir / "client.out").open("wb") as out, (workdir / "client.err").open("wb") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=client_environment(workdir)
+        )
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
         with PeakSampler(process.pid, interval=0.02, key="VmHWM") as sampler:
             _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
+        killer.cancel()
     process.returncode = os.waitstatus_to_exitcode(status)
+    if seconds >= timeout:
+        err_path = workdir / "client.err"
+        err_path.write_text(err_path.read_text(errors="replace") + f"\nkilled after {timeout:.0f}s")
     return process.returncode, seconds, usage.ru_utime + usage.ru_stime, sampler.peak_kib
 
 
@@ -166,7 +186,9 @@ def run_trial(
     profile_to: Path | None = None,
 ) -> Result:
     size = source.stat().st_size
+    timeout = client_timeout(size)
     trial = Trial(source, workdir, free_port())
+    shutil.rmtree(workdir, ignore_errors=True)  # left over from an interrupted run
     workdir.mkdir(parents=True)
     trial.storage.mkdir()
     error: str | None = None
@@ -178,13 +200,13 @@ def run_trial(
                 time.sleep(0.5)  # let py-spy attach before the upload starts
             cpu_before = tree_cpu_seconds(process.pid)
             with PeakSampler(process.pid) as sampler:
-                code, seconds, _, _ = _run_client(setting.client(trial), workdir)
+                code, seconds, _, _ = _run_client(setting.client(trial), workdir, timeout)
             cpu = tree_cpu_seconds(process.pid) - cpu_before
             if recorder is not None:
                 profile.stop(recorder)
             peak = max(sampler.peak_kib, tree_status_kib(process.pid, "VmHWM"))
         else:  # the client is the whole system (dd)
-            code, seconds, cpu, peak = _run_client(setting.client(trial), workdir)
+            code, seconds, cpu, peak = _run_client(setting.client(trial), workdir, timeout)
     finally:
         if process is not None:
             stop_server(process)
@@ -233,11 +255,20 @@ class ConcurrentResult:
         return asdict(self)
 
 
+def _wait_or_kill(process: subprocess.Popen[bytes], deadline: float) -> int:
+    try:
+        return process.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 def run_concurrent(
     setting: Setting, sources: list[tuple[Path, str]], workdir: Path, logs: Path
 ) -> ConcurrentResult:
     """All sources uploaded at once, one client process each, to one fresh server."""
     assert setting.server is not None
+    shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     port = free_port()
     trials = [Trial(source, workdir, port) for source, _ in sources]
@@ -256,9 +287,11 @@ def run_concurrent(
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL,
                             stderr=err,
+                            env=client_environment(workdir),
                         )
                     )
-            codes = [client.wait() for client in clients]
+            deadline = time.monotonic() + client_timeout(sum(s.stat().st_size for s, _ in sources))
+            codes = [_wait_or_kill(client, deadline) for client in clients]
             seconds = time.perf_counter() - started
         cpu = tree_cpu_seconds(process.pid) - cpu_before
         peak = max(sampler.peak_kib, tree_status_kib(process.pid, "VmHWM"))

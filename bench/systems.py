@@ -5,6 +5,7 @@ bound to 127.0.0.1 only. A setting is one (server, client command) pair; `dd` ha
 stands for the disk's own speed with a flush.
 """
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from bench.units import MIB, format_size
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS_BIN = REPO / "bench" / ".peers" / "bin"
-PYFILEDROP_BIN = REPO / ".venv" / "bin"
+# BENCH_PYFILEDROP_BIN benchmarks another install (a branch, an older release) instead.
+PYFILEDROP_BIN = Path(os.environ.get("BENCH_PYFILEDROP_BIN", REPO / ".venv" / "bin"))
 NGINX_CONF = Path(__file__).resolve().parent / "nginx.conf"
 
 # What the page uses by default (the article's chunk size and the core's chunks in flight).
