@@ -46,6 +46,11 @@ class Gone(PyfiledropError):
     code = "gone"
 
 
+class PreconditionFailed(PyfiledropError):
+    status = 412
+    code = "precondition_failed"
+
+
 class PayloadTooLarge(PyfiledropError):
     status = 413
     code = "too_large"
@@ -59,6 +64,18 @@ class UnsupportedMediaType(PyfiledropError):
 class RangeNotSatisfiable(PyfiledropError):
     status = 416
     code = "range_not_satisfiable"
+
+
+class Locked(PyfiledropError):
+    status = 423
+    code = "locked"
+
+
+class ChecksumMismatch(PyfiledropError):
+    """tus's own status: the body does not match its `Upload-Checksum`."""
+
+    status = 460
+    code = "checksum_mismatch"
 
 
 class InsufficientStorage(PyfiledropError):

@@ -78,7 +78,7 @@ class ChunkPlan:
 
 
 @dataclass
-class _HashProgress:
+class HashProgress:
     hasher: Any = field(default_factory=hashlib.sha256)
     position: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -110,6 +110,8 @@ def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
         "created": created,
         "deduplicated": stored.linked_from is not None,
     }
+    if stored.content_type:
+        record["type"] = stored.content_type
     record.update(extra)
     return record
 
@@ -133,7 +135,7 @@ class Uploads:
                 ("chunk_requests", "chunks_counted", "duplicate_chunks", "files_published"), 0
             )
         )
-        self._hashing: dict[str, _HashProgress] = {}
+        self._hashing: dict[str, HashProgress] = {}
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- receiving -------------------------------------------------------------------------
@@ -260,15 +262,25 @@ class Uploads:
 
     # --- hashing as the contiguous prefix grows ----------------------------------------------
 
+    def hash_progress(self, upload_id: str) -> HashProgress:
+        """This process's SHA-256 of the upload's first `position` bytes (finalize reads the rest).
+
+        Protocols whose bytes arrive in order (tus) feed it as they write, so nothing is read back.
+        """
+        return self._hashing.setdefault(upload_id, HashProgress())
+
+    def forget_hash(self, upload_id: str) -> None:
+        self._hashing.pop(upload_id, None)
+
     def _note_received(self, upload: Upload, index: int) -> None:
-        progress = self._hashing.setdefault(upload.id, _HashProgress())
+        progress = self._hashing.setdefault(upload.id, HashProgress())
         progress.received.add(index)
         task = self._hash_tasks.get(upload.id)
         if task is None or task.done():
             self._hash_tasks[upload.id] = asyncio.create_task(self._advance_hash(upload, False))
 
     async def _advance_hash(self, upload: Upload, to_end: bool) -> None:
-        progress = self._hashing.setdefault(upload.id, _HashProgress())
+        progress = self._hashing.setdefault(upload.id, HashProgress())
         size = upload.size or 0
         async with progress.lock:
             while progress.position < size:
@@ -280,7 +292,7 @@ class Uploads:
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(
                     self.storage.executor,
-                    _hash_file_range,
+                    hash_file_range,
                     path,
                     progress.hasher,
                     progress.position,
@@ -356,6 +368,7 @@ class Uploads:
                 created=self.clock(),
                 linked_from=linked_from,
                 upload_id=upload.id,
+                content_type=upload.content_type,
             )
             await self.db.run(queries.publish, stored, upload.id, self.clock())
         except BaseException:
@@ -407,6 +420,8 @@ class Uploads:
         for upload in await self.db.run(queries.idle_uploads, idle_since):
             if upload.state == "finalizing" and (upload.lease_until or 0) > self.clock():
                 continue
+            if (upload.lock_until or 0) > self.clock():
+                continue  # a request is writing to it right now
             await self.storage.discard_partial(upload.id)
             await self.db.run(queries.delete_upload, upload.id)
             self._hashing.pop(upload.id, None)
@@ -437,7 +452,7 @@ class Uploads:
             await asyncio.sleep(JANITOR_INTERVAL_SECONDS)
 
 
-def _hash_file_range(path: os.PathLike[str], hasher: Any, start: int, end: int) -> None:
+def hash_file_range(path: os.PathLike[str], hasher: Any, start: int, end: int) -> None:
     # One reused buffer: no per-read allocation that a thread's malloc arena would keep around.
     buffer = bytearray(HASH_READ_BYTES)
     view = memoryview(buffer)

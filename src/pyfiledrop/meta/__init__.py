@@ -42,6 +42,12 @@ class Upload:
     lease_until: float | None = None
     final_path: str | None = None
     file_id: str | None = None
+    byte_offset: int = 0  # uploads received in order (tus): the bytes stored so far
+    metadata: str | None = None
+    content_type: str | None = None
+    concat: str | None = None
+    lock_owner: str | None = None
+    lock_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class StoredFile:
     delete_token: str | None = None
     linked_from: str | None = None
     upload_id: str | None = None
+    content_type: str | None = None
 
 
 def open_database(url: str | None, data: Path) -> Database:

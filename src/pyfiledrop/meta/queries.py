@@ -131,12 +131,12 @@ def publish(connection: Connection, stored: StoredFile, upload_id: str, now: flo
     with transaction(connection):
         connection.execute(
             "INSERT INTO files (id, owner, name, path, size, sha256, created, expires, downloads,"
-            " max_downloads, delete_token, linked_from, upload_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " max_downloads, delete_token, linked_from, upload_id, content_type)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 stored.id, stored.owner, stored.name, stored.path, stored.size, stored.sha256,
                 stored.created, stored.expires, stored.downloads, stored.max_downloads,
-                stored.delete_token, stored.linked_from, stored.upload_id,
+                stored.delete_token, stored.linked_from, stored.upload_id, stored.content_type,
             ),
         )  # fmt: skip
         connection.execute(

@@ -7,10 +7,12 @@ fits the same shape (a chunk = a multipart part, publish = complete).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 Buffer = bytes | memoryview
+# Called with each batch once it is written, in order, on the storage's I/O thread (hashing).
+OnWritten = Callable[[list[Buffer]], None]
 
 
 class ChunkSink(Protocol):
@@ -32,7 +34,14 @@ class Storage(Protocol):
         """Make room for an upload (preallocated when the size is known). Idempotent."""
         ...
 
-    async def open_chunk(self, upload_id: str, offset: int) -> ChunkSink: ...
+    async def open_chunk(
+        self, upload_id: str, offset: int, on_written: OnWritten | None = None
+    ) -> ChunkSink: ...
+
+    async def join_partials(self, upload_id: str, parts: list[tuple[str, int]]) -> str:
+        """Make an upload's partial the concatenation of other partials (their first `size`
+        bytes each), without copying through the server where the storage can (tus final)."""
+        ...
 
     async def read_partial(self, upload_id: str, offset: int, length: int) -> bytes: ...
 

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import NotFound, PyfiledropError
 from pyfiledrop.meta import open_database, queries
-from pyfiledrop.protocols import dropzone, put
+from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
 from pyfiledrop.web import downloads
@@ -107,6 +107,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/files/{file_id}", file_info, methods=["GET"]),
         Route("/download/{file_id}", download_file, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        *tus.routes(),
     ]
 
 
@@ -165,6 +166,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         OwnerMiddleware,
         cors_origins=settings.cors_origins,
         security_headers=lambda: security_headers(settings),
+        expose_headers=tus.EXPOSED_HEADERS,
     )
     return app
 

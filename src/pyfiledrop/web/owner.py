@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,9 +51,12 @@ class OwnerMiddleware:
         app: ASGIApp,
         cors_origins: tuple[str, ...],
         security_headers: Callable[[], Mapping[str, str]],
+        expose_headers: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.cors_origins = set(cors_origins)
+        # Response headers a cross-origin script may read (tus clients need Location, offsets).
+        self.expose_headers = ", ".join(expose_headers).encode()
         self.security_headers = [
             (name.lower().encode(), value.encode()) for name, value in security_headers().items()
         ]
@@ -69,7 +72,7 @@ class OwnerMiddleware:
         )
         method = scope["method"]
         if method == "OPTIONS" and cors_allowed and "access-control-request-method" in headers:
-            await self._preflight(send, origin or "")
+            await self._preflight(send, origin or "", headers)
             return
         if (
             method in UNSAFE_METHODS
@@ -97,6 +100,8 @@ class OwnerMiddleware:
             extra.append((b"set-cookie", cookie.encode()))
         if cors_allowed:
             extra += _cors_headers(origin or "")
+            if self.expose_headers:
+                extra.append((b"access-control-expose-headers", self.expose_headers))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -110,11 +115,13 @@ class OwnerMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    async def _preflight(self, send: Send, origin: str) -> None:
+    async def _preflight(self, send: Send, origin: str, request: Mapping[str, str]) -> None:
+        # With credentials a browser takes `*` literally, so name the headers it asked for.
+        asked = request.get("access-control-request-headers", "").encode("latin-1") or b"*"
         headers = [
             *_cors_headers(origin),
             (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-            (b"access-control-allow-headers", b"*"),
+            (b"access-control-allow-headers", asked),
             (b"access-control-max-age", b"600"),
         ]
         await send({"type": "http.response.start", "status": 204, "headers": headers})

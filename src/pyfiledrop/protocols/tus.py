@@ -1,0 +1,366 @@
+"""tus 1.0.0 at `/files/`: the core protocol and the extensions creation, creation-with-upload,
+creation-defer-length, expiration, checksum, termination and concatenation.
+
+HTTP in, calls to `offsets` out. The upload URL is the capability: whoever holds it may ask its
+offset, write to it and terminate it (tus clients keep no cookies); the owner cookie sent with the
+creating POST decides whose list the finished file joins.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import email.utils
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from pyfiledrop import offsets
+from pyfiledrop.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    PreconditionFailed,
+    PyfiledropError,
+    UnsupportedMediaType,
+)
+from pyfiledrop.meta import StoredFile, Upload
+from pyfiledrop.protocols.body import body_pieces, declared_length, idle_timeout
+from pyfiledrop.uploads import Uploads, file_record
+
+TUS_VERSION = "1.0.0"
+EXTENSIONS = (
+    "creation",
+    "creation-with-upload",
+    "creation-defer-length",
+    "expiration",
+    "checksum",
+    "termination",
+    "concatenation",
+)
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+MAX_METADATA_BYTES = 16 * 1024
+MAX_CONCAT_PARTS = 1000
+FILE_HEADER = "X-Pyfiledrop-File"
+SHA256_HEADER = "X-Pyfiledrop-Sha256"
+# What a browser may read from a cross-origin tus response (see web/owner.py).
+EXPOSED_HEADERS = (
+    "Location",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Defer-Length",
+    "Upload-Metadata",
+    "Upload-Concat",
+    "Upload-Expires",
+    FILE_HEADER,
+    SHA256_HEADER,
+)
+_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "md5": 16}
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}$")
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+
+Headers = dict[str, str]
+
+
+def routes() -> list[BaseRoute]:
+    methods = ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"]
+    return [
+        Route("/files", _handled(collection), methods=["POST", "OPTIONS"]),
+        Route("/files/", _handled(collection), methods=["POST", "OPTIONS"]),
+        Route("/files/{upload_id}", _handled(resource), methods=methods),
+    ]
+
+
+def _handled(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """tus errors carry `Tus-Resumable` (and `Tus-Version` on 412) besides the usual JSON."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except PyfiledropError as error:
+            headers = _base_headers()
+            if error.status == 412:
+                headers["Tus-Version"] = TUS_VERSION
+            if "offset" in error.extra:
+                headers["Upload-Offset"] = str(error.extra["offset"])
+            if _method(request) in ("POST", "PATCH"):
+                headers["Connection"] = "close"  # the body was not (all) read
+            return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+    return handle
+
+
+def _uploads(request: Request) -> Uploads:
+    uploads: Uploads = request.app.state.uploads
+    return uploads
+
+
+def _method(request: Request) -> str:
+    override = request.headers.get("x-http-method-override")
+    return override.strip().upper() if override else request.method
+
+
+def _base_headers() -> Headers:
+    return {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
+
+
+def _check_version(request: Request) -> None:
+    if request.headers.get("tus-resumable") != TUS_VERSION:
+        raise PreconditionFailed(f"this server speaks tus {TUS_VERSION} (Tus-Resumable)")
+
+
+def _options(request: Request) -> Response:
+    headers = _base_headers()
+    headers.update(
+        {
+            "Tus-Version": TUS_VERSION,
+            "Tus-Extension": ",".join(EXTENSIONS),
+            "Tus-Max-Size": str(_uploads(request).settings.max_size_bytes),
+            "Tus-Checksum-Algorithm": ",".join(offsets.CHECKSUM_ALGORITHMS),
+        }
+    )
+    return Response(status_code=204, headers=headers)
+
+
+# --- /files/ -----------------------------------------------------------------------------------
+
+
+async def collection(request: Request) -> Response:
+    method = _method(request)
+    if method == "OPTIONS":
+        return _options(request)
+    if method != "POST":
+        raise BadRequest(f"{method} is not allowed on the creation URL")
+    _check_version(request)
+    return await create(request)
+
+
+async def create(request: Request) -> Response:
+    uploads = _uploads(request)
+    owner: str = request.scope["state"]["owner"]
+    metadata_header = request.headers.get("upload-metadata")
+    fields = parse_metadata(metadata_header)
+    concat = request.headers.get("upload-concat")
+    new = offsets.NewUpload(
+        owner=owner,
+        size=None,
+        filename=_text(fields.get("filename") or fields.get("name")),
+        content_type=_media_type(fields.get("filetype") or fields.get("type")),
+        metadata=metadata_header,
+        concat=concat.strip() if concat else None,
+    )
+    if new.concat is not None and new.concat.startswith("final"):
+        if "upload-length" in request.headers:
+            raise BadRequest("a final upload takes no Upload-Length")
+        outcome = await offsets.join(uploads, owner, _partial_ids(new.concat), new)
+        return _created(request, uploads, outcome)
+    if new.concat not in (None, offsets.PARTIAL):
+        raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
+    size = _creation_length(request)
+    outcome = await offsets.create(uploads, dataclasses.replace(new, size=size))
+    if _has_body(request):
+        if request.headers.get("content-type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
+            raise UnsupportedMediaType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
+        outcome = await _write(request, uploads, outcome.upload.id, 0)
+    return _created(request, uploads, outcome)
+
+
+def _created(request: Request, uploads: Uploads, outcome: offsets.Outcome) -> Response:
+    headers = _state_headers(uploads, outcome.upload, outcome.stored)
+    base = str(request.base_url).rstrip("/")
+    headers["Location"] = f"{base}/files/{outcome.upload.id}"
+    return Response(status_code=201, headers=headers)
+
+
+def _creation_length(request: Request) -> int | None:
+    length = request.headers.get("upload-length")
+    deferred = request.headers.get("upload-defer-length")
+    if deferred is not None:
+        if deferred.strip() != "1":
+            raise BadRequest("Upload-Defer-Length must be 1")
+        if length is not None:
+            raise BadRequest("send Upload-Length or Upload-Defer-Length, not both")
+        return None
+    if length is None:
+        raise BadRequest("Upload-Length (or Upload-Defer-Length: 1) is required")
+    return _non_negative(length, "Upload-Length")
+
+
+def _has_body(request: Request) -> bool:
+    length = declared_length(request)
+    return bool(length) or "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+def _partial_ids(concat: str) -> list[str]:
+    kind, _, urls = concat.partition(";")
+    if kind.strip() != "final":
+        raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
+    ids = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+    if not ids or len(ids) > MAX_CONCAT_PARTS:
+        raise BadRequest(f"Upload-Concat: final needs 1 to {MAX_CONCAT_PARTS} partial uploads")
+    return ids
+
+
+# --- /files/<id> -------------------------------------------------------------------------------
+
+
+async def resource(request: Request) -> Response:
+    method = _method(request)
+    upload_id = request.path_params["upload_id"]
+    uploads = _uploads(request)
+    if method == "OPTIONS":
+        return _options(request)
+    if method == "GET":
+        return await _describe(uploads, upload_id)
+    _check_version(request)
+    if method == "HEAD":
+        upload = await offsets.find(uploads, upload_id)
+        stored = await offsets.stored_file(uploads, upload)
+        return Response(status_code=200, headers=_state_headers(uploads, upload, stored))
+    if method == "PATCH":
+        return await patch(request, uploads, upload_id)
+    if method == "DELETE":
+        await offsets.terminate(uploads, upload_id)
+        return Response(status_code=204, headers=_base_headers())
+    raise BadRequest(f"{method} is not allowed on an upload URL")
+
+
+async def patch(request: Request, uploads: Uploads, upload_id: str) -> Response:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != OFFSET_CONTENT_TYPE:
+        raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_CONTENT_TYPE}")
+    offset = _non_negative(request.headers.get("upload-offset"), "Upload-Offset")
+    outcome = await _write(request, uploads, upload_id, offset)
+    headers = _state_headers(uploads, outcome.upload, outcome.stored)
+    return Response(status_code=204, headers=headers)
+
+
+async def _write(
+    request: Request, uploads: Uploads, upload_id: str, offset: int
+) -> offsets.Outcome:
+    length = request.headers.get("upload-length")
+    write = await offsets.begin_write(
+        uploads,
+        upload_id,
+        offset,
+        _non_negative(length, "Upload-Length") if length is not None else None,
+        parse_checksum(request.headers.get("upload-checksum")),
+    )
+    try:
+        declared = declared_length(request)
+        if declared is not None and declared > write.limit:
+            raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
+        async for piece in body_pieces(request, idle_timeout(uploads)):
+            await write.feed(piece)
+    except (ClientDisconnect, BadRequest):
+        # Cut off or stalled: keep what arrived, so the client resumes from there.
+        await offsets.end_write(uploads, write, whole=False)
+        raise
+    except BaseException:
+        await offsets.abort_write(uploads, write)
+        raise
+    return await offsets.end_write(uploads, write, whole=True)
+
+
+async def _describe(uploads: Uploads, upload_id: str) -> Response:
+    """Not tus: the upload's state as JSON, with the file record once it is done."""
+    upload = await offsets.find(uploads, upload_id)
+    state: dict[str, Any] = {
+        "id": upload.id,
+        "name": upload.name,
+        "size": upload.size,
+        "offset": upload.byte_offset,
+        "state": upload.state,
+    }
+    stored = await offsets.stored_file(uploads, upload)
+    if stored is not None:
+        state["file"] = file_record(stored)
+    return JSONResponse(state, headers={"Cache-Control": "no-store"})
+
+
+def _state_headers(uploads: Uploads, upload: Upload, stored: StoredFile | None) -> Headers:
+    headers = _base_headers()
+    headers["Upload-Offset"] = str(upload.byte_offset)
+    if upload.size is not None:
+        headers["Upload-Length"] = str(upload.size)
+    else:
+        headers["Upload-Defer-Length"] = "1"
+    if upload.metadata:
+        headers["Upload-Metadata"] = upload.metadata
+    if upload.concat:
+        headers["Upload-Concat"] = upload.concat
+    expires = offsets.expires(uploads, upload)
+    if expires is not None:
+        headers["Upload-Expires"] = email.utils.formatdate(expires, usegmt=True)
+    if stored is not None:
+        headers[FILE_HEADER] = stored.id
+        headers[SHA256_HEADER] = stored.sha256
+    return headers
+
+
+# --- header values -----------------------------------------------------------------------------
+
+
+def _non_negative(value: str | None, name: str) -> int:
+    text = (value or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise BadRequest(f"{name} must be a non-negative integer")
+    return int(text)
+
+
+def parse_metadata(header: str | None) -> dict[str, bytes]:
+    """`key base64,key2 base64,flag`: keys unique and without spaces, values Base64."""
+    if header is None:
+        return {}
+    if len(header) > MAX_METADATA_BYTES or not _PRINTABLE_ASCII.match(header):
+        raise BadRequest("Upload-Metadata must be printable ASCII and at most 16 KiB")
+    fields: dict[str, bytes] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition(" ")
+        if not key or key in fields:
+            raise BadRequest("Upload-Metadata keys must be non-empty and unique")
+        try:
+            fields[key] = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"Upload-Metadata value of {key!r} is not Base64") from None
+    return fields
+
+
+def parse_checksum(header: str | None) -> offsets.Checksum | None:
+    """`Upload-Checksum: <algorithm> <base64 digest>`; 400 for an algorithm we don't offer."""
+    if header is None:
+        return None
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm not in _DIGEST_SIZES:
+        raise BadRequest(
+            f"checksum algorithm {algorithm!r} is not supported "
+            f"(Tus-Checksum-Algorithm: {','.join(offsets.CHECKSUM_ALGORITHMS)})"
+        )
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("the Upload-Checksum digest is not Base64") from None
+    if len(digest) != _DIGEST_SIZES[algorithm]:
+        raise BadRequest(f"an {algorithm} digest has {_DIGEST_SIZES[algorithm]} bytes")
+    return offsets.Checksum(algorithm, digest)
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("utf-8", "replace") if value else None
+
+
+def _media_type(value: bytes | None) -> str | None:
+    text = (_text(value) or "").split(";")[0].strip().lower()
+    return text if _MEDIA_TYPE.match(text) else None

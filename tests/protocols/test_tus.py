@@ -1,0 +1,426 @@
+"""tus 1.0.0 at /files/ over real HTTP: every status the spec names, by hand-written requests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import Server, ServerFactory, sha256_of
+
+MiB = 1024 * 1024
+MAX_SIZE_MIB = 32
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def tus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("tus"), ["--max-size", str(MAX_SIZE_MIB)])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(tus_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=tus_server.url, timeout=30) as client:
+        client.get("/healthz")  # the owner cookie, so the files show in this client's list
+        yield client
+
+
+def metadata(**fields: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in fields.items())
+
+
+def create(client: httpx.Client, size: int | None, **headers: str) -> str:
+    length = {"Upload-Length": str(size)} if size is not None else {"Upload-Defer-Length": "1"}
+    response = client.post("/files/", headers={**TUS, **length, **headers})
+    assert response.status_code == 201, response.text
+    return response.headers["location"]
+
+
+def patch(
+    client: httpx.Client, url: str, offset: int, data: bytes, **headers: str
+) -> httpx.Response:
+    return client.patch(
+        url, content=data, headers={**OCTETS, "Upload-Offset": str(offset), **headers}
+    )
+
+
+def offset_of(client: httpx.Client, url: str) -> int:
+    response = client.head(url, headers=TUS)
+    assert response.status_code == 200
+    return int(response.headers["upload-offset"])
+
+
+def checksum(algorithm: str, data: bytes) -> str:
+    return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
+
+
+def test_options_announces_version_extensions_and_limits(client: httpx.Client) -> None:
+    response = client.options("/files/")
+    assert response.status_code == 204
+    assert response.headers["tus-version"] == "1.0.0"
+    assert set(response.headers["tus-extension"].split(",")) == {
+        "creation", "creation-with-upload", "creation-defer-length", "expiration", "checksum",
+        "termination", "concatenation",
+    }  # fmt: skip
+    assert response.headers["tus-max-size"] == str(MAX_SIZE_MIB * MiB)
+    assert set(response.headers["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256", "md5"}
+
+
+def test_create_patch_head_and_the_file_record(client: httpx.Client, tus_server: Server) -> None:
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4
+    url = create(
+        client,
+        len(data),
+        **{
+            "Upload-Metadata": metadata(
+                filename="../r\u00e9sum\u00e9.pdf", filetype="application/pdf"
+            )
+        },
+    )
+    assert url.startswith(f"{tus_server.url}/files/")
+    head = client.head(url, headers=TUS)
+    assert head.headers["upload-offset"] == "0"
+    assert head.headers["upload-length"] == str(len(data))
+    assert head.headers["cache-control"] == "no-store"
+    assert "upload-expires" in head.headers
+    assert head.headers["upload-metadata"].startswith("filename ")
+    first = patch(client, url, 0, data[:300_000])
+    assert first.status_code == 204
+    assert first.headers["upload-offset"] == "300000"
+    assert "upload-expires" in first.headers
+    assert "x-pyfiledrop-file" not in first.headers
+    last = patch(client, url, 300_000, data[300_000:])
+    assert last.status_code == 204
+    assert last.headers["upload-offset"] == str(len(data))
+    assert "upload-expires" not in last.headers
+    file_id = last.headers["x-pyfiledrop-file"]
+    assert last.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
+    record = client.get(f"/api/files/{file_id}").json()
+    assert record["name"] == "résumé.pdf"
+    assert record["type"] == "application/pdf"
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["size"] == len(data)
+    assert file_id in [entry["id"] for entry in client.get("/api/files").json()["files"]]
+    assert (tus_server.storage_dir / "résumé.pdf").read_bytes() == data
+    state = httpx.get(url).json()  # the URL is the capability: no cookie needed
+    assert state["file"]["id"] == file_id and state["offset"] == len(data)
+    done = client.head(url, headers=TUS)
+    assert done.headers["upload-offset"] == done.headers["upload-length"] == str(len(data))
+    assert done.headers["x-pyfiledrop-file"] == file_id
+
+
+def test_412_for_a_missing_or_other_tus_version(client: httpx.Client) -> None:
+    url = create(client, 10)
+    for headers in ({}, {"Tus-Resumable": "0.2.2"}):
+        for response in (
+            client.post("/files/", headers={**headers, "Upload-Length": "5"}),
+            client.head(url, headers=headers),
+            client.patch(
+                url,
+                content=b"x",
+                headers={
+                    **headers,
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            ),
+            client.delete(url, headers=headers),
+        ):
+            assert response.status_code == 412
+            assert response.headers["tus-version"] == "1.0.0"
+    assert offset_of(client, url) == 0
+
+
+def test_415_for_a_patch_that_is_not_offset_octets(client: httpx.Client) -> None:
+    url = create(client, 10)
+    response = client.patch(
+        url,
+        content=b"0123456789",
+        headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 415
+    assert offset_of(client, url) == 0
+
+
+def test_409_for_a_wrong_offset_and_nothing_changes(client: httpx.Client) -> None:
+    url = create(client, 10)
+    assert patch(client, url, 0, b"01234").status_code == 204
+    for wrong in (0, 3, 7):
+        response = patch(client, url, wrong, b"abc")
+        assert response.status_code == 409
+        assert response.headers["upload-offset"] == "5"
+    assert offset_of(client, url) == 5
+    assert patch(client, url, 5, b"56789").status_code == 204
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
+def test_checksum_match_204_mismatch_460_discards_the_bytes(
+    client: httpx.Client, algorithm: str
+) -> None:
+    data = b"hello world, checked" * 1000
+    url = create(client, len(data))
+    good = patch(
+        client, url, 0, data[:5000], **{"Upload-Checksum": checksum(algorithm, data[:5000])}
+    )
+    assert good.status_code == 204
+    bad = patch(
+        client, url, 5000, b"X" * 5000, **{"Upload-Checksum": checksum(algorithm, data[5000:10000])}
+    )
+    assert bad.status_code == 460
+    assert offset_of(client, url) == 5000
+    rest = data[5000:]
+    last = patch(client, url, 5000, rest, **{"Upload-Checksum": checksum(algorithm, rest)})
+    assert last.status_code == 204
+    record = client.get(f"/api/files/{last.headers['x-pyfiledrop-file']}").json()
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_400_for_an_unsupported_checksum_algorithm(client: httpx.Client) -> None:
+    url = create(client, 4)
+    response = patch(client, url, 0, b"abcd", **{"Upload-Checksum": "crc32 AAAAAA=="})
+    assert response.status_code == 400
+    assert offset_of(client, url) == 0
+
+
+def test_413_over_the_size_limit(client: httpx.Client) -> None:
+    over = MAX_SIZE_MIB * MiB + 1
+    response = client.post("/files/", headers={**TUS, "Upload-Length": str(over)})
+    assert response.status_code == 413
+    url = create(client, 10)
+    assert patch(client, url, 0, b"0123456789ab").status_code == 413
+    assert offset_of(client, url) == 0
+    deferred = create(client, None)
+    response = patch(client, deferred, 0, b"", **{"Upload-Length": str(over)})
+    assert response.status_code == 413
+
+
+def test_404_unknown_and_204_then_404_after_termination(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    assert (
+        client.head("/files/8a1b3c1e-0000-4000-8000-000000000000", headers=TUS).status_code == 404
+    )
+    assert client.head("/files/not-a-uuid", headers=TUS).status_code == 404
+    assert patch(client, "/files/8a1b3c1e-0000-4000-8000-000000000000", 0, b"x").status_code == 404
+    url = create(client, 100)
+    assert patch(client, url, 0, b"x" * 40).status_code == 204
+    upload_id = urlsplit(url).path.rsplit("/", 1)[-1]
+    assert (tus_server.chunks_dir / f"{upload_id}.part").exists()
+    deleted = client.delete(url, headers=TUS)
+    assert deleted.status_code == 204
+    assert deleted.headers["tus-resumable"] == "1.0.0"
+    assert client.head(url, headers=TUS).status_code == 404
+    assert patch(client, url, 40, b"x").status_code == 404
+    assert not (tus_server.chunks_dir / f"{upload_id}.part").exists()
+
+
+def test_410_once_an_unfinished_upload_expired(server_factory: ServerFactory) -> None:
+    server = server_factory("--abandon-after", "1s")
+    with httpx.Client(base_url=server.url) as client:
+        url = create(client, 100)
+        response = patch(client, url, 0, b"x" * 10)
+        expires = response.headers["upload-expires"]
+        assert expires.endswith(" GMT")
+        time.sleep(1.6)
+        assert client.head(url, headers=TUS).status_code == 410
+        assert client.head(url, headers=TUS).status_code == 404  # removed with the 410
+    assert list(server.chunks_dir.iterdir()) == []
+
+
+def test_creation_with_upload(client: httpx.Client) -> None:
+    data = b"all in the POST" * 100
+    response = client.post(
+        "/files/",
+        content=data[:1000],
+        headers={**OCTETS, "Upload-Length": str(len(data))},
+    )
+    assert response.status_code == 201
+    assert response.headers["upload-offset"] == "1000"
+    url = response.headers["location"]
+    assert patch(client, url, 1000, data[1000:]).status_code == 204
+    whole = client.post(
+        "/files/", content=data, headers={**OCTETS, "Upload-Length": str(len(data))}
+    )
+    assert whole.status_code == 201
+    assert whole.headers["upload-offset"] == str(len(data))
+    assert "x-pyfiledrop-file" in whole.headers
+
+
+def test_creation_defer_length(client: httpx.Client) -> None:
+    url = create(client, None)
+    head = client.head(url, headers=TUS)
+    assert head.headers["upload-defer-length"] == "1"
+    assert "upload-length" not in head.headers
+    assert patch(client, url, 0, b"first ").status_code == 204
+    last = patch(client, url, 6, b"and last", **{"Upload-Length": "14"})
+    assert last.status_code == 204
+    record = client.get(f"/api/files/{last.headers['x-pyfiledrop-file']}").json()
+    assert record["sha256"] == hashlib.sha256(b"first and last").hexdigest()
+    assert client.post("/files/", headers={**TUS, "Upload-Defer-Length": "2"}).status_code == 400
+
+
+def test_empty_upload_is_complete_at_creation(client: httpx.Client) -> None:
+    response = client.post(
+        "/files/",
+        headers={**TUS, "Upload-Length": "0", "Upload-Metadata": metadata(filename="empty.txt")},
+    )
+    assert response.status_code == 201
+    record = client.get(f"/api/files/{response.headers['x-pyfiledrop-file']}").json()
+    assert record["size"] == 0 and record["sha256"] == hashlib.sha256(b"").hexdigest()
+
+
+def test_concatenation_joins_partials_and_final_refuses_patch(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    parts = [b"hello", b" ", b"world" * 2000]
+    urls = []
+    for part in parts:
+        url = create(client, len(part), **{"Upload-Concat": "partial"})
+        assert client.head(url, headers=TUS).headers["upload-concat"] == "partial"
+        assert patch(client, url, 0, part).status_code == 204
+        urls.append(url)
+    incomplete = create(client, 10, **{"Upload-Concat": "partial"})
+    refused = client.post(
+        "/files/", headers={**TUS, "Upload-Concat": f"final;{urls[0]} {incomplete}"}
+    )
+    assert refused.status_code == 400
+    relative = [urlsplit(url).path for url in urls]
+    final = client.post(
+        "/files/",
+        headers={**TUS, "Upload-Concat": "final;" + " ".join([urls[0], *relative[1:]]),
+                 "Upload-Metadata": metadata(filename="joined.txt")},
+    )  # fmt: skip
+    assert final.status_code == 201
+    whole = b"".join(parts)
+    record = client.get(f"/api/files/{final.headers['x-pyfiledrop-file']}").json()
+    assert record["sha256"] == hashlib.sha256(whole).hexdigest()
+    assert (tus_server.storage_dir / "joined.txt").read_bytes() == whole
+    final_url = final.headers["location"]
+    head = client.head(final_url, headers=TUS)
+    assert head.headers["upload-offset"] == head.headers["upload-length"] == str(len(whole))
+    assert head.headers["upload-concat"].startswith("final;")
+    assert patch(client, final_url, len(whole), b"x").status_code == 403
+    for url in urls:  # the parts are removed once joined
+        assert client.head(url, headers=TUS).status_code == 404
+
+
+def test_method_override_and_dedup(client: httpx.Client) -> None:
+    data = b"same bytes twice" * 99
+    ids = []
+    for _ in range(2):
+        url = create(client, len(data))
+        response = client.post(
+            url,
+            content=data,
+            headers={**OCTETS, "Upload-Offset": "0", "X-HTTP-Method-Override": "PATCH"},
+        )
+        assert response.status_code == 204
+        ids.append(response.headers["x-pyfiledrop-file"])
+    second = client.get(f"/api/files/{ids[1]}").json()
+    assert second["deduplicated"] is True
+
+
+def raw_patch_start(
+    server: Server, url: str, offset: int, length: int, first: bytes
+) -> socket.socket:
+    """A PATCH whose headers promise `length` bytes, of which only `first` is sent (so far)."""
+    path = urlsplit(url).path
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: {offset}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    )
+    connection.sendall(head.encode() + first)
+    return connection
+
+
+def wait_for_offset(client: httpx.Client, url: str, expected: int) -> None:
+    deadline = time.monotonic() + 10
+    while offset_of(client, url) != expected:
+        assert time.monotonic() < deadline, f"offset stays {offset_of(client, url)}"
+        time.sleep(0.05)
+
+
+def test_patch_cut_mid_body_keeps_what_arrived(
+    client: httpx.Client, tus_server: Server, tmp_path: Path
+) -> None:
+    data = bytes(range(251)) * 8000  # ~2 MB, not a multiple of anything
+    url = create(client, len(data))
+    connection = raw_patch_start(tus_server, url, 0, len(data), data[:777_777])
+    time.sleep(0.3)
+    connection.close()
+    wait_for_offset(client, url, 777_777)
+    last = patch(client, url, 777_777, data[777_777:])
+    assert last.status_code == 204
+    assert last.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_racing_patches_one_writes_the_other_gets_423(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    data = b"r" * 500_000
+    url = create(client, len(data))
+    first = raw_patch_start(tus_server, url, 0, len(data), data[:100_000])
+    time.sleep(0.3)
+    started = time.monotonic()
+    rival = patch(client, url, 0, data)
+    assert rival.status_code == 423
+    assert time.monotonic() - started < 2
+    first.sendall(data[100_000:])
+    reply = first.recv(4096)
+    first.close()
+    assert reply.startswith(b"HTTP/1.1 204")
+    assert offset_of(client, url) == len(data)
+    assert patch(client, url, 0, data).status_code == 409
+
+
+def test_cors_exposes_tus_headers(server_factory: ServerFactory) -> None:
+    origin = "http://app.example"
+    server = server_factory("--cors-origin", origin)
+    with httpx.Client(base_url=server.url) as client:
+        preflight = client.options(
+            "/files/",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "tus-resumable,upload-length,upload-metadata",
+            },
+        )
+        assert preflight.status_code == 204
+        allowed = preflight.headers["access-control-allow-headers"]
+        assert "upload-length" in allowed
+        created = client.post("/files/", headers={**TUS, "Upload-Length": "3", "Origin": origin})
+        assert created.status_code == 201
+        exposed = {
+            h.strip().lower() for h in created.headers["access-control-expose-headers"].split(",")
+        }
+        assert {"location", "upload-offset", "tus-resumable", "x-pyfiledrop-file"} <= exposed
+
+
+def test_stored_file_matches_after_many_small_patches(
+    client: httpx.Client, tus_server: Server, tmp_path: Path
+) -> None:
+    data = bytes(reversed(range(256))) * 40000  # ~10 MB
+    url = create(client, len(data), **{"Upload-Metadata": metadata(filename="pieces.bin")})
+    offset = 0
+    for size in (1, 65535, 65537, 1_000_000, 3 * MiB + 3, len(data)):
+        piece = data[offset : offset + size]
+        if not piece:
+            break
+        response = patch(client, url, offset, piece)
+        assert response.status_code == 204
+        offset += len(piece)
+    assert offset == len(data)
+    assert sha256_of(tus_server.storage_dir / "pieces.bin") == hashlib.sha256(data).hexdigest()
