@@ -383,6 +383,47 @@ def test_chunk_failing_for_good_fails_the_file_and_stops_its_upload(
     context.close()
 
 
+def test_adding_the_same_file_after_a_reload_sends_only_the_rest(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    taps, wrap = tapped()
+    server = live_server(wrap=wrap, chunk_size=256 * 1024)
+    [tap] = taps
+    chunks = 40
+    source = random_file(tmp_path / "resumed.bin", chunks * 256 * 1024 - 1000)
+    context, page, _ = open_page(browser, server.url)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    throttle = {"offline": False, "latency": 0, "downloadThroughput": -1}
+    cdp.send("Network.emulateNetworkConditions", {**throttle, "uploadThroughput": 2 * MIB})
+    choose_files(page, source)
+    expect(page.locator("#previews .file[data-state=uploading]")).to_have_count(1)
+    deadline = time.monotonic() + 30
+    while tap.seen.get("POST /upload", 0) < 12:
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(100)
+    cdp.send("Network.emulateNetworkConditions", {**throttle, "uploadThroughput": -1})
+    page.reload()  # in-flight chunks are cut off; the server counts none of them
+
+    saved = page.evaluate("JSON.parse(localStorage.getItem('pyfiledrop.unfinished'))")
+    [entry] = saved.values()
+    state = page.evaluate("u => fetch('/upload/' + u).then(r => r.json())", entry["uuid"])
+    assert state["state"] == "receiving"
+    have = len(state["received"])
+    assert 0 < have < chunks
+    before = tap.seen["POST /upload"]
+
+    choose_files(page, source)
+    wait_finished(page, 1)
+    row = file_row(page, "resumed.bin")
+    expect(row).to_have_attribute("data-state", "done")
+    assert tap.seen["POST /upload"] - before == chunks - have, "only the missing chunks"
+    [stored] = stored_files(server.settings.storage)
+    assert sha256_of(stored) == sha256_of(source)
+    assert page.evaluate("localStorage.getItem('pyfiledrop.unfinished')") == "{}"
+    context.close()
+
+
 def test_failed_finish_is_an_error_not_a_success(
     browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:

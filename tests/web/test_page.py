@@ -103,6 +103,7 @@ def test_page_is_served_with_defaults(tmp_path: Path) -> None:
     assert config["allowDownloads"] is False
     assert config["filesUrl"] == "/api/files"
     assert config["finishUrl"] == "/upload/{uuid}/finish"
+    assert config["statusUrl"] == "/upload/{uuid}"
 
 
 def test_config_follows_settings(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ def page_config(settings: Settings) -> dict[str, Any]:
         "allowDownloads": settings.allow_downloads,
         "filesUrl": "/api/files",
         "finishUrl": "/upload/{uuid}/finish",
+        "statusUrl": "/upload/{uuid}",
     }
 
 

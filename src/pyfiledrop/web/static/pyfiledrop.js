@@ -5,6 +5,8 @@
 
   var config = JSON.parse(document.getElementById("pfd-config").textContent);
   var HIDDEN_KEY = "pyfiledrop.hiddenFiles";
+  var RESUME_KEY = "pyfiledrop.unfinished";
+  var RESUME_ENTRIES = 200;
   var SPEED_WINDOW_MS = 3000;
   var FINISH_ATTEMPTS = 4;
 
@@ -315,6 +317,101 @@
     tryFinish();
   }
 
+  // ---- Resuming: adding the same file again (after a reload, a crash or a failure) continues
+  // its upload. The server says which chunks it has; only the others are sent.
+
+  function resumeKey(file) {
+    return [file.name, file.size, file.lastModified || 0].join("/");
+  }
+
+  function readUnfinished() {
+    try {
+      var entries = JSON.parse(window.localStorage.getItem(RESUME_KEY) || "{}");
+      return entries && typeof entries === "object" && !Array.isArray(entries) ? entries : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  function writeUnfinished(entries) {
+    var keys = Object.keys(entries).sort(function (a, b) {
+      return entries[b].at - entries[a].at;
+    });
+    var kept = {};
+    keys.slice(0, RESUME_ENTRIES).forEach(function (key) {
+      kept[key] = entries[key];
+    });
+    try {
+      window.localStorage.setItem(RESUME_KEY, JSON.stringify(kept));
+    } catch (e) {
+      // Storage disabled: uploads simply start from the beginning.
+    }
+  }
+
+  function rememberUpload(file) {
+    var entries = readUnfinished();
+    entries[resumeKey(file)] = { uuid: file.upload.uuid, at: Date.now() };
+    writeUnfinished(entries);
+  }
+
+  function forgetUpload(file) {
+    var entries = readUnfinished();
+    var entry = entries[resumeKey(file)];
+    if (entry && entry.uuid === file.upload.uuid) {
+      delete entries[resumeKey(file)];
+      writeUnfinished(entries);
+    }
+  }
+
+  function chunkLength(file, index) {
+    var chunkSize = Number(dzOptions.chunkSize);
+    return Math.max(0, Math.min(chunkSize, file.size - index * chunkSize));
+  }
+
+  // Dropzone's accept hook runs before a file is queued; it may take its time.
+  function acceptFile(file, done) {
+    var saved = readUnfinished()[resumeKey(file)];
+    if (!saved || typeof saved.uuid !== "string" || !file.size) {
+      rememberUpload(file);
+      done();
+      return;
+    }
+    fetch(config.statusUrl.replace("{uuid}", encodeURIComponent(saved.uuid)), {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    })
+      .then(function (response) {
+        return response.ok ? response.json() : null;
+      })
+      .then(function (state) {
+        var usable =
+          state &&
+          state.state === "receiving" &&
+          state.size === file.size &&
+          state.chunk_size === Number(dzOptions.chunkSize) &&
+          Array.isArray(state.received) &&
+          state.received.length > 0;
+        if (usable) {
+          file.upload.uuid = saved.uuid;
+          file.pfdHave = {};
+          file.pfdSkipped = 0;
+          state.received.forEach(function (index) {
+            file.pfdHave[index] = true;
+            file.pfdSkipped += chunkLength(file, index);
+          });
+          setState(file, "queued", "Resuming: " + formatBytes(file.pfdSkipped) + " already there");
+        }
+      })
+      .catch(function () {
+        // The server could not say: start from the beginning.
+      })
+      .then(function () {
+        rememberUpload(file);
+        done();
+      });
+  }
+
   var previewTemplate = $("preview-template").innerHTML;
 
   var dz = new Dropzone(
@@ -325,9 +422,36 @@
       createImageThumbnails: false,
       clickable: "#dropper",
       chunksUploaded: chunksUploaded,
+      accept: acceptFile,
       error: showError,
     })
   );
+
+  // A chunk the server already has is marked as sent instead of being sent again. Deferred, so
+  // that a long run of such chunks does not grow the stack.
+  var sendChunk = dz._uploadData;
+  dz._uploadData = function (files, dataBlocks) {
+    var file = files[0];
+    var block = dataBlocks[0];
+    var have = file.upload.chunked && file.pfdHave && block && file.pfdHave[block.chunkIndex];
+    if (!have) return sendChunk.call(dz, files, dataBlocks);
+    var chunk = file.upload.chunks[block.chunkIndex];
+    var length = chunkLength(file, block.chunkIndex);
+    var standIn = {
+      responseText: '{"status":"duplicate"}',
+      getAllResponseHeaders: function () {
+        return "";
+      },
+    };
+    chunk.xhr = standIn;
+    chunk.total = length;
+    chunk.bytesSent = length;
+    Promise.resolve().then(function () {
+      if (file.status !== Dropzone.UPLOADING || chunk.status !== Dropzone.UPLOADING) return;
+      dz._updateFilesUploadProgress(files, standIn);
+      file.upload.finishedChunkUpload(chunk, { status: "duplicate" });
+    });
+  };
 
   // Keyboard: the drop area is a focusable button that opens the file chooser.
   $("dropper").addEventListener("keydown", function (event) {
@@ -342,26 +466,25 @@
   var batch = { files: [], meter: new SpeedMeter(), started: 0, finished: 0 };
 
   // Payload bytes sent so far, from each chunk's progress. (Dropzone's own `bytesSent` counts
-  // multipart overhead and is NaN while a chunk has not reported yet.)
-  function bytesSent(file) {
+  // multipart overhead and is NaN while a chunk has not reported yet.) With `fresh`, only bytes
+  // that really went over the wire count: chunks the server had before a resume do not.
+  function bytesSent(file, fresh) {
     var upload = file.upload;
     if (!upload) return 0;
     if (!upload.chunked || !upload.chunks) return (file.size * (upload.progress || 0)) / 100;
-    var chunkSize = Number(dzOptions.chunkSize);
     var sent = 0;
     upload.chunks.forEach(function (chunk, index) {
-      if (!chunk) return;
-      var length = Math.min(chunkSize, file.size - index * chunkSize);
+      if (!chunk || (fresh && file.pfdHave && file.pfdHave[index])) return;
       var progress = chunk.status === Dropzone.SUCCESS ? 100 : chunk.progress || 0;
-      sent += (length * progress) / 100;
+      sent += (chunkLength(file, index) * progress) / 100;
     });
     return Math.min(file.size, sent);
   }
 
-  function fileSent(file) {
-    if (file.status === Dropzone.SUCCESS) return file.size;
+  function fileSent(file, fresh) {
     if (file.status === Dropzone.ERROR || file.status === Dropzone.CANCELED) return 0;
-    return bytesSent(file);
+    if (file.status === Dropzone.SUCCESS) return file.size - (fresh ? file.pfdSkipped || 0 : 0);
+    return bytesSent(file, fresh);
   }
 
   function updateBatch() {
@@ -372,6 +495,7 @@
     }
     var total = 0;
     var sent = 0;
+    var fresh = 0;
     var done = 0;
     var failed = 0;
     var active = false;
@@ -381,11 +505,12 @@
         return;
       }
       total += file.size;
-      sent += fileSent(file);
+      sent += fileSent(file, false);
+      fresh += fileSent(file, true);
       if (file.status === Dropzone.SUCCESS) done++;
       else active = true;
     });
-    batch.meter.add(sent);
+    batch.meter.add(fresh);
     var rate = active ? batch.meter.rate() : 0;
     $("batch").hidden = false;
     $("batch-count").textContent =
@@ -398,7 +523,7 @@
     } else {
       if (!batch.finished) batch.finished = performance.now();
       var seconds = batch.started ? (batch.finished - batch.started) / 1000 : 0;
-      $("batch-speed").textContent = seconds > 0.05 && sent ? averageText(sent, seconds) : "";
+      $("batch-speed").textContent = seconds > 0.05 && fresh ? averageText(fresh, seconds) : "";
       $("batch-eta").textContent = "";
     }
     $("batch-progress").value = total ? (100 * sent) / total : failed ? 0 : 100;
@@ -435,13 +560,13 @@
   dz.on("processing", function (file) {
     file.pfdStarted = performance.now();
     if (!batch.started) batch.started = file.pfdStarted;
-    setState(file, "uploading", "Uploading");
+    setState(file, "uploading", file.pfdSkipped ? "Uploading the rest" : "Uploading");
   });
 
   dz.on("uploadprogress", function (file) {
     if (file.status !== Dropzone.UPLOADING) return;
-    var sent = bytesSent(file);
-    file.pfdMeter.add(sent);
+    var sent = bytesSent(file, false);
+    file.pfdMeter.add(bytesSent(file, true));
     var rate = file.pfdMeter.rate();
     setPart(file, "speed", rate ? formatBytes(rate) + "/s" : "");
     setPart(file, "eta", rate ? formatDuration((file.size - sent) / rate) + " left" : "");
@@ -454,7 +579,9 @@
     var seconds = (performance.now() - (file.pfdStarted || performance.now())) / 1000;
     setState(file, "done", "Done");
     announce(file.name + " uploaded.");
-    setPart(file, "speed", seconds > 0.05 ? averageText(file.size, seconds) : "");
+    forgetUpload(file);
+    var fresh = file.size - (file.pfdSkipped || 0);
+    setPart(file, "speed", seconds > 0.05 && fresh ? averageText(fresh, seconds) : "");
     setPart(file, "eta", record && record.sha256 ? "SHA-256 " + record.sha256 : "");
     refreshUploaded();
   });
