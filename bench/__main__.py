@@ -89,21 +89,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def pyfiledrop_ready() -> tuple[bool, bool]:
-    """(server runs, CLI uploader exists) in this checkout's .venv."""
+    """(server runs, CLI uploader exists) in the pyfiledrop install under test."""
 
-    def works(*args: str) -> bool:
+    def help_text(*args: str) -> str:
         try:
             done = subprocess.run(
                 [str(PYFILEDROP_BIN / "pyfiledrop"), *args, "--help"],
                 capture_output=True,
+                text=True,
                 timeout=60,
                 check=False,
             )
         except OSError:
-            return False
-        return done.returncode == 0
+            return ""
+        return done.stdout if done.returncode == 0 else ""
 
-    return works("serve"), works("upload")
+    # Without the uploader, `pyfiledrop upload --help` falls through to serve's help.
+    return "--no-fsync" in help_text("serve"), "--parallel" in help_text("upload")
 
 
 def matrix_settings(args: argparse.Namespace, notes: list[str]) -> list[Setting]:

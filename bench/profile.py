@@ -1,6 +1,7 @@
 """Where a server spends its CPU during an upload: py-spy samples, summed by function."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,14 @@ def parse_collapsed(lines: Iterable[str]) -> Counter[tuple[str, ...]]:
     return stacks
 
 
+_LINE = re.compile(r":\d+\)$")
+
+
+def function_of(frame: str) -> str:
+    """'name (file.py:12)' -> 'name (file.py)': one row per function, not per line."""
+    return _LINE.sub(")", frame)
+
+
 def top_costs(stacks: Counter[tuple[str, ...]], limit: int = 15) -> list[Cost]:
     """Functions by their own (self) samples, with their inclusive share alongside."""
     total = sum(stacks.values())
@@ -37,9 +46,10 @@ def top_costs(stacks: Counter[tuple[str, ...]], limit: int = 15) -> list[Cost]:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     for stack, count in stacks.items():
-        own[stack[-1]] += count
-        for frame in set(stack):
-            inclusive[frame] += count
+        functions = [function_of(frame) for frame in stack]
+        own[functions[-1]] += count
+        for function in set(functions):
+            inclusive[function] += count
     return [
         Cost(frame, count / total, inclusive[frame] / total)
         for frame, count in own.most_common(limit)
@@ -47,7 +57,7 @@ def top_costs(stacks: Counter[tuple[str, ...]], limit: int = 15) -> list[Cost]:
 
 
 def format_costs(costs: list[Cost], samples: int) -> str:
-    lines = [f"{samples} samples (non-idle)", "self%  total%  function (file:line)"]
+    lines = [f"{samples} samples (non-idle)", "self%  total%  function (file)"]
     lines += [f"{c.self_share:6.1%} {c.total_share:6.1%}  {c.frame}" for c in costs]
     return "\n".join(lines)
 
@@ -59,7 +69,7 @@ def available() -> bool:
 def start(pid: int, output: Path) -> subprocess.Popen[bytes]:
     """Sample pid (and its children) until stop(); collapsed stacks go to output."""
     binary = str(PY_SPY) if PY_SPY.exists() else "py-spy"
-    argv = [binary, "record", "--pid", str(pid), "--rate", "250", "--subprocesses"]
+    argv = [binary, "record", "--pid", str(pid), "--rate", "200", "--subprocesses"]
     argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
     with output.with_suffix(".log").open("wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
