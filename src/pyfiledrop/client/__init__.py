@@ -1,1 +1,1 @@
-"""The command-line uploader and downloader."""
+"""The command-line client: `pyfiledrop upload` and `pyfiledrop download`."""

@@ -1,0 +1,250 @@
+"""`pyfiledrop download`: stream to `PATH.part`, resume it with Range, verify, rename into place.
+
+The partial file's validator (the ETag it was fetched under) is kept in the state folder, so a
+resumed request can say `If-Range`: if the file on the server changed meanwhile, the server sends
+it whole and the download starts over instead of splicing two different files together.
+"""
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from pyfiledrop.client import state as saved
+from pyfiledrop.client.progress import Reporter
+from pyfiledrop.client.sizes import format_size, megabytes_per_second
+from pyfiledrop.client.transport import TransferError, describe_transport_error, server_error
+
+DEFAULT_RETRIES = 5
+READ_PIECE_SIZE = 1 << 20
+RETRY_DELAY_SECONDS = 1.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+_FILENAME_STAR = re.compile(r"filename\*\s*=\s*UTF-8''([^;\s]+)", re.IGNORECASE)
+_FILENAME = re.compile(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"|filename\s*=\s*([^;\s]+)', re.I)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    seconds: float
+    received: int
+    verified: bool
+
+    @property
+    def mbps(self) -> float:
+        return megabytes_per_second(self.received, self.seconds)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "size": self.size,
+            "sha256": self.sha256,
+            "seconds": round(self.seconds, 3),
+            "mbps": round(self.mbps, 1),
+            "received": self.received,
+            "verified": self.verified,
+        }
+
+
+def describe(result: DownloadResult) -> str:
+    check = "sha256 verified" if result.verified else "sha256 NOT verified"
+    return (
+        f"{result.name}: {format_size(result.size)} in {result.seconds:.1f} s"
+        f" ({result.mbps:.0f} MB/s), {check}, saved to {result.path}"
+    )
+
+
+def safe_filename(name: str) -> str:
+    """A bare file name: no folders, no control characters, never empty or a dot name."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    return name if name and name not in {".", ".."} else "download"
+
+
+def filename_from(response: httpx.Response) -> str:
+    disposition = response.headers.get("content-disposition", "")
+    star = _FILENAME_STAR.search(disposition)
+    if star:
+        return safe_filename(unquote(star.group(1), errors="replace"))
+    plain = _FILENAME.search(disposition)
+    if plain:
+        quoted, bare = plain.group(1), plain.group(2)
+        return safe_filename(re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare)
+    return safe_filename(unquote(urlsplit(str(response.url)).path))
+
+
+def advertised_sha256(response: httpx.Response) -> str | None:
+    """`X-Checksum-SHA256`, else the ETag when it is a SHA-256 (pyfiledrop's ETag is)."""
+    for header in ("x-checksum-sha256", "etag"):
+        value: str = response.headers.get(header, "")
+        if value:
+            candidate = value.removeprefix("W/").strip('"').lower()
+            if _SHA256.fullmatch(candidate):
+                return candidate
+    return None
+
+
+def _part_path(target: Path) -> Path:
+    return target.with_name(target.name + ".part")
+
+
+def _resume_point(target: Path, url: str) -> tuple[int, str] | None:
+    """(bytes already there, ETag they came with) when `target.part` can be continued."""
+    previous = saved.load_download(target, url)
+    part = _part_path(target)
+    if previous is None or not part.exists():
+        return None
+    size = part.stat().st_size
+    return (size, previous.etag) if size > 0 else None
+
+
+def _hash_prefix(part: Path, length: int) -> "hashlib._Hash":
+    hasher = hashlib.sha256()
+    with open(part, "rb") as file:
+        remaining = length
+        while remaining:
+            piece = file.read(min(READ_PIECE_SIZE, remaining))
+            if not piece:
+                raise TransferError(f"{part}: the partial file shrank")
+            hasher.update(piece)
+            remaining -= len(piece)
+    return hasher
+
+
+class _Attempt:
+    """One GET: where it writes, from which offset, and what the server promised."""
+
+    def __init__(self, url: str, target: Path, reporter: Reporter, handle: int | None) -> None:
+        self.url = url
+        self.target = target
+        self.reporter = reporter
+        self.handle = handle
+        self.received = 0
+
+    def receive(self, response: httpx.Response, resume: tuple[int, str] | None) -> tuple[str, bool]:
+        """Write the body to the .part file: (its SHA-256, whether the server's matched it)."""
+        part = _part_path(self.target)
+        name = self.target.name
+        offset = 0
+        if response.status_code == 206 and resume is not None:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+            if match is None or int(match.group(1)) != resume[0]:
+                raise TransferError(f"{name}: the server answered a different range")
+            offset, total = resume[0], int(match.group(3))
+        elif response.status_code == 200:
+            if resume is not None:
+                self.reporter.note(
+                    f"{name}: starting over: the file on the server changed"
+                    " or the server cannot resume"
+                )
+            total = int(response.headers.get("content-length", "-1"))
+        else:
+            raise TransferError(f"{name}: {server_error(response)}")
+        expected = advertised_sha256(response)
+        etag = response.headers.get("etag")
+        if etag:
+            saved.save_download(saved.DownloadState(str(self.target), self.url, etag))
+        else:
+            saved.delete_download(self.target, self.url)
+        hasher = _hash_prefix(part, offset) if offset else hashlib.sha256()
+        if self.handle is None:
+            self.handle = self.reporter.add_file(name, max(total, 0))
+            self.reporter.start_file(self.handle, offset)
+        elif offset == 0:
+            self.reporter.advance(self.handle, -self.received)
+            self.received = 0
+        with open(part, "r+b" if offset else "wb") as file:
+            file.truncate(offset)
+            file.seek(offset)
+            for piece in response.iter_bytes():
+                file.write(piece)
+                hasher.update(piece)
+                self.received += len(piece)
+                self.reporter.advance(self.handle, len(piece))
+            file.flush()
+            os.fsync(file.fileno())
+            written = file.tell()
+        if total >= 0 and written != total:
+            raise httpx.RemoteProtocolError(f"got {written} of {total} bytes")
+        actual = hasher.hexdigest()
+        if expected is not None and actual != expected:
+            part.unlink(missing_ok=True)
+            saved.delete_download(self.target, self.url)
+            raise TransferError(
+                f"{name}: SHA-256 mismatch: the server advertises {expected}, the bytes received"
+                f" hash to {actual}; removed the partial file"
+            )
+        return actual, expected is not None
+
+
+def download_file(
+    http: httpx.Client,
+    url: str,
+    output: Path | None,
+    reporter: Reporter,
+    retries: int = DEFAULT_RETRIES,
+) -> DownloadResult:
+    """Into `output` (a file, or a folder for the server's name; the current folder if None)."""
+    folder = output if output is not None and output.is_dir() else Path.cwd()
+    target = output.absolute() if output is not None and not output.is_dir() else None
+    attempt: _Attempt | None = None
+    started = time.monotonic()
+    failures = 0
+    while True:
+        resume = _resume_point(target, url) if target is not None else None
+        headers = {"Range": f"bytes={resume[0]}-", "If-Range": resume[1]} if resume else {}
+        try:
+            with http.stream("GET", url, headers=headers) as response:
+                if target is None:
+                    if not response.is_success:
+                        raise TransferError(f"{url}: {server_error(response)}")
+                    target = (folder / filename_from(response)).absolute()
+                    if target.exists():
+                        raise TransferError(f"{target} exists; choose another name with -o PATH")
+                    if _resume_point(target, url) is not None:
+                        continue  # now that the name is known: ask again, from where we stopped
+                if response.status_code == 416 and resume is not None:
+                    # Already whole but never verified and renamed: fetch it again to be sure.
+                    _part_path(target).unlink(missing_ok=True)
+                    saved.delete_download(target, url)
+                    continue
+                if attempt is None:
+                    attempt = _Attempt(url, target, reporter, None)
+                sha256, verified = attempt.receive(response, resume)
+            break
+        except httpx.TransportError as error:
+            failures += 1
+            failure = describe_transport_error(error, url)
+            if failures > retries:
+                raise TransferError(f"{failure}; run the same command again to resume") from error
+            reporter.note(f"{failure}; resuming in {RETRY_DELAY_SECONDS * failures:.0f} s")
+            time.sleep(RETRY_DELAY_SECONDS * failures)
+    assert target is not None and attempt is not None
+    part = _part_path(target)
+    size = part.stat().st_size
+    os.replace(part, target)
+    saved.delete_download(target, url)
+    if attempt.handle is not None:
+        reporter.end_file(attempt.handle)
+    if not verified:
+        reporter.note(f"{target.name}: the server advertises no SHA-256; not verified")
+    return DownloadResult(
+        name=target.name,
+        path=target,
+        size=size,
+        sha256=sha256,
+        seconds=time.monotonic() - started,
+        received=attempt.received,
+        verified=verified,
+    )

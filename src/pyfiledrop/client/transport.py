@@ -1,0 +1,66 @@
+"""The HTTP side shared by upload and download: one client, the owner cookie, errors in words."""
+
+import http.cookiejar
+import json
+from typing import Any
+
+import httpx
+
+OWNER_COOKIE = "pfd_owner"
+CONNECT_TIMEOUT_SECONDS = 10.0
+# Long enough for the server to flush and hash the tail of a big file when the last chunk lands.
+IO_TIMEOUT_SECONDS = 300.0
+
+
+class TransferError(Exception):
+    """A failure worth one line to the user; never shown with a traceback."""
+
+
+def make_client(connections: int) -> httpx.Client:
+    # The owner cookie is handled explicitly per file (a resumed upload must present the owner it
+    # started with), so the client's own cookie jar accepts nothing.
+    no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.Client(
+        timeout=httpx.Timeout(IO_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        cookies=no_cookies,
+        headers={"User-Agent": "pyfiledrop-cli", "Accept": "application/json"},
+        follow_redirects=False,
+    )
+
+
+def owner_headers(owner: str | None) -> dict[str, str]:
+    return {"Cookie": f"{OWNER_COOKIE}={owner}"} if owner else {}
+
+
+def owner_from(response: httpx.Response) -> str | None:
+    return response.cookies.get(OWNER_COOKIE)
+
+
+def json_body(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def server_error(response: httpx.Response) -> str:
+    """`413 file too large` from the server's `{"error": ...}`, or its status line."""
+    data = json_body(response)
+    reason = data.get("error") if data else None
+    if not isinstance(reason, str) or not reason:
+        reason = response.reason_phrase or "error"
+    return f"{response.status_code} {reason}"
+
+
+def describe_transport_error(error: httpx.TransportError, url: str) -> str:
+    if isinstance(error, httpx.ConnectTimeout):
+        return f"cannot reach {url}: connection timed out"
+    if isinstance(error, httpx.ConnectError):
+        detail = str(error).split("] ", 1)[-1] or "connection failed"
+        return f"cannot reach {url}: {detail}"
+    if isinstance(error, httpx.TimeoutException):
+        return f"{url}: the server stopped answering (timeout)"
+    detail = str(error) or type(error).__name__
+    return f"{url}: connection lost ({detail})"

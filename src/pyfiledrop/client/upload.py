@@ -1,0 +1,515 @@
+"""`pyfiledrop upload`: Dropzone's chunked protocol from a terminal, parallel, resumable, verified.
+
+The data path, per file:
+
+- one reader thread reads the file once, front to back, in pieces; it hashes every piece (so the
+  SHA-256 needs no second pass) and hands the pieces of chunks still to send to their senders;
+- N sender threads each POST one chunk at a time, in index order, streaming the multipart body
+  from those pieces over a keep-alive connection (the length is known up front, so no chunked
+  transfer encoding);
+- pieces read but not yet sent are bounded by READ_AHEAD_BYTES, so memory stays small whatever
+  the chunk size; a retried chunk is read again from disk (only the hash needs the single pass).
+
+Threads rather than asyncio: the hot work (socket sends, file reads, hashing) runs in C with the
+GIL released, so threads overlap it on both cores with less Python per byte than an event loop.
+"""
+
+import hashlib
+import math
+import os
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from pyfiledrop.client import state as saved
+from pyfiledrop.client.progress import Reporter
+from pyfiledrop.client.sizes import format_size, megabytes_per_second
+from pyfiledrop.client.transport import (
+    TransferError,
+    describe_transport_error,
+    json_body,
+    owner_from,
+    owner_headers,
+    server_error,
+)
+
+DEFAULT_CHUNK_SIZE = 8 << 20
+DEFAULT_PARALLEL = 4
+DEFAULT_RETRIES = 5
+PIECE_SIZE = 1 << 20
+READ_AHEAD_BYTES = 64 << 20
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 8.0
+RETRIED_CLIENT_ERRORS = frozenset({408, 409, 429})
+FINISH_ROUNDS = 3
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    url: str
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    parallel: int = DEFAULT_PARALLEL
+    retries: int = DEFAULT_RETRIES
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    name: str
+    id: str | None
+    url: str | None
+    size: int
+    sha256: str
+    seconds: float
+    sent: int
+    verified: bool
+
+    @property
+    def mbps(self) -> float:
+        """Throughput of this run: bytes actually sent (a resumed run sends fewer) per second."""
+        return megabytes_per_second(self.sent, self.seconds)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "url": self.url,
+            "size": self.size,
+            "sha256": self.sha256,
+            "seconds": round(self.seconds, 3),
+            "mbps": round(self.mbps, 1),
+            "sent": self.sent,
+            "verified": self.verified,
+        }
+
+
+@dataclass
+class Session:
+    """What the run shares between files: the HTTP client and the owner it uploads as."""
+
+    http: httpx.Client
+    options: UploadOptions
+    reporter: Reporter
+    owner: str | None = None
+
+    @property
+    def upload_url(self) -> str:
+        return f"{self.options.url}/upload"
+
+
+@dataclass(frozen=True)
+class Plan:
+    dzuuid: str
+    chunk_size: int
+    chunk_count: int
+    owner: str | None
+    received: frozenset[int]
+    finished_file: dict[str, Any] | None
+
+
+def chunk_count(size: int, chunk_size: int) -> int:
+    return max(1, math.ceil(size / chunk_size))
+
+
+def chunk_length(index: int, size: int, chunk_size: int) -> int:
+    return max(0, min(chunk_size, size - index * chunk_size))
+
+
+def _filename_for_header(name: str) -> bytes:
+    # What browsers do for multipart file names (WHATWG HTML form encoding).
+    escaped = name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    return escaped.encode("utf-8")
+
+
+def multipart_frame(
+    boundary: str, fields: list[tuple[str, str]], filename: str
+) -> tuple[bytes, bytes]:
+    """The bytes before and after the file part's data: the dz* fields first, as Dropzone sends."""
+    dash = b"--" + boundary.encode("ascii")
+    head = bytearray()
+    for name, value in fields:
+        head += dash + b'\r\nContent-Disposition: form-data; name="' + name.encode("ascii")
+        head += b'"\r\n\r\n' + value.encode("utf-8") + b"\r\n"
+    head += dash + b'\r\nContent-Disposition: form-data; name="file"; filename="'
+    head += _filename_for_header(filename) + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    return bytes(head), b"\r\n" + dash + b"--\r\n"
+
+
+def _backoff(attempt: int) -> float:
+    delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1))
+    return delay * random.uniform(0.8, 1.2)
+
+
+def _probe(session: Session, dzuuid: str, owner: str | None) -> tuple[httpx.Response, str | None]:
+    """`GET /upload/<dzuuid>`: the server's view of an upload, and the owner cookie it hands out."""
+    url = f"{session.upload_url}/{dzuuid}"
+    try:
+        response = session.http.get(url, headers=owner_headers(owner))
+    except httpx.TransportError as error:
+        raise TransferError(describe_transport_error(error, session.options.url)) from error
+    return response, owner_from(response) or owner
+
+
+def _plan(session: Session, path: Path, identity: saved.FileIdentity) -> Plan:
+    """Resume the interrupted upload of this file when that is still possible, else start one."""
+    url, name, size = session.options.url, path.name, identity.size
+    note = session.reporter.note
+    previous = saved.load_upload(path, url)
+    if previous is not None:
+        changed = previous.identity.difference(identity)
+        if changed:
+            note(f"{name}: starting over: {changed} since the interrupted upload")
+            previous = None
+    if previous is not None:
+        response, owner = _probe(session, previous.dzuuid, previous.owner)
+        info = json_body(response) if response.status_code == 200 else None
+        count = chunk_count(size, previous.chunk_size)
+        if response.status_code == 404:
+            note(f"{name}: starting over: the server no longer has the interrupted upload")
+        elif info is None:
+            note(f"{name}: starting over: the server cannot resume ({server_error(response)})")
+        elif info.get("size") != size or info.get("chunk_size") != previous.chunk_size:
+            note(f"{name}: starting over: the server's upload does not match this file")
+        else:
+            received = frozenset(i for i in info.get("received", []) if isinstance(i, int))
+            finished = info.get("file") if info.get("state") == "done" else None
+            if isinstance(finished, dict):
+                received = frozenset(range(count))
+            else:
+                finished = None
+            if previous.chunk_size != session.options.chunk_size:
+                note(f"{name}: keeping the interrupted upload's chunk size")
+            note(
+                f"{name}: resuming: the server has {len(received)} of {count} chunks,"
+                f" {count - len(received)} to send"
+            )
+            return Plan(previous.dzuuid, previous.chunk_size, count, owner, received, finished)
+    dzuuid = str(uuid.uuid4())
+    owner = session.owner
+    if owner is None:
+        _, owner = _probe(session, dzuuid, None)
+    chunk_size = session.options.chunk_size
+    saved.save_upload(
+        saved.UploadState(str(path), url, dzuuid, chunk_size, identity, owner),
+    )
+    return Plan(dzuuid, chunk_size, chunk_count(size, chunk_size), owner, frozenset(), None)
+
+
+class _Feed:
+    """The pieces of one chunk, from the reader to the chunk's sender; None marks the end."""
+
+    def __init__(self) -> None:
+        self.pieces: queue.Queue[bytes | None] = queue.Queue()
+        self.ended = False
+
+
+class _Transfer:
+    """One file's chunks in flight: a reader that hashes, N senders, and the first fatal error."""
+
+    def __init__(
+        self, session: Session, path: Path, fd: int, size: int, plan: Plan, handle: int
+    ) -> None:
+        self.session = session
+        self.fd = fd
+        self.size = size
+        self.plan = plan
+        self.handle = handle
+        self.filename = path.name
+        self.hasher = hashlib.sha256()
+        self.to_send = [i for i in range(plan.chunk_count) if i not in plan.received]
+        piece_size = min(PIECE_SIZE, max(1, plan.chunk_size))
+        self.piece_size = piece_size
+        self.feeds = {i: _Feed() for i in self.to_send}
+        self.budget = threading.Semaphore(
+            max(2 * session.options.parallel, READ_AHEAD_BYTES // piece_size)
+        )
+        self.work: queue.Queue[int | None] = queue.Queue()
+        self.abort = threading.Event()
+        self.lock = threading.Lock()
+        self.error: TransferError | None = None
+        self.finished_file: dict[str, Any] | None = plan.finished_file
+        self.sent = 0
+        self.headers = owner_headers(plan.owner) | {"X-Requested-With": "XMLHttpRequest"}
+
+    def fail(self, error: TransferError) -> None:
+        with self.lock:
+            if self.error is None:
+                self.error = error
+        self.abort.set()
+
+    # The reader: one sequential pass that feeds the hash and the senders.
+
+    def read_all(self) -> None:
+        try:
+            self._read_all()
+        except TransferError as error:
+            self.fail(error)
+        except OSError as error:
+            self.fail(TransferError(f"{self.filename}: cannot read: {error.strerror}"))
+
+    def _read_all(self) -> None:
+        chunk_size = self.plan.chunk_size
+        for index in range(self.plan.chunk_count):
+            feed = self.feeds.get(index)
+            offset = index * chunk_size
+            end = offset + chunk_length(index, self.size, chunk_size)
+            while offset < end:
+                if feed is not None and not self._take_budget():
+                    return
+                length = min(self.piece_size, end - offset)
+                piece = os.pread(self.fd, length, offset)
+                if len(piece) != length:
+                    raise TransferError(f"{self.filename}: the file shrank while uploading")
+                self.hasher.update(piece)
+                if feed is not None:
+                    feed.pieces.put(piece)
+                offset += length
+            if feed is not None:
+                feed.pieces.put(None)
+
+    def _take_budget(self) -> bool:
+        while not self.budget.acquire(timeout=POLL_SECONDS):
+            if self.abort.is_set():
+                return False
+        return True
+
+    # The senders.
+
+    def send_all(self) -> None:
+        while not self.abort.is_set():
+            index = self.work.get()
+            if index is None:
+                return
+            try:
+                self._send_chunk(index, self.feeds[index])
+            except TransferError as error:
+                self.fail(error)
+
+    def _fields(self, index: int) -> list[tuple[str, str]]:
+        chunk_size = self.plan.chunk_size
+        return [
+            ("dzuuid", self.plan.dzuuid),
+            ("dzchunkindex", str(index)),
+            ("dztotalfilesize", str(self.size)),
+            ("dzchunksize", str(chunk_size)),
+            ("dztotalchunkcount", str(self.plan.chunk_count)),
+            ("dzchunkbyteoffset", str(index * chunk_size)),
+        ]
+
+    def _from_feed(self, feed: "_Feed") -> Iterator[bytes]:
+        while not feed.ended:
+            try:
+                piece = feed.pieces.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if self.abort.is_set():
+                    return
+                continue
+            if piece is None:
+                feed.ended = True
+                return
+            self.budget.release()
+            yield piece
+
+    def _drain(self, feed: "_Feed") -> None:
+        for _ in self._from_feed(feed):
+            pass
+
+    def _from_disk(self, index: int) -> Iterator[bytes]:
+        offset = index * self.plan.chunk_size
+        end = offset + chunk_length(index, self.size, self.plan.chunk_size)
+        while offset < end:
+            piece = os.pread(self.fd, min(self.piece_size, end - offset), offset)
+            if not piece:
+                raise TransferError(f"{self.filename}: the file shrank while uploading")
+            offset += len(piece)
+            yield piece
+
+    def _body(
+        self, head: bytes, pieces: Iterator[bytes], tail: bytes, counted: list[int]
+    ) -> Iterator[bytes]:
+        reporter, handle = self.session.reporter, self.handle
+        yield head
+        for piece in pieces:
+            yield piece
+            # Reached once the piece has gone to the socket.
+            counted[0] += len(piece)
+            reporter.advance(handle, len(piece))
+        yield tail
+
+    def _send_chunk(self, index: int, feed: _Feed | None) -> None:
+        """POST one chunk; the first attempt streams `feed`, any later one reads from disk."""
+        length = chunk_length(index, self.size, self.plan.chunk_size)
+        boundary = f"pyfiledrop{uuid.uuid4().hex}"
+        head, tail = multipart_frame(boundary, self._fields(index), self.filename)
+        headers = self.headers | {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + length + len(tail)),
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            pieces = self._from_feed(feed) if feed is not None else self._from_disk(index)
+            counted = [0]
+            try:
+                response = self.session.http.post(
+                    self.session.upload_url,
+                    content=self._body(head, pieces, tail, counted),
+                    headers=headers,
+                )
+            except httpx.TransportError as error:
+                failure, retry = describe_transport_error(error, self.session.options.url), True
+            else:
+                if response.is_success:
+                    self._accepted(response, length)
+                    return
+                failure = f"the server refused chunk {index}: {server_error(response)}"
+                retry = response.status_code >= 500 or response.status_code in RETRIED_CLIENT_ERRORS
+            finally:
+                if feed is not None:
+                    # Later attempts read from disk; the reader must not wait for this sender.
+                    self._drain(feed)
+                    feed = None
+            self.session.reporter.advance(self.handle, -counted[0])
+            if self.abort.is_set():
+                return
+            if not retry or attempt > self.session.options.retries:
+                raise TransferError(f"{self.filename}: {failure}")
+            delay = _backoff(attempt)
+            self.session.reporter.note(
+                f"{self.filename}: chunk {index}: {failure}; retrying in {delay:.1f} s"
+            )
+            if self.abort.wait(delay):
+                return
+
+    def _accepted(self, response: httpx.Response, length: int) -> None:
+        data = json_body(response)
+        with self.lock:
+            self.sent += length
+            if data and data.get("status") == "done" and isinstance(data.get("file"), dict):
+                self.finished_file = data["file"]
+
+    def run(self) -> None:
+        """Send every missing chunk, N at a time; returns once all are in or one failed for good."""
+        for index in self.to_send:
+            self.work.put(index)
+        parallel = min(self.session.options.parallel, max(1, len(self.to_send)))
+        for _ in range(parallel):
+            self.work.put(None)
+        # Daemon threads: Ctrl-C must end the process even with a chunk half sent.
+        reader = threading.Thread(target=self.read_all, name="pfd-reader", daemon=True)
+        senders = [
+            threading.Thread(target=self.send_all, name=f"pfd-sender-{n}", daemon=True)
+            for n in range(parallel)
+        ]
+        reader.start()
+        for sender in senders:
+            sender.start()
+        try:
+            for thread in [*senders, reader]:
+                while thread.is_alive():
+                    thread.join(POLL_SECONDS)
+        except BaseException:
+            self.abort.set()
+            raise
+        if self.error is not None:
+            raise self.error
+
+    def resend(self, indexes: list[int]) -> None:
+        """Chunks the server reports missing at finish time: sent again, straight from disk."""
+        for index in indexes:
+            if not 0 <= index < self.plan.chunk_count:
+                raise TransferError(f"{self.filename}: the server asks for chunk {index}")
+            self._send_chunk(index, None)
+            if self.error is not None:
+                raise self.error
+
+
+def _finish(transfer: _Transfer) -> dict[str, Any] | None:
+    """`POST /upload/<dzuuid>/finish` -> the file record; None when the server has no such call."""
+    session = transfer.session
+    url = f"{session.upload_url}/{transfer.plan.dzuuid}/finish"
+    for _ in range(FINISH_ROUNDS):
+        if transfer.finished_file is not None:
+            return transfer.finished_file
+        try:
+            response = session.http.post(url, headers=transfer.headers)
+        except httpx.TransportError as error:
+            raise TransferError(describe_transport_error(error, session.options.url)) from error
+        data = json_body(response)
+        if response.is_success and data and isinstance(data.get("file"), dict):
+            return dict(data["file"])
+        if response.status_code in (404, 405) or response.is_success:
+            return None  # a Dropzone server without pyfiledrop's finish call
+        missing = data.get("missing") if data and response.status_code == 409 else None
+        if not isinstance(missing, list) or not missing:
+            raise TransferError(f"{transfer.filename}: finishing failed: {server_error(response)}")
+        session.reporter.note(
+            f"{transfer.filename}: the server is missing {len(missing)} chunks; sending them again"
+        )
+        transfer.resend([int(i) for i in missing])
+    raise TransferError(f"{transfer.filename}: the server keeps reporting missing chunks")
+
+
+def upload_file(session: Session, path: Path, handle: int) -> UploadResult:
+    path = path.absolute()
+    name, url = path.name, session.options.url
+    with open(path, "rb") as file:
+        fd = file.fileno()
+        identity = saved.FileIdentity.of(path)
+        plan = _plan(session, path, identity)
+        if session.owner is None:
+            session.owner = plan.owner
+        already = sum(chunk_length(i, identity.size, plan.chunk_size) for i in plan.received)
+        session.reporter.start_file(handle, already)
+        started = time.monotonic()
+        transfer = _Transfer(session, path, fd, identity.size, plan, handle)
+        transfer.run()
+        record = _finish(transfer)
+        seconds = time.monotonic() - started
+        local_sha256 = transfer.hasher.hexdigest()
+    if saved.FileIdentity.of(path) != identity:
+        saved.delete_upload(path, url)
+        raise TransferError(f"{name}: the file changed while uploading; run again to start over")
+    saved.delete_upload(path, url)
+    if record is None:
+        session.reporter.note(f"{name}: the server does not report a SHA-256; not verified")
+        remote_sha256 = None
+    else:
+        remote_sha256 = str(record.get("sha256", "")).lower() or None
+    if remote_sha256 is not None and remote_sha256 != local_sha256:
+        raise TransferError(
+            f"{name}: SHA-256 mismatch: the server stored {remote_sha256},"
+            f" the local file is {local_sha256}; the server's copy is damaged"
+        )
+    if record is not None and record.get("size") not in (None, identity.size):
+        raise TransferError(
+            f"{name}: the server stored {record.get('size')} bytes, not {identity.size}"
+        )
+    link = record.get("url") if record else None
+    return UploadResult(
+        name=str(record.get("name", name)) if record else name,
+        id=str(record["id"]) if record and "id" in record else None,
+        url=urljoin(f"{url}/", str(link)) if link else None,
+        size=identity.size,
+        sha256=local_sha256,
+        seconds=seconds,
+        sent=transfer.sent,
+        verified=remote_sha256 is not None,
+    )
+
+
+def describe(result: UploadResult) -> str:
+    check = "sha256 verified" if result.verified else "sha256 NOT verified"
+    return (
+        f"{result.name}: {format_size(result.size)} in {result.seconds:.1f} s"
+        f" ({result.mbps:.0f} MB/s), {check}, {result.url or '(no link)'}"
+    )
