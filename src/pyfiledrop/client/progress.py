@@ -137,7 +137,13 @@ class LogReporter:
             self._sent_at_start[handle] = already_done
             self._started[handle] = now
             self._last_log[handle] = now
-        self._line(f"{self._names[handle]}: {format_size(self._sizes[handle])} started")
+        size = format_size(self._sizes[handle])
+        if already_done:
+            self._line(
+                f"{self._names[handle]}: {size}, continuing after {format_size(already_done)}"
+            )
+        else:
+            self._line(f"{self._names[handle]}: {size}, starting")
 
     def advance(self, handle: int, nbytes: int) -> None:
         now = time.monotonic()

@@ -47,6 +47,10 @@ def json_body(response: httpx.Response) -> dict[str, Any] | None:
 
 def server_error(response: httpx.Response) -> str:
     """`413 file too large` from the server's `{"error": ...}`, or its status line."""
+    try:
+        response.read()  # a streamed response's body is not read yet; errors are short
+    except httpx.HTTPError:
+        return f"{response.status_code} {response.reason_phrase or 'error'}"
     data = json_body(response)
     reason = data.get("error") if data else None
     if not isinstance(reason, str) or not reason:

@@ -1,0 +1,76 @@
+"""A TCP relay between a client and a server that can damage the bytes going to the server.
+
+It stands for a faulty disk, NIC or middlebox: the server gets (and stores, and hashes) bytes the
+client never sent, which only an end-to-end checksum can notice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+PIECE = 256 * 1024
+
+
+class Relay:
+    def __init__(self, target_port: int, flip_at: int | None) -> None:
+        """`flip_at`: offset in the first connection's upstream bytes whose bits get inverted."""
+        self.target_port = target_port
+        self.flip_at = flip_at
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.connections = 0
+        self.flipped = False
+        self._closing = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            flip_at = self.flip_at if self.connections == 0 else None
+            self.connections += 1
+            for source, sink, flip in (
+                (downstream, upstream, flip_at),
+                (upstream, downstream, None),
+            ):
+                threading.Thread(target=self._pump, args=(source, sink, flip), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, flip_at: int | None) -> None:
+        seen = 0
+        buffer = bytearray(PIECE)
+        with contextlib.suppress(OSError):
+            while True:
+                size = source.recv_into(buffer)
+                if size == 0:
+                    break
+                if flip_at is not None and seen <= flip_at < seen + size:
+                    buffer[flip_at - seen] ^= 0xFF
+                    self.flipped = True
+                seen += size
+                sink.sendall(memoryview(buffer)[:size])
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._closing = True
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def relay(target_port: int, flip_at: int | None = None) -> Iterator[Relay]:
+    running = Relay(target_port, flip_at)
+    try:
+        yield running
+    finally:
+        running.close()
