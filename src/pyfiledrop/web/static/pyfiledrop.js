@@ -73,6 +73,9 @@
 
   function errorText(message, xhr) {
     if (message && typeof message === "object" && message.error) return String(message.error);
+    if (xhr && xhr.readyState === 4 && xhr.status === 0) {
+      return "The connection to the server was lost.";
+    }
     if (typeof message === "string" && message && message.length < 300 && message.indexOf("<") < 0) {
       return message;
     }
@@ -260,7 +263,9 @@
         node.textContent = text;
       }
     }
-    setState(file, "error", "Failed");
+    // Only files the server started receiving can continue; a refused one would fail again.
+    var resumable = file.accepted && file.upload && file.upload.chunked && file.size > 0;
+    setState(file, "error", resumable ? "Failed (add the file again to continue)" : "Failed");
     setPart(file, "speed", "");
     setPart(file, "eta", "");
   }
