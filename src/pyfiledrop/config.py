@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyfiledrop.meta import SQLITE_FILE
-from pyfiledrop.units import format_duration, parse_duration, parse_size
+from pyfiledrop.units import format_duration, format_size, parse_duration, parse_size
 
 DEFAULT_CONFIG_FILE = "pyfiledrop.toml"
 ENV_PREFIX = "PYFILEDROP_"
@@ -49,6 +49,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     workers: int = 1
     database: str | None = None  # None: SQLite in `data`; else a postgresql:// URL
+    expire_after: int | None = None  # seconds a published file stays; None: forever
+    min_free: int = 1024**3  # bytes to keep free on the storage filesystem
+    quota: int | None = None  # bytes all stored files and uploads in progress may take
+    owner_quota: int | None = None  # the same, per owner
+    password: str | None = None  # protects the page, uploads and the API
+    tokens: tuple[str, ...] = ()  # more secrets that do the same (config file or environment)
 
     @property
     def max_size_bytes(self) -> int:
@@ -104,6 +110,32 @@ def _positive_duration(value: Any) -> int:
     if seconds < 1:
         raise ValueError
     return seconds
+
+
+def _optional_duration(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in ("never", "none", "0", ""):
+        return None
+    return _positive_duration(value)
+
+
+def _size(value: Any) -> int:
+    size = parse_size(value)
+    if size < 0:
+        raise ValueError
+    return size
+
+
+def _optional_size(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in ("none", "unlimited", ""):
+        return None
+    return _positive_size(value)
+
+
+def _secrets(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    if not all(isinstance(item, str) for item in items):
+        raise ValueError
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _bool(value: Any) -> bool:
@@ -296,7 +328,57 @@ SPECS: tuple[Spec, ...] = (
         metavar="URL",
     ),
 )
+# Lifecycle and limits: expiry, disk guard, quotas, who may upload.
+SPECS += (
+    Spec(
+        "expire_after",
+        _optional_duration,
+        "a duration such as 12h or 7d, or never",
+        "delete published files this long after upload (default: never)",
+        ("--expire-after",),
+        metavar="DURATION",
+    ),
+    Spec(
+        "min_free",
+        _size,
+        "a size such as 1GiB or 500MB (0 to turn off)",
+        "refuse new uploads that would leave less free space than this (default 1GiB)",
+        ("--min-free",),
+        metavar="SIZE",
+    ),
+    Spec(
+        "quota",
+        _optional_size,
+        "a size such as 500GiB",
+        "most bytes all stored files may take (default: no limit)",
+        ("--quota",),
+        metavar="SIZE",
+    ),
+    Spec(
+        "owner_quota",
+        _optional_size,
+        "a size such as 10GiB",
+        "most bytes each owner's files may take (default: no limit)",
+        ("--owner-quota",),
+        metavar="SIZE",
+    ),
+    Spec(
+        "password",
+        _optional_text,
+        "a non-empty text",
+        "require this password for the page, uploads and the API",
+        ("--password",),
+        metavar="PASSWORD",
+    ),
+    Spec(
+        "tokens",
+        _secrets,
+        "a list of texts (TOML array, or comma-separated in the environment)",
+        "more secrets accepted like the password (config file or environment only)",
+    ),
+)
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+SECRET_SETTINGS = ("password", "tokens")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -422,8 +504,12 @@ def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, 
     rows = []
     for spec in SPECS:
         value = getattr(settings, spec.name)
-        if spec.name == "abandon_after":
+        if spec.name in SECRET_SETTINGS:
+            shown = "(set)" if value else "(none)"
+        elif spec.name in ("abandon_after", "expire_after") and value is not None:
             shown = format_duration(value)
+        elif spec.name in ("min_free", "quota", "owner_quota") and value is not None:
+            shown = format_size(value)
         elif isinstance(value, tuple):
             shown = ", ".join(value) or "(none)"
         elif value is None:

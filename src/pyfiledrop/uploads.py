@@ -22,11 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyfiledrop import lifecycle
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    Gone,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
@@ -61,6 +63,7 @@ class ChunkClaim:
     chunk_size: int
     offset: int
     filename: str | None
+    options: lifecycle.FileOptions = lifecycle.NO_OPTIONS
 
     @property
     def length(self) -> int:
@@ -99,16 +102,22 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(PUBLIC_ID_BYTES)
 
 
+def _iso_time(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+
+
 def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored.created))
     record: dict[str, Any] = {
         "id": stored.id,
         "name": stored.name,
         "size": stored.size,
         "sha256": stored.sha256,
         "url": f"/download/{stored.id}",
-        "created": created,
+        "created": _iso_time(stored.created),
         "deduplicated": stored.linked_from is not None,
+        "expires": _iso_time(stored.expires) if stored.expires is not None else None,
+        "downloads": stored.downloads,
+        "max_downloads": stored.max_downloads,
     }
     if stored.content_type:
         record["type"] = stored.content_type
@@ -137,6 +146,7 @@ class Uploads:
         )
         self._hashing: dict[str, HashProgress] = {}
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
+        self._key: bytes | None = None
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -181,6 +191,8 @@ class Uploads:
                     state="receiving",
                     created=now,
                     updated=now,
+                    expires_in=claim.options.expires_in,
+                    max_downloads=claim.options.max_downloads,
                 ),
             )
         self._check_same_upload(upload, owner, claim)
@@ -208,7 +220,13 @@ class Uploads:
             await self.db.run(queries.delete_upload, upload.id)
             raise Conflict("this upload was discarded by the server; start it again") from None
 
-    async def begin_stream(self, owner: str, filename: str | None, size: int | None) -> ChunkPlan:
+    async def begin_stream(
+        self,
+        owner: str,
+        filename: str | None,
+        size: int | None,
+        options: lifecycle.FileOptions = lifecycle.NO_OPTIONS,
+    ) -> ChunkPlan:
         """A one-shot upload (Dropzone without chunking, or PUT): one chunk of any length."""
         limit = self.settings.max_size_bytes
         if size is not None and size > limit:
@@ -225,6 +243,8 @@ class Uploads:
             state="receiving",
             created=now,
             updated=now,
+            expires_in=options.expires_in,
+            max_downloads=options.max_downloads,
         )
         await self.storage.create_partial(upload.id, size)
         await self.db.run(queries.insert_upload, upload)
@@ -247,7 +267,7 @@ class Uploads:
         if received < upload.chunk_count:
             return {"status": "received", "received": received, "total": upload.chunk_count}
         stored = await self.finalize(upload.id, upload.owner)
-        return {"status": "done", "file": file_record(stored)}
+        return {"status": "done", "file": await self.uploader_record(stored)}
 
     async def _fix_stream_size(self, upload: Upload, size: int) -> Upload:
         await self.db.run(queries.set_stream_size, upload.id, size)
@@ -324,6 +344,8 @@ class Uploads:
                 stored = await self.db.run(queries.get_file, upload.file_id)
                 if stored is None:
                     raise NotFound("the file of this upload was deleted")
+                if stored.gone:
+                    raise Gone(lifecycle.gone_message(stored.gone))
                 return stored
             if upload.received < upload.chunk_count:
                 received = await self.db.run(queries.received_chunks, upload_id)
@@ -358,14 +380,19 @@ class Uploads:
             linked_from = original.id if path is not None and original is not None else None
             if path is None:
                 path = await self.storage.publish(upload.id, upload.name, taken)
+            file_id = new_public_id()
+            now = self.clock()
             stored = StoredFile(
-                id=new_public_id(),
+                id=file_id,
                 owner=upload.owner,
                 name=path,
                 path=path,
                 size=size,
                 sha256=sha256,
-                created=self.clock(),
+                created=now,
+                expires=lifecycle.expiry(self.settings, upload.expires_in, now),
+                max_downloads=upload.max_downloads,
+                delete_token=lifecycle.token_hash(await self.delete_token(file_id)),
                 linked_from=linked_from,
                 upload_id=upload.id,
                 content_type=upload.content_type,
@@ -388,6 +415,17 @@ class Uploads:
             until = self.clock() + FINALIZE_LEASE_SECONDS
             await self.db.run(queries.extend_lease, upload_id, until)
 
+    # --- the uploader's view ------------------------------------------------------------------
+
+    async def delete_token(self, file_id: str) -> str:
+        if self._key is None:
+            self._key = await lifecycle.server_key(self.db)
+        return lifecycle.delete_token(self._key, file_id)
+
+    async def uploader_record(self, stored: StoredFile) -> dict[str, Any]:
+        """The file record for its uploader, when the upload finishes: with the delete token."""
+        return file_record(stored, delete_token=await self.delete_token(stored.id))
+
     # --- reading the books -------------------------------------------------------------------
 
     async def describe(self, upload_id: str, owner: str) -> dict[str, Any]:
@@ -406,7 +444,7 @@ class Uploads:
             state["received"] = list(range(upload.chunk_count))
             stored = await self.db.run(queries.get_file, upload.file_id)
             if stored is not None:
-                state["file"] = file_record(stored)
+                state["file"] = await self.uploader_record(stored)
         else:
             state["received"] = await self.db.run(queries.received_chunks, upload.id)
         return state
@@ -447,6 +485,7 @@ class Uploads:
         while True:
             try:
                 await self.remove_abandoned()
+                await lifecycle.purge(self.db, self.storage, self.clock())
             except Exception:
                 log.exception("janitor pass failed; will try again")
             await asyncio.sleep(JANITOR_INTERVAL_SECONDS)

@@ -48,6 +48,8 @@ class Upload:
     concat: str | None = None
     lock_owner: str | None = None
     lock_until: float | None = None
+    expires_in: int | None = None  # the uploader's choice, applied when the file is published
+    max_downloads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class StoredFile:
     linked_from: str | None = None
     upload_id: str | None = None
     content_type: str | None = None
+    last_download: float | None = None
+    gone: str | None = None  # why the file is no longer served (a tombstone), None while it is
+    gone_at: float | None = None
 
 
 def open_database(url: str | None, data: Path) -> Database:

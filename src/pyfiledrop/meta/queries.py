@@ -7,6 +7,7 @@ database thread (see `sqlite.Database.run`).
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,10 +31,12 @@ def insert_upload(connection: Connection, upload: Upload) -> Upload:
     """Create the upload unless it exists; either way return the stored row."""
     connection.execute(
         "INSERT INTO uploads (id, owner, name, size, chunk_size, chunk_count, protocol, state,"
-        " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        " created, updated, expires_in, max_downloads)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
         (
             upload.id, upload.owner, upload.name, upload.size, upload.chunk_size,
             upload.chunk_count, upload.protocol, upload.state, upload.created, upload.updated,
+            upload.expires_in, upload.max_downloads,
         ),
     )  # fmt: skip
     stored = get_upload(connection, upload.id)
@@ -174,20 +177,24 @@ def get_file(connection: Connection, file_id: str) -> StoredFile | None:
 
 def files_of_owner(connection: Connection, owner: str) -> list[StoredFile]:
     rows = connection.execute(
-        "SELECT * FROM files WHERE owner = ? ORDER BY created DESC, id", (owner,)
+        "SELECT * FROM files WHERE owner = ? AND gone IS NULL ORDER BY created DESC, id",
+        (owner,),
     ).fetchall()
     return [file_from_row(row) for row in rows]
 
 
 def all_files(connection: Connection) -> list[StoredFile]:
-    rows = connection.execute("SELECT * FROM files ORDER BY created DESC, id").fetchall()
+    rows = connection.execute(
+        "SELECT * FROM files WHERE gone IS NULL ORDER BY created DESC, id"
+    ).fetchall()
     return [file_from_row(row) for row in rows]
 
 
 def file_with_content(connection: Connection, sha256: str, size: int) -> StoredFile | None:
     """An earlier file with these bytes (the original, not itself a link), for deduplication."""
     row = connection.execute(
-        "SELECT * FROM files WHERE sha256 = ? AND size = ? ORDER BY created LIMIT 1",
+        "SELECT * FROM files WHERE sha256 = ? AND size = ? AND gone IS NULL"
+        " ORDER BY created LIMIT 1",
         (sha256, size),
     ).fetchone()
     return file_from_row(row) if row else None
@@ -213,6 +220,7 @@ def storage_stats(connection: Connection) -> dict[str, int]:
         "SELECT count(*), coalesce(sum(size), 0),"
         " coalesce(sum(CASE WHEN linked_from IS NOT NULL THEN size ELSE 0 END), 0),"
         " coalesce(sum(CASE WHEN linked_from IS NOT NULL THEN 1 ELSE 0 END), 0) FROM files"
+        " WHERE gone IS NULL"
     ).fetchone()
     uploads = connection.execute(
         "SELECT count(*), coalesce(sum(size), 0) FROM uploads WHERE state != 'done'"
@@ -225,3 +233,86 @@ def storage_stats(connection: Connection) -> dict[str, int]:
         "uploads_in_progress": int(uploads[0]),
         "bytes_reserved_by_uploads": int(uploads[1]),
     }
+
+
+# --- lifecycle: secrets, tombstones, download counting, usage ---------------------------------
+
+
+def server_secret(connection: Connection, name: str) -> str:
+    """A random secret shared by every server process on this database, made on first use."""
+    connection.execute(
+        "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, secrets.token_hex(32)),
+    )
+    row = connection.execute("SELECT value FROM server_secrets WHERE name = ?", (name,)).fetchone()
+    return str(row[0])
+
+
+def mark_gone(connection: Connection, file_id: str, reason: str, now: float) -> bool:
+    """Turn a served file into a tombstone; True only for the one caller that did it."""
+    cursor = connection.execute(
+        "UPDATE files SET gone = ?, gone_at = ? WHERE id = ? AND gone IS NULL",
+        (reason, now, file_id),
+    )
+    return bool(cursor.rowcount == 1)
+
+
+def take_download(connection: Connection, file_id: str, now: float) -> bool:
+    """Count one download if the file's limit allows another; False when it is used up."""
+    cursor = connection.execute(
+        "UPDATE files SET downloads = downloads + 1, last_download = ?"
+        " WHERE id = ? AND gone IS NULL AND (max_downloads IS NULL OR downloads < max_downloads)",
+        (now, file_id),
+    )
+    return bool(cursor.rowcount == 1)
+
+
+def expired_files(connection: Connection, now: float) -> list[StoredFile]:
+    rows = connection.execute(
+        "SELECT * FROM files WHERE gone IS NULL AND expires IS NOT NULL AND expires <= ?", (now,)
+    ).fetchall()
+    return [file_from_row(row) for row in rows]
+
+
+def used_up_files(connection: Connection, last_download_before: float) -> list[StoredFile]:
+    """Files at their download limit whose last download can no longer be resumed."""
+    rows = connection.execute(
+        "SELECT * FROM files WHERE gone IS NULL AND max_downloads IS NOT NULL"
+        " AND downloads >= max_downloads AND coalesce(last_download, 0) < ?",
+        (last_download_before,),
+    ).fetchall()
+    return [file_from_row(row) for row in rows]
+
+
+def live_files(connection: Connection) -> list[StoredFile]:
+    rows = connection.execute("SELECT * FROM files WHERE gone IS NULL").fetchall()
+    return [file_from_row(row) for row in rows]
+
+
+def all_files_and_tombstones(connection: Connection) -> list[StoredFile]:
+    rows = connection.execute("SELECT * FROM files ORDER BY created DESC, id").fetchall()
+    return [file_from_row(row) for row in rows]
+
+
+def prune_tombstones(connection: Connection, gone_before: float) -> int:
+    cursor = connection.execute(
+        "DELETE FROM files WHERE gone IS NOT NULL AND gone_at < ?", (gone_before,)
+    )
+    return int(cursor.rowcount)
+
+
+def bytes_in_use(connection: Connection, owner: str | None) -> int:
+    """Bytes of served files plus uploads in progress (their full size), of one owner or all."""
+    where, args = ("AND owner = ?", (owner,)) if owner is not None else ("", ())
+    files = connection.execute(
+        f"SELECT coalesce(sum(size), 0) FROM files WHERE gone IS NULL {where}", args
+    ).fetchone()
+    uploads = connection.execute(
+        f"SELECT coalesce(sum(size), 0) FROM uploads WHERE state != 'done' {where}", args
+    ).fetchone()
+    return int(files[0]) + int(uploads[0])
+
+
+def receiving_uploads(connection: Connection) -> list[Upload]:
+    rows = connection.execute("SELECT * FROM uploads WHERE state != 'done'").fetchall()
+    return [upload_from_row(row) for row in rows]

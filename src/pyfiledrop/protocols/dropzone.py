@@ -13,6 +13,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from pyfiledrop.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import ChunkClaim, Uploads, parse_upload_id
 
@@ -140,6 +141,7 @@ def claim_from_fields(fields: dict[str, str], filename: str | None) -> ChunkClai
         chunk_size=_integer(fields, "dzchunksize"),
         offset=_integer(fields, "dzchunkbyteoffset"),
         filename=filename,
+        options=file_options(fields),
     )
 
 
@@ -187,7 +189,7 @@ async def _begin(uploads: Uploads, owner: str, parts: _Parts) -> Any:
         return await uploads.begin_chunk(owner, claim_from_fields(parts.fields, parts.filename))
     if any(name in parts.fields for name in DZ_FIELDS):
         raise BadRequest("dz* fields without dzuuid")
-    return await uploads.begin_stream(owner, parts.filename, None)
+    return await uploads.begin_stream(owner, parts.filename, None, file_options(parts.fields))
 
 
 def _refuse_oversized_body(

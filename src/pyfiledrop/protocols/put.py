@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from pyfiledrop.errors import BadRequest
+from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
 
@@ -15,7 +16,8 @@ async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> 
     if not name.strip():
         raise BadRequest("the URL must end with a file name: /put/<name>")
     size = declared_length(request)
-    feeder = ChunkFeeder(await uploads.begin_stream(owner, name, size))
+    options = file_options(request.query_params)
+    feeder = ChunkFeeder(await uploads.begin_stream(owner, name, size, options))
     try:
         async for piece in body_pieces(request, idle_timeout(uploads)):
             await feeder.feed(piece)

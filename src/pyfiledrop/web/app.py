@@ -16,12 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import NotFound, PyfiledropError
-from pyfiledrop.meta import open_database, queries
+from pyfiledrop.errors import PyfiledropError
+from pyfiledrop.meta import open_database
 from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
-from pyfiledrop.web import downloads
+from pyfiledrop.web import downloads, manage
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
 
@@ -59,8 +59,9 @@ async def upload_chunk(request: Request) -> Response:
 
 async def finish_upload(request: Request) -> Response:
     upload_id = parse_upload_id(request.path_params["upload_id"])
-    stored = await _uploads(request).finalize(upload_id, _owner(request))
-    return JSONResponse({"status": "done", "file": file_record(stored)})
+    uploads = _uploads(request)
+    stored = await uploads.finalize(upload_id, _owner(request))
+    return JSONResponse({"status": "done", "file": await uploads.uploader_record(stored)})
 
 
 async def upload_state(request: Request) -> Response:
@@ -75,18 +76,20 @@ async def put_file(request: Request) -> Response:
 
 
 async def list_files(request: Request) -> Response:
-    uploads = _uploads(request)
-    files = await uploads.db.run(queries.files_of_owner, _owner(request))
-    present = [stored for stored in files if await uploads.storage.exists(stored.path)]
-    return JSONResponse({"files": [file_record(stored) for stored in present]})
+    served = await manage.served_files(_uploads(request), _owner(request))
+    return JSONResponse({"files": [file_record(stored) for stored in served]})
 
 
 async def file_info(request: Request) -> Response:
-    uploads = _uploads(request)
-    stored = await downloads.find_file(uploads, request.path_params["file_id"])
-    if stored.owner != _owner(request):
-        raise NotFound("no such file")
+    file_id = request.path_params["file_id"]
+    stored = await downloads.find_file(_uploads(request), file_id, owner=_owner(request))
     return JSONResponse(file_record(stored))
+
+
+async def delete_file(request: Request) -> Response:
+    token = request.headers.get("x-delete-token") or request.query_params.get("token")
+    file_id = request.path_params["file_id"]
+    return JSONResponse(await manage.delete(_uploads(request), file_id, _owner(request), token))
 
 
 async def download_file(request: Request) -> Response:
@@ -105,6 +108,7 @@ def api_routes() -> list[BaseRoute]:
         Route("/put/{name:anytext}", put_file, methods=["PUT", "POST"]),
         Route("/api/files", list_files, methods=["GET"]),
         Route("/api/files/{file_id}", file_info, methods=["GET"]),
+        Route("/api/files/{file_id}", delete_file, methods=["DELETE"]),
         Route("/download/{file_id}", download_file, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         *tus.routes(),
@@ -113,6 +117,8 @@ def api_routes() -> list[BaseRoute]:
 
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, PyfiledropError)
+    if error.status in (404, 410) and manage.wants_html(request):
+        return manage.error_page(error.status, error.message)
     # A refused body is not read to its end; closing the connection stops the client sending it.
     headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else None
     return JSONResponse(error.body(), status_code=error.status, headers=headers)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import secrets
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from pyfiledrop import lifecycle
 from pyfiledrop.errors import Forbidden, Gone, NotFound, RangeNotSatisfiable
 from pyfiledrop.meta import StoredFile, queries
 from pyfiledrop.uploads import Uploads
@@ -44,21 +46,55 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def find_file(uploads: Uploads, file_id: str) -> StoredFile:
+async def find_file(
+    uploads: Uploads, file_id: str, owner: str | None = None, allow_used_up: bool = False
+) -> StoredFile:
+    """A served file: 404 if unknown (or not `owner`'s), 410 with the reason if no longer served.
+
+    A file removed from disk behind the server's back is noticed here and marked gone.
+    """
     if not PUBLIC_ID_FORM.match(file_id):
         raise NotFound("no such file")
     stored = await uploads.db.run(queries.get_file, file_id)
-    if stored is None:
+    if stored is None or (owner is not None and not secrets.compare_digest(stored.owner, owner)):
         raise NotFound("no such file")
-    if not await uploads.storage.exists(stored.path):
-        raise Gone("this file is no longer on the server")
-    return stored
+    now = uploads.clock()
+    reason = lifecycle.why_gone(stored, now)
+    if reason is None or (reason == lifecycle.USED_UP and allow_used_up):
+        if not await lifecycle.notice_missing(uploads.db, uploads.storage, stored, now):
+            return stored
+        reason = lifecycle.MISSING
+    raise Gone(lifecycle.gone_message(reason), reason=reason)
+
+
+async def admit_download(uploads: Uploads, stored: StoredFile, start: int, head: bool) -> None:
+    """Count a download that starts at byte 0; enforce the file's download limit.
+
+    For a limited file, a request that starts later continues the last counted download (for
+    RESUME_WINDOW_SECONDS) without counting; with no recent download it counts as a new one, so
+    Range requests can't get around the limit.
+    """
+    now = uploads.clock()
+    if stored.max_downloads is None:
+        if start == 0 and not head:
+            await uploads.db.run(queries.take_download, stored.id, now)
+        return
+    recent = stored.last_download is not None and (
+        stored.last_download >= now - lifecycle.RESUME_WINDOW_SECONDS
+    )
+    if start > 0 and recent:
+        return
+    used_up = stored.downloads >= stored.max_downloads
+    if (head and used_up) or (
+        not head and not await uploads.db.run(queries.take_download, stored.id, now)
+    ):
+        raise Gone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
 
 
 async def download(request: Request, uploads: Uploads, file_id: str) -> Response:
     if not uploads.settings.allow_downloads:
         raise Forbidden("downloads are disabled on this server")
-    stored = await find_file(uploads, file_id)
+    stored = await find_file(uploads, file_id, allow_used_up=True)
     etag = f'"{stored.sha256}"'
     headers = {
         "Content-Disposition": content_disposition(stored.name),
@@ -81,8 +117,7 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
     if byte_range is not None:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
-    if start == 0:
-        await uploads.db.run(queries.count_download, stored.id)
+    await admit_download(uploads, stored, start, request.method == "HEAD")
     headers["Content-Length"] = str(end - start)
     body = uploads.storage.open_range(stored.path, start, end) if request.method != "HEAD" else None
     if body is None:
