@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,12 @@ from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.app import create_app
 
-START = 1_800_000_000.0
+# Real time (to the hour), not a far-off date: the janitor compares the clock with file mtimes.
+START = float(time.time() // 3600 * 3600)
+
+
+def iso(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
 
 
 class FakeClock:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyfiledrop import lifecycle
+from pyfiledrop import guard, lifecycle
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
     BadRequest,
@@ -78,6 +78,9 @@ class ChunkPlan:
     length: int | None  # None: unknown until the stream ends (one-shot uploads)
     sink: ChunkSink | None  # None: a duplicate; read and discard
     limit: int  # the most bytes that may arrive
+    check_stream: guard.StreamGuard | None = (
+        None  # space and quotas, as a body of unknown size comes
+    )
 
 
 @dataclass
@@ -147,6 +150,8 @@ class Uploads:
         self._hashing: dict[str, HashProgress] = {}
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
         self._key: bytes | None = None
+        # New uploads are admitted one at a time, so two can't both take the last free space.
+        self._admission = asyncio.Lock()
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -175,10 +180,25 @@ class Uploads:
         now = self.clock()
         upload, duplicate = await self.db.run(queries.chunk_status, claim.upload_id, claim.index)
         if upload is None:
+            upload = await self._admit_chunked(owner, claim, now)
+        self._check_same_upload(upload, owner, claim)
+        if duplicate or upload.state != "receiving":
+            self.counters["duplicate_chunks"] += 1
+            return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
+        sink = await self._open_sink(upload, claim.offset)
+        return ChunkPlan(upload, claim.index, claim.offset, claim.length, sink, claim.length)
+
+    async def _admit_chunked(self, owner: str, claim: ChunkClaim, now: float) -> Upload:
+        """The first chunk of an upload: refused (507) unless the whole file fits, then created."""
+        async with self._admission:
+            upload = await self.db.run(queries.get_upload, claim.upload_id)
+            if upload is not None:
+                return upload  # a parallel first chunk of the same upload was admitted meanwhile
+            await guard.admit(self.settings, self.db, self.storage, owner, claim.total_size)
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
             await self.storage.create_partial(claim.upload_id, claim.total_size)
-            upload = await self.db.run(
+            return await self.db.run(
                 queries.insert_upload,
                 Upload(
                     id=claim.upload_id,
@@ -195,12 +215,6 @@ class Uploads:
                     max_downloads=claim.options.max_downloads,
                 ),
             )
-        self._check_same_upload(upload, owner, claim)
-        if duplicate or upload.state != "receiving":
-            self.counters["duplicate_chunks"] += 1
-            return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
-        sink = await self._open_sink(upload, claim.offset)
-        return ChunkPlan(upload, claim.index, claim.offset, claim.length, sink, claim.length)
 
     def _check_same_upload(self, upload: Upload, owner: str, claim: ChunkClaim) -> None:
         if not secrets.compare_digest(upload.owner, owner):
@@ -246,11 +260,20 @@ class Uploads:
             expires_in=options.expires_in,
             max_downloads=options.max_downloads,
         )
-        await self.storage.create_partial(upload.id, size)
-        await self.db.run(queries.insert_upload, upload)
+        async with self._admission:
+            await guard.admit(self.settings, self.db, self.storage, owner, size)
+            await self.storage.create_partial(upload.id, size)
+            await self.db.run(queries.insert_upload, upload)
         self.counters["chunk_requests"] += 1
         sink = await self._open_sink(upload, 0)
-        return ChunkPlan(upload, 0, 0, size, sink, size if size is not None else limit)
+        stream_guard = (
+            guard.stream_guard(self.settings, self.db, self.storage, owner)
+            if size is None
+            else None
+        )
+        return ChunkPlan(
+            upload, 0, 0, size, sink, size if size is not None else limit, stream_guard
+        )
 
     async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
         """Count a chunk whose bytes are all written; finalize when it was the last one."""

@@ -58,6 +58,8 @@ class ChunkFeeder:
                 if self.plan.length is not None
                 else "the file is larger than the server's limit"
             )
+        if self.plan.check_stream is not None:
+            await self.plan.check_stream(self.received)  # before the piece is written
         if self.plan.sink is not None:
             await self.plan.sink.write(piece)
 
