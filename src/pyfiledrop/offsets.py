@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pyfiledrop import guard
 from pyfiledrop.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -120,8 +121,10 @@ async def create(uploads: Uploads, new: NewUpload) -> Outcome:
         content_type=new.content_type,
         concat=new.concat,
     )
-    await uploads.storage.create_partial(upload.id, new.size)
-    upload = await uploads.db.run(books.insert_upload, upload)
+    async with uploads.admission:  # the disk guard and quotas, as for every new upload
+        await guard.admit(uploads.settings, uploads.db, uploads.storage, new.owner, new.size)
+        await uploads.storage.create_partial(upload.id, new.size)
+        upload = await uploads.db.run(books.insert_upload, upload)
     uploads.counters["chunk_requests"] += 1
     if new.size == 0 and new.concat is None:
         return await _complete(uploads, upload)

@@ -151,7 +151,7 @@ class Uploads:
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
         self._key: bytes | None = None
         # New uploads are admitted one at a time, so two can't both take the last free space.
-        self._admission = asyncio.Lock()
+        self.admission = asyncio.Lock()
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class Uploads:
 
     async def _admit_chunked(self, owner: str, claim: ChunkClaim, now: float) -> Upload:
         """The first chunk of an upload: refused (507) unless the whole file fits, then created."""
-        async with self._admission:
+        async with self.admission:
             upload = await self.db.run(queries.get_upload, claim.upload_id)
             if upload is not None:
                 return upload  # a parallel first chunk of the same upload was admitted meanwhile
@@ -260,7 +260,7 @@ class Uploads:
             expires_in=options.expires_in,
             max_downloads=options.max_downloads,
         )
-        async with self._admission:
+        async with self.admission:
             await guard.admit(self.settings, self.db, self.storage, owner, size)
             await self.storage.create_partial(upload.id, size)
             await self.db.run(queries.insert_upload, upload)
