@@ -557,6 +557,8 @@
     batch.files.push(file);
     file.pfdMeter = new SpeedMeter();
     setPart(file, "size", formatBytes(file.size));
+    var bar = file.previewElement && file.previewElement.querySelector("progress");
+    if (bar) bar.setAttribute("aria-label", "Upload of " + file.name);
     setState(file, "queued", "Queued");
     startTicker();
     updateBatch();
@@ -566,6 +568,7 @@
     file.pfdStarted = performance.now();
     if (!batch.started) batch.started = file.pfdStarted;
     setState(file, "uploading", file.pfdSkipped ? "Uploading the rest" : "Uploading");
+    startTicker();
   });
 
   dz.on("uploadprogress", function (file) {
