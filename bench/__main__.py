@@ -27,6 +27,7 @@ from bench.systems import (
     PYFILEDROP_BIN,
     PYFILEDROP_NO_FSYNC,
     QUICK,
+    Matrix,
     Setting,
     ceilings_and_peers,
     curl_put,
@@ -52,6 +53,20 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _sizes(text: str) -> list[int]:
+    return [_size(item) for item in text.split(",")]
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from None
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError(f"counts must be positive: {text!r}")
+    return counts
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
@@ -63,6 +78,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--size", type=_size, default=2 * GIB, help="file size (default 2GiB)")
     parser.add_argument("--runs", type=int, help="runs per setting (default 5; 1 for other modes)")
     parser.add_argument("--quick", action="store_true", help="small Dropzone matrix")
+    parser.add_argument(
+        "--chunk-sizes", type=_sizes, metavar="LIST", help="Dropzone chunk sizes (2MiB,8MiB,...)"
+    )
+    parser.add_argument("--in-flight", type=_counts, metavar="LIST", help="chunks in flight (1,4)")
+    parser.add_argument("--u2c-connections", type=_counts, metavar="LIST", help="u2c -j values")
     parser.add_argument(
         "--only", action="append", default=[], metavar="TEXT", help="systems containing TEXT"
     )
@@ -110,6 +130,12 @@ def pyfiledrop_ready() -> tuple[bool, bool]:
 
 def matrix_settings(args: argparse.Namespace, notes: list[str]) -> list[Setting]:
     matrix = QUICK if args.quick else FULL
+    matrix = Matrix(
+        tuple(args.chunk_sizes or matrix.chunk_sizes),
+        tuple(args.in_flight or matrix.in_flight),
+        tuple(args.u2c_connections or matrix.u2c_connections),
+        matrix.page_default,
+    )
     settings = ceilings_and_peers(matrix)
     server_ok, uploader_ok = pyfiledrop_ready()
     if server_ok:
@@ -139,19 +165,23 @@ def summarize_profiles(settings: Sequence[Setting], folder: Path) -> None:
     texts = []
     for setting in settings:
         stacks: Counter[tuple[str, ...]] = Counter()
+        threads: Counter[str] = Counter()
         for path in sorted(folder.glob(f"{setting_slug(setting)}-r*.txt")):
             stacks.update(profile.parse_collapsed(path.read_text().splitlines()))
+        for path in sorted(folder.glob(f"{setting_slug(setting)}-r*.threads.json")):
+            threads.update(json.loads(path.read_text()))
         if stacks:
             costs = profile.format_costs(profile.top_costs(stacks), sum(stacks.values()))
-            texts.append(f"## {setting.key}\n{costs}\n")
+            split = ", ".join(f"{name} {value:.2f}s" for name, value in threads.most_common())
+            texts.append(f"## {setting.key}\nCPU by thread: {split}\n{costs}\n")
     (folder / "summary.txt").write_text("\n".join(texts))
     print("\n".join(texts))
     print(f"profiles: {folder}")
 
 
 def estimate_seconds(settings: Sequence[Setting], size: int, runs: int) -> float:
-    """Rough: ~500 MB/s uploads, hashing the stored file at ~1.5 GB/s, ~3 s start/stop/sync."""
-    per_trial = size / 500e6 + size / 1.5e9 + 3
+    """Rough: ~250 MB/s uploads, hashing the stored file at ~1.5 GB/s, ~3 s start/stop/sync."""
+    per_trial = size / 250e6 + size / 1.5e9 + 3
     return per_trial * len(settings) * runs
 
 

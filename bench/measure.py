@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile
-from bench.procfs import PeakSampler, tree_cpu_seconds, tree_status_kib
+from bench.procfs import PeakSampler, thread_cpu_seconds, tree_cpu_seconds, tree_status_kib
 from bench.systems import Server, Setting, Trial
 from bench.units import megabytes_per_second
 
@@ -198,12 +199,19 @@ def run_trial(
             recorder = profile.start(process.pid, profile_to) if profile_to else None
             if recorder is not None:
                 time.sleep(0.5)  # let py-spy attach before the upload starts
+            threads_before = thread_cpu_seconds(process.pid)
             cpu_before = tree_cpu_seconds(process.pid)
             with PeakSampler(process.pid) as sampler:
                 code, seconds, _, _ = _run_client(setting.client(trial), workdir, timeout)
             cpu = tree_cpu_seconds(process.pid) - cpu_before
-            if recorder is not None:
+            if recorder is not None and profile_to is not None:
                 profile.stop(recorder)
+                threads = thread_cpu_seconds(process.pid)
+                split = {
+                    name: round(value - threads_before.get(name, 0.0), 2)
+                    for name, value in threads.items()
+                }
+                profile_to.with_suffix(".threads.json").write_text(json.dumps(split))
             peak = max(sampler.peak_kib, tree_status_kib(process.pid, "VmHWM"))
         else:  # the client is the whole system (dd)
             code, seconds, cpu, peak = _run_client(setting.client(trial), workdir, timeout)

@@ -20,6 +20,12 @@ def parse_stat_cpu_ticks(stat_line: str) -> int:
     return sum(int(value) for value in fields[11:15])
 
 
+def parse_stat_own_cpu_ticks(stat_line: str) -> int:
+    """utime + stime only: per-thread stat lines carry the whole process's cutime/cstime."""
+    fields = stat_line[stat_line.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def parse_status_kib(status_text: str, key: str) -> int:
     """A 'Key:   1234 kB' value from /proc/<pid>/status, in KiB; 0 when absent."""
     for line in status_text.splitlines():
@@ -61,6 +67,30 @@ def tree_cpu_seconds(root: int) -> float:
         if line:
             ticks += parse_stat_cpu_ticks(line)
     return ticks / CLOCK_TICKS
+
+
+def thread_group_name(comm: str) -> str:
+    """'ThreadPoolExec' / 'asyncio_3' / 'python3' -> a name that groups alike threads."""
+    return comm.strip().rstrip("0123456789").rstrip("_-") or comm.strip()
+
+
+def thread_cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds of every thread in the tree, summed by thread name (without its number)."""
+    seconds: dict[str, float] = {}
+    for pid in tree_pids(root):
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for task in tasks:
+            comm = _read(f"/proc/{pid}/task/{task}/comm")
+            line = _read(f"/proc/{pid}/task/{task}/stat")
+            if comm is None or line is None:
+                continue
+            name = "main thread" if task == str(pid) else thread_group_name(comm)
+            ticks = parse_stat_own_cpu_ticks(line)
+            seconds[name] = seconds.get(name, 0.0) + ticks / CLOCK_TICKS
+    return seconds
 
 
 def tree_status_kib(root: int, key: str) -> int:

@@ -1,4 +1,9 @@
-"""Where a server spends its CPU during an upload: py-spy samples, summed by function."""
+"""Where a server spends its CPU during an upload: py-spy samples, summed by function.
+
+Only the thread holding the GIL is sampled (`--gil`): py-spy counts threads waiting in a thread
+pool or a syscall as busy otherwise. Work done without the GIL (hashing, pwrite) shows in the
+per-thread CPU split read from /proc instead.
+"""
 
 import os
 import re
@@ -57,7 +62,7 @@ def top_costs(stacks: Counter[tuple[str, ...]], limit: int = 15) -> list[Cost]:
 
 
 def format_costs(costs: list[Cost], samples: int) -> str:
-    lines = [f"{samples} samples (non-idle)", "self%  total%  function (file)"]
+    lines = [f"{samples} samples of the thread holding the GIL", "self%  total%  function (file)"]
     lines += [f"{c.self_share:6.1%} {c.total_share:6.1%}  {c.frame}" for c in costs]
     return "\n".join(lines)
 
@@ -70,7 +75,7 @@ def start(pid: int, output: Path) -> subprocess.Popen[bytes]:
     """Sample pid (and its children) until stop(); collapsed stacks go to output."""
     binary = str(PY_SPY) if PY_SPY.exists() else "py-spy"
     argv = [binary, "record", "--pid", str(pid), "--rate", "200", "--subprocesses"]
-    argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
+    argv += ["--format", "raw", "--output", str(output), "--gil", "--nonblocking"]
     with output.with_suffix(".log").open("wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 

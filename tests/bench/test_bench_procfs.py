@@ -6,7 +6,10 @@ import time
 from bench.procfs import (
     PeakSampler,
     parse_stat_cpu_ticks,
+    parse_stat_own_cpu_ticks,
     parse_status_kib,
+    thread_cpu_seconds,
+    thread_group_name,
     tree_cpu_seconds,
     tree_pids,
     tree_status_kib,
@@ -45,3 +48,17 @@ def test_tree_readers_see_a_real_child_and_its_work() -> None:
         child.kill()
         child.wait()
     assert tree_cpu_seconds(child.pid) == 0.0  # gone: nothing to read, no error
+
+
+def test_thread_names_group_numbered_threads() -> None:
+    assert thread_group_name("pyfiledrop_3") == "pyfiledrop"
+    assert thread_group_name("libuv-worker\n") == "libuv-worker"
+    assert thread_group_name("1234") == "1234"
+
+
+def test_per_thread_stat_ignores_process_wide_children_time() -> None:
+    assert parse_stat_own_cpu_ticks(STAT) == 7 + 3
+
+
+def test_thread_cpu_of_this_process_names_the_main_thread() -> None:
+    assert "main thread" in thread_cpu_seconds(os.getpid())
