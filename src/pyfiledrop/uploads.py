@@ -428,6 +428,10 @@ class Uploads:
             raise
         finally:
             keep_lease.cancel()
+        # Only now: until the file is recorded, a second attempt needs the partial's bytes.
+        # (If this fails, the janitor removes the orphan once the upload's row is gone.)
+        with contextlib.suppress(OSError):
+            await self.storage.discard_partial(upload.id)
         self.counters["files_published"] += 1
         log.info("stored %s (%d bytes, sha256 %s)", stored.path, stored.size, stored.sha256)
         return stored

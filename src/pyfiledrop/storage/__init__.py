@@ -50,13 +50,20 @@ class Storage(Protocol):
         ...
 
     async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
-        """Move the finished partial to its final, unique name (atomically); returns that path."""
+        """Give the finished partial its final, unique name (atomically); returns that path.
+
+        The partial stays until `discard_partial`, which the core calls once the file is recorded:
+        a crash in between must leave the bytes where a second attempt finds them.
+        """
         ...
 
     async def link_duplicate(
         self, upload_id: str, existing_path: str, name: str, taken: set[str]
     ) -> str | None:
-        """Store the upload as a link to identical bytes already stored; None if not possible."""
+        """Store the upload as a link to identical bytes already stored; None if not possible.
+
+        As with `publish`, the partial stays until the core discards it.
+        """
         ...
 
     async def discard_partial(self, upload_id: str) -> None: ...

@@ -237,24 +237,24 @@ class LocalStorage:
 
     async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
         source = self.partial_path(upload_id)
-        return await self._run(self._link_unique, source, name, taken, True)  # type: ignore[return-value]
+        return await self._run(self._link_unique, source, name, taken)  # type: ignore[return-value]
 
     async def link_duplicate(
         self, upload_id: str, existing_path: str, name: str, taken: set[str]
     ) -> str | None:
         existing = self.final_path(existing_path)
         try:
-            path: str = await self._run(self._link_unique, existing, name, taken, False)  # type: ignore[assignment]
+            path: str = await self._run(self._link_unique, existing, name, taken)  # type: ignore[assignment]
         except OSError:
             return None  # e.g. too many links, or the original vanished: store a copy instead
-        await self.discard_partial(upload_id)
         return path
 
-    def _link_unique(self, source: Path, name: str, taken: set[str], move: bool) -> str:
+    def _link_unique(self, source: Path, name: str, taken: set[str]) -> str:
         """Link `source` into the storage folder under the first free `name (n).ext`.
 
         A link never replaces an existing file, so two finishers can't overwrite each other, and
-        a crash between link and bookkeeping is recognised by the inode on the next attempt.
+        a crash between link and bookkeeping is recognised by the inode on the next attempt (the
+        partial stays until the file is recorded, see `publish`).
         """
         source_inode = source.stat().st_ino
         for number in range(MAX_NAME_TRIES):
@@ -263,8 +263,8 @@ class LocalStorage:
             try:
                 os.link(source, target)
             except FileExistsError:
-                if target.stat().st_ino == source_inode and move:
-                    break  # our own earlier attempt
+                if candidate not in taken and target.stat().st_ino == source_inode:
+                    break  # our own earlier, unrecorded attempt
                 continue
             if candidate in taken:
                 os.unlink(target)
@@ -273,14 +273,15 @@ class LocalStorage:
         else:
             raise OSError(errno.EEXIST, f"no free name for {name!r}")
         _fsync_dir(self.root)
-        if move:
-            source.unlink()
-            _fsync_dir(self.partials)
         return candidate
 
     async def discard_partial(self, upload_id: str) -> None:
+        await self._run(self._discard_partial, upload_id)
+
+    def _discard_partial(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.partial_path(upload_id).unlink()
+            _fsync_dir(self.partials)
 
     async def delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
