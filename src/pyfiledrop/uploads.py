@@ -436,6 +436,18 @@ class Uploads:
         log.info("stored %s (%d bytes, sha256 %s)", stored.path, stored.size, stored.sha256)
         return stored
 
+    async def release_dead_finishers(self) -> int:
+        """At the start of the only server process: leases left by a crash belong to no one.
+
+        Without this, an upload caught mid-finalize by a crash waits out the whole lease. (With
+        several workers, or servers sharing PostgreSQL, a starting process can't tell whose a
+        lease is, so there leases expire instead.)
+        """
+        released = await self.db.run(queries.release_all_finalizing, self.clock())
+        if released:
+            log.warning("released %d upload(s) left finalizing by a previous run", released)
+        return released
+
     async def _keep_lease(self, upload_id: str) -> None:
         while True:
             await asyncio.sleep(FINALIZE_LEASE_SECONDS / 3)

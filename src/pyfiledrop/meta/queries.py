@@ -119,6 +119,16 @@ def release_finalize(connection: Connection, upload_id: str, now: float) -> None
     )
 
 
+def release_all_finalizing(connection: Connection, now: float) -> int:
+    """Free every finalize lease: for a process that knows no other finisher can be alive."""
+    cursor = connection.execute(
+        "UPDATE uploads SET state = 'receiving', lease_until = NULL, updated = ?"
+        " WHERE state = 'finalizing'",
+        (now,),
+    )
+    return int(cursor.rowcount)
+
+
 def set_final_path(connection: Connection, upload_id: str, path: str) -> None:
     connection.execute("UPDATE uploads SET final_path = ? WHERE id = ?", (path, upload_id))
 

@@ -147,6 +147,8 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         core = uploads or open_core(settings)
         app.state.uploads = core
+        if settings.workers == 1 and settings.database is None:
+            await core.release_dead_finishers()
         janitor = asyncio.create_task(core.run_janitor())
         try:
             yield {}
