@@ -15,14 +15,17 @@ PIECE = 256 * 1024
 
 
 class Relay:
-    def __init__(self, target_port: int, flip_at: int | None) -> None:
-        """`flip_at`: offset in the first connection's upstream bytes whose bits get inverted."""
+    def __init__(self, target_port: int, flip_at: int | None, cut_at: int | None) -> None:
+        """On the first connection only: `flip_at` inverts the bits of that upstream byte;
+        `cut_at` drops the connection once that many bytes went downstream."""
         self.target_port = target_port
         self.flip_at = flip_at
+        self.cut_at = cut_at
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.connections = 0
         self.flipped = False
+        self.cut = False
         self._closing = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -38,15 +41,18 @@ class Relay:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            flip_at = self.flip_at if self.connections == 0 else None
+            first = self.connections == 0
             self.connections += 1
-            for source, sink, flip in (
-                (downstream, upstream, flip_at),
-                (upstream, downstream, None),
-            ):
-                threading.Thread(target=self._pump, args=(source, sink, flip), daemon=True).start()
+            pumps = (
+                (downstream, upstream, self.flip_at if first else None, None),
+                (upstream, downstream, None, self.cut_at if first else None),
+            )
+            for pump in pumps:
+                threading.Thread(target=self._pump, args=pump, daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, flip_at: int | None) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, flip_at: int | None, cut_at: int | None
+    ) -> None:
         seen = 0
         buffer = bytearray(PIECE)
         with contextlib.suppress(OSError):
@@ -57,10 +63,15 @@ class Relay:
                 if flip_at is not None and seen <= flip_at < seen + size:
                     buffer[flip_at - seen] ^= 0xFF
                     self.flipped = True
+                if cut_at is not None and seen + size >= cut_at:
+                    sink.sendall(memoryview(buffer)[: cut_at - seen])
+                    self.cut = True
+                    break
                 seen += size
                 sink.sendall(memoryview(buffer)[:size])
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
+        for end in (source, sink) if cut_at is not None else (sink,):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR if cut_at is not None else socket.SHUT_WR)
 
     def close(self) -> None:
         self._closing = True
@@ -68,8 +79,10 @@ class Relay:
 
 
 @contextlib.contextmanager
-def relay(target_port: int, flip_at: int | None = None) -> Iterator[Relay]:
-    running = Relay(target_port, flip_at)
+def relay(
+    target_port: int, flip_at: int | None = None, cut_at: int | None = None
+) -> Iterator[Relay]:
+    running = Relay(target_port, flip_at, cut_at)
     try:
         yield running
     finally:

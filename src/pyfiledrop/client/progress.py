@@ -49,7 +49,7 @@ class RichReporter:
         self._progress = Progress(
             TextColumn("{task.description}", style="bold"),
             BarColumn(bar_width=None),
-            DownloadColumn(),
+            DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=console,

@@ -1,0 +1,162 @@
+"""`pyfiledrop download` over real HTTP: names, resume with Range, SHA-256 checks."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pyfiledrop.client import state as saved
+from tests.client.helpers import MiB, json_lines, run_cli, start_cli, wait_until
+from tests.client.relay import relay
+from tests.conftest import Server, ServerFactory, random_file, sha256_of
+from tests.dz import upload
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def published(server: Server, source: Path) -> dict[str, Any]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        return upload(client, source, 4 * MiB)
+
+
+def download_url(server: Server, record: dict[str, Any]) -> str:
+    return f"{server.url}{record['url']}"
+
+
+def test_download_is_exact_and_named_by_the_server(
+    server: Server, tmp_path: Path, state_dir: Path
+) -> None:
+    source = random_file(tmp_path / "résumé (final) €.pdf", 9 * MiB + 3)
+    record = published(server, source)
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    url = download_url(server, record)
+    result = run_cli(state_dir, "download", url, "-o", str(folder), "--json")
+    assert result.returncode == 0, result.stderr
+    (summary,) = json_lines(result.stdout)
+    target = folder / source.name
+    assert summary["path"] == str(target)
+    assert summary["verified"] is True
+    assert sha256_of(target) == sha256_of(source) == summary["sha256"]
+    assert list(folder.iterdir()) == [target]
+    assert list(state_dir.glob("download-*")) == []
+
+    again = run_cli(state_dir, "download", url, "-o", str(folder))
+    assert again.returncode == 1
+    assert "exists; choose another name with -o PATH" in again.stderr
+
+
+def test_cut_connection_resumes_with_range_in_the_same_run(
+    server: Server, tmp_path: Path, state_dir: Path
+) -> None:
+    source = random_file(tmp_path / "cut.bin", 24 * MiB)
+    record = published(server, source)
+    target = tmp_path / "out.bin"
+    with relay(server.port, cut_at=10 * MiB) as cutting:
+        url = f"{cutting.url}{record['url']}"
+        result = run_cli(state_dir, "download", url, "-o", str(target), "--json")
+        assert cutting.cut
+    assert result.returncode == 0, result.stderr
+    assert "connection lost" in result.stderr and "resuming" in result.stderr
+    (summary,) = json_lines(result.stdout)
+    assert sha256_of(target) == sha256_of(source)
+    # Resumed, not restarted: well under two whole copies crossed the wire.
+    assert summary["received"] < source.stat().st_size + 11 * MiB
+
+
+def test_killed_download_resumes_on_rerun(server: Server, tmp_path: Path, state_dir: Path) -> None:
+    source = random_file(tmp_path / "long.bin", 128 * MiB)
+    record = published(server, source)
+    target = tmp_path / "long copy.bin"
+    part = tmp_path / "long copy.bin.part"
+    args = ["download", download_url(server, record), "-o", str(target), "--json"]
+    process = start_cli(state_dir, *args)
+    wait_until(
+        lambda: process.poll() is not None or (part.exists() and part.stat().st_size > 8 * MiB),
+        what="a partial download",
+    )
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "finished before it could be killed"
+    already = part.stat().st_size
+    assert 0 < already < source.stat().st_size
+
+    result = run_cli(state_dir, *args)
+    assert result.returncode == 0, result.stderr
+    (summary,) = json_lines(result.stdout)
+    assert summary["received"] == source.stat().st_size - already
+    assert sha256_of(target) == sha256_of(source)
+    assert not part.exists()
+
+
+def partial_with_state(
+    server: Server, record: dict[str, Any], target: Path, data: bytes
+) -> tuple[str, str]:
+    """A `.part` file holding `data`, as a cut download would leave; (URL, current ETag)."""
+    url = download_url(server, record)
+    target.with_name(target.name + ".part").write_bytes(data)
+    etag = httpx.get(url, headers={"Range": "bytes=0-0"}).headers["etag"]
+    return url, str(etag)
+
+
+def test_damaged_partial_file_fails_the_checksum(
+    server: Server, tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = random_file(tmp_path / "source.bin", 6 * MiB)
+    record = published(server, source)
+    target = tmp_path / "copy.bin"
+    damaged = bytearray(source.read_bytes()[: 2 * MiB])
+    damaged[12345] ^= 0x01
+    url, etag = partial_with_state(server, record, target, bytes(damaged))
+    monkeypatch.setenv("PYFILEDROP_STATE_DIR", str(state_dir))
+    saved.save_download(saved.DownloadState(str(target), url, etag))
+
+    result = run_cli(state_dir, "download", url, "-o", str(target))
+    assert result.returncode == 1
+    assert "SHA-256 mismatch" in result.stderr and "removed the partial file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not target.exists()
+    assert not target.with_name("copy.bin.part").exists()
+
+
+def test_changed_file_on_the_server_restarts_the_download(
+    server: Server, tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = random_file(tmp_path / "source.bin", 3 * MiB)
+    record = published(server, source)
+    target = tmp_path / "copy.bin"
+    url, _ = partial_with_state(server, record, target, b"x" * MiB)
+    monkeypatch.setenv("PYFILEDROP_STATE_DIR", str(state_dir))
+    saved.save_download(saved.DownloadState(str(target), url, '"' + "0" * 64 + '"'))
+
+    result = run_cli(state_dir, "download", url, "-o", str(target), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "starting over: the file on the server changed" in result.stderr
+    assert json_lines(result.stdout)[0]["received"] == 3 * MiB
+    assert sha256_of(target) == sha256_of(source)
+
+
+def test_download_errors_are_one_line(
+    server_factory: ServerFactory, tmp_path: Path, state_dir: Path
+) -> None:
+    server = server_factory()  # downloads disabled, as by default
+    record = published(server, random_file(tmp_path / "secret.bin", 1000))
+    result = run_cli(state_dir, "download", download_url(server, record), "-o", str(tmp_path))
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and "403" in line
+
+    allowing = server_factory("--allow-downloads")
+    missing = run_cli(state_dir, "download", f"{allowing.url}/download/nope", "-o", str(tmp_path))
+    assert missing.returncode == 1 and "404" in missing.stderr
+
+    nowhere = run_cli(state_dir, "download", "http://127.0.0.1:9/download/x", "--retries", "0")
+    assert nowhere.returncode == 1 and "cannot reach" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
