@@ -456,10 +456,14 @@ class Uploads:
 
     # --- the uploader's view ------------------------------------------------------------------
 
-    async def delete_token(self, file_id: str) -> str:
+    async def key(self) -> bytes:
+        """The server's secret key (shared through the database by every process)."""
         if self._key is None:
             self._key = await lifecycle.server_key(self.db)
-        return lifecycle.delete_token(self._key, file_id)
+        return self._key
+
+    async def delete_token(self, file_id: str) -> str:
+        return lifecycle.delete_token(await self.key(), file_id)
 
     async def uploader_record(self, stored: StoredFile) -> dict[str, Any]:
         """The file record for its uploader, when the upload finishes: with the delete token."""

@@ -22,6 +22,7 @@ from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
 from pyfiledrop.web import downloads, manage
+from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
 
@@ -161,7 +162,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
                 core.db.close()
 
     app = Starlette(
-        routes=[*api_routes(), *page_routes(settings)],
+        routes=[*api_routes(), *auth_routes(), *page_routes(settings)],
         lifespan=lifespan,
         exception_handlers={
             PyfiledropError: _domain_error,
@@ -170,6 +171,8 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
             Exception: _unexpected,
         },
     )
+    if auth_enabled(settings):
+        app.add_middleware(AuthMiddleware, settings=settings)  # inside: its answers get headers
     app.add_middleware(
         OwnerMiddleware,
         cors_origins=settings.cors_origins,
