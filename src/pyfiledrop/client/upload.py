@@ -229,8 +229,10 @@ class _Transfer:
         piece_size = min(PIECE_SIZE, max(1, plan.chunk_size))
         self.piece_size = piece_size
         self.feeds = {i: _Feed() for i in self.to_send}
+        # Enough read-ahead to keep every sender busy, never more than READ_AHEAD_BYTES.
+        in_flight = session.options.parallel * plan.chunk_size
         self.budget = threading.Semaphore(
-            max(2 * session.options.parallel, READ_AHEAD_BYTES // piece_size)
+            max(2 * session.options.parallel, min(READ_AHEAD_BYTES, in_flight) // piece_size)
         )
         self.work: queue.Queue[int | None] = queue.Queue()
         self.abort = threading.Event()
