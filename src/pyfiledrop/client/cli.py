@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import httpx
+
 from pyfiledrop.client.download import describe as describe_download
 from pyfiledrop.client.download import download_file
 from pyfiledrop.client.progress import Reporter, make_reporter
@@ -156,7 +158,7 @@ def run_upload(args: argparse.Namespace) -> int:
             for path, handle in zip(files, handles, strict=True):
                 try:
                     result = upload_file(session, path, handle)
-                except (TransferError, OSError) as error:
+                except (TransferError, OSError, httpx.HTTPError) as error:
                     failed += 1
                     reporter.end_file(handle)
                     reporter.note(f"error: {_one_line(error)}")
@@ -180,7 +182,7 @@ def run_download(args: argparse.Namespace) -> int:
     with make_client(2) as http:
         try:
             result = download_file(http, args.url, output, reporter, retries=args.retries)
-        except (TransferError, OSError) as error:
+        except (TransferError, OSError, httpx.HTTPError) as error:
             reporter.note(f"error: {_one_line(error)}")
             reporter.close()
             return EXIT_FAILED
