@@ -339,6 +339,24 @@ def test_hostile_file_name_is_shown_as_text(
     context.close()
 
 
+def test_another_browser_sees_none_of_these_files(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server()
+    mine, page, _ = open_page(browser, server.url)
+    choose_files(page, random_file(tmp_path / "private.bin", 5000))
+    wait_finished(page, 1)
+    expect(page.locator("#uploaded .file-name")).to_have_text("private.bin")
+    theirs, other, _ = open_page(browser, server.url)  # a fresh cookie jar: another owner
+    expect(other.locator("#uploaded-status")).to_have_text(
+        "Nothing uploaded from this browser yet."
+    )
+    expect(other.locator("#uploaded .uploaded-file")).to_have_count(0)
+    assert api_files(other) == []
+    mine.close()
+    theirs.close()
+
+
 def test_chunk_failing_once_is_retried(
     browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:

@@ -265,7 +265,8 @@ def test_real_server_sends_the_headers_on_every_response(server_factory: ServerF
             assert "script-src 'self';" in response.headers["content-security-policy"], path
         missing = client.get("/download/not-a-file")
         assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
-        assert "access-control-allow-origin" not in client.get("/").headers
+        cross = client.get("/api/files", headers={"Origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in cross.headers, "no CORS unless configured"
 
 
 def test_real_server_flags_reach_the_page(server_factory: ServerFactory, tmp_path: Path) -> None:
