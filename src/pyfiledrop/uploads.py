@@ -35,7 +35,7 @@ from pyfiledrop.errors import (
 )
 from pyfiledrop.meta import Database, StoredFile, Upload, queries
 from pyfiledrop.names import sanitize
-from pyfiledrop.storage import ChunkSink
+from pyfiledrop.storage import Buffer, ChunkSink, OnWritten
 from pyfiledrop.storage.local import LocalStorage
 
 log = logging.getLogger("pyfiledrop")
@@ -89,6 +89,11 @@ class HashProgress:
     position: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     received: set[int] = field(default_factory=set)
+
+    def feed(self, pieces: list[Buffer]) -> None:
+        """Hash bytes as they are written (in order), on the storage's I/O thread."""
+        for piece in pieces:
+            self.hasher.update(piece)
 
 
 def parse_upload_id(text: str) -> str:
@@ -226,9 +231,11 @@ class Uploads:
         ):
             raise Conflict("chunk fields conflict with earlier chunks of this upload")
 
-    async def _open_sink(self, upload: Upload, offset: int) -> ChunkSink:
+    async def _open_sink(
+        self, upload: Upload, offset: int, on_written: OnWritten | None = None
+    ) -> ChunkSink:
         try:
-            return await self.storage.open_chunk(upload.id, offset)
+            return await self.storage.open_chunk(upload.id, offset, on_written)
         except FileNotFoundError:
             # The row exists but its partial file is gone (janitor, operator): start it again.
             await self.db.run(queries.delete_upload, upload.id)
@@ -265,7 +272,8 @@ class Uploads:
             await self.storage.create_partial(upload.id, size)
             await self.db.run(queries.insert_upload, upload)
         self.counters["chunk_requests"] += 1
-        sink = await self._open_sink(upload, 0)
+        # A stream arrives in order: hash it on the I/O thread as it is written, not read back.
+        sink = await self._open_sink(upload, 0, self.hash_progress(upload.id).feed)
         stream_guard = (
             guard.stream_guard(self.settings, self.db, self.storage, owner)
             if size is None
@@ -284,6 +292,8 @@ class Uploads:
             return {"status": "duplicate", "total": upload.chunk_count}
         if plan.length is None:
             upload = await self._fix_stream_size(upload, written)
+        if upload.protocol == "stream":
+            self.hash_progress(upload.id).position = written
         new, received = await self.db.run(queries.record_chunk, upload.id, plan.index, self.clock())
         self.counters["chunks_counted" if new else "duplicate_chunks"] += 1
         self._note_received(upload, plan.index)
@@ -300,6 +310,7 @@ class Uploads:
 
     async def abandon_stream(self, plan: ChunkPlan) -> None:
         """A one-shot upload that failed has nothing to resume: drop it entirely."""
+        self.forget_hash(plan.upload.id)
         await self.storage.discard_partial(plan.upload.id)
         await self.db.run(queries.delete_upload, plan.upload.id)
 
