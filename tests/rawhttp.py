@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,3 +94,45 @@ def exchange(port: int, request: bytes, timeout: float = 10.0) -> RawResponse | 
         with contextlib.suppress(ConnectionError, OSError):
             sock.sendall(request)
         return read_response(sock, timeout)
+
+
+@dataclass
+class Streamed:
+    response: RawResponse | None
+    sent_when_answered: int
+    sent_total: int
+
+
+def stream_until_answered(
+    port: int, request_head: bytes, pieces: Any, timeout: float = 30.0
+) -> Streamed:
+    """Send a body piece by piece while watching for the answer; count what went out before it.
+
+    The sender stops when the server answers, closes, or resets: so a server that refuses a body
+    early is seen to have read only a little of it.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sent = [0]
+    answered = threading.Event()
+
+    def sender() -> None:
+        with contextlib.suppress(OSError):
+            sock.sendall(request_head)
+            for piece in pieces:
+                if answered.is_set():
+                    return
+                sock.sendall(piece)
+                sent[0] += len(piece)
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    try:
+        response = read_response(sock, timeout)
+        at_answer = sent[0]
+        answered.set()
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        thread.join(timeout)
+    finally:
+        sock.close()
+    return Streamed(response, at_answer, sent[0])

@@ -233,7 +233,10 @@ class LocalStorage:
         os.truncate(self.partial_path(upload_id), size)
 
     async def flush_partial(self, upload_id: str) -> None:
-        await self._run(_fdatasync_file, self.partial_path(upload_id))
+        try:
+            await self._run(_fdatasync_file, self.partial_path(upload_id))
+        except OSError as error:
+            _raise_mapped(error)  # delayed allocation or NFS can report a full disk only here
 
     async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
         source = self.partial_path(upload_id)
