@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pyfiledrop.errors import ServiceUnavailable
+
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
@@ -88,8 +90,11 @@ class Database:
                 return function(self._connection, *args)
             except sqlite3.OperationalError as error:
                 # busy_timeout covers most contention; "locked" can still escape it under load.
-                if "locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
+                if "locked" not in str(error):
                     raise
+                if attempt == LOCKED_RETRIES - 1:
+                    # Nothing was counted; the client may send the same request again.
+                    raise ServiceUnavailable("the database is busy; try again shortly") from error
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
                 time.sleep(0.05 * (attempt + 1))
