@@ -60,8 +60,11 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def read_response(sock: socket.socket, timeout: float = 10.0) -> RawResponse | None:
-    """One response (Content-Length framed, or until close); None if the server sent nothing."""
+def read_response(
+    sock: socket.socket, timeout: float = 10.0, bodiless: bool = False
+) -> RawResponse | None:
+    """One response (Content-Length framed, or until close); None if the server sent nothing.
+    `bodiless`: the answer to a HEAD request, whose Content-Length describes no body."""
     sock.settimeout(timeout)
     data = b""
     deadline = time.monotonic() + timeout
@@ -78,7 +81,7 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> RawResponse | N
     status = int(lines[0].split()[1])
     headers = [tuple(line.split(": ", 1)) for line in lines[1:] if ": " in line]
     response = RawResponse(status, [(k, v) for k, v in headers], body, raw_head)
-    length = response.header("content-length")
+    length = "0" if bodiless or status in (204, 304) else response.header("content-length")
     with contextlib.suppress(ConnectionError, TimeoutError, OSError):
         while time.monotonic() < deadline and (length is None or len(body) < int(length)):
             piece = sock.recv(65536)
@@ -93,7 +96,7 @@ def exchange(port: int, request: bytes, timeout: float = 10.0) -> RawResponse | 
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         with contextlib.suppress(ConnectionError, OSError):
             sock.sendall(request)
-        return read_response(sock, timeout)
+        return read_response(sock, timeout, bodiless=request.startswith(b"HEAD "))
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -178,6 +179,11 @@ async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, A
         if any(name in DZ_FIELDS for name in parts.fields_after_file):
             raise BadRequest("dz* fields must come before the file part")
         return await feeder.finish(uploads)
+    except FormParserError as error:
+        # Broken boundaries, overlong part headers...: the client's mistake, not a 500.
+        if feeder is not None:
+            await feeder.abort(uploads)
+        raise BadRequest(f"malformed multipart body: {error}") from None
     except BaseException:
         if feeder is not None:
             await feeder.abort(uploads)
