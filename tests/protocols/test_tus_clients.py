@@ -166,3 +166,13 @@ def test_tus_js_client_single_upload_with_checksum(
     answer = node_client(server, source, 1, 2 * MiB, owner_cookie(server), "sha1")
     assert answer["sha256"] == sha256_of(source)
     assert sha256_of(server.storage_dir / "js-one.bin") == sha256_of(source)
+
+
+def test_tuspy_across_two_worker_processes(server_factory: ServerFactory, tmp_path: Path) -> None:
+    """Each PATCH may reach another process: the lock and offset live in the database, and the
+    SHA-256 is caught up from the file by whichever process writes next."""
+    server = server_factory("--workers", "2")
+    source = random_file(tmp_path / "two-workers.bin", 24 * MiB + 17)
+    lines = lines_of(tuspy(server, source, tmp_path / "u.json", owner_cookie(server), chunk=MiB))
+    assert lines[-1]["sha256"] == sha256_of(source)
+    assert sha256_of(server.storage_dir / "two-workers.bin") == sha256_of(source)

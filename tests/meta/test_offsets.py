@@ -1,0 +1,65 @@
+"""The tus write lock and offset on SQLite and PostgreSQL: one writer, a lease, offsets in order."""
+
+from __future__ import annotations
+
+import threading
+
+from pyfiledrop.meta import Database, Upload, queries
+from pyfiledrop.meta import offsets as books
+from tests.meta.test_backends import databases, url  # noqa: F401  (the two-backend fixtures)
+
+
+def a_tus_upload() -> Upload:
+    return Upload(
+        id="t1", owner="o", name="t.bin", size=1000, chunk_size=1000, chunk_count=1,
+        protocol="tus", state="receiving", created=100.0, updated=100.0, metadata="filename dA==",
+        content_type="text/plain", concat=None,
+    )  # fmt: skip
+
+
+def test_one_writer_at_a_time_with_a_lease(databases: list[Database]) -> None:  # noqa: F811
+    stored = databases[0].run_sync(books.insert_upload, a_tus_upload())
+    assert (stored.byte_offset, stored.metadata, stored.content_type) == (
+        0,
+        "filename dA==",
+        "text/plain",
+    )
+    wins: list[str] = []
+
+    def take(holder: str) -> None:
+        if databases[int(holder) % 2].run_sync(books.take_lock, "t1", holder, 0, 200.0, 30.0):
+            wins.append(holder)
+
+    threads = [threading.Thread(target=take, args=(str(i),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wins) == 1
+    winner = wins[0]
+    db = databases[1]
+    assert not db.run_sync(books.take_lock, "t1", "late", 0, 229.0, 30.0)  # the lease holds
+    db.run_sync(books.release_lock, "t1", "late")  # not the holder: no effect
+    assert not db.run_sync(books.take_lock, "t1", "late", 0, 229.0, 30.0)
+    assert not db.run_sync(books.advance_offset, "t1", "late", 0, 500, 229.0)
+    assert not db.run_sync(books.advance_offset, "t1", winner, 7, 500, 229.0)  # wrong start
+    assert db.run_sync(books.advance_offset, "t1", winner, 0, 500, 229.0)
+    db.run_sync(books.renew_lock, "t1", winner, 300.0, 250.0)
+    assert not db.run_sync(books.take_lock, "t1", "late", 500, 280.0, 30.0)
+    assert db.run_sync(books.take_lock, "t1", "late", 500, 301.0, 30.0)  # the holder died
+    assert not db.run_sync(books.advance_offset, "t1", winner, 500, 1000, 302.0)
+    db.run_sync(books.release_lock, "t1", "late")
+    assert not db.run_sync(books.take_lock, "t1", "x", 0, 303.0, 30.0)  # the offset moved on
+    assert db.run_sync(books.take_lock, "t1", "x", 500, 303.0, 30.0)
+    upload = db.run_sync(queries.get_upload, "t1")
+    assert upload is not None
+    assert (upload.byte_offset, upload.lock_owner) == (500, "x")
+
+
+def test_a_deferred_length_is_set_once(databases: list[Database]) -> None:  # noqa: F811
+    upload = a_tus_upload()
+    databases[0].run_sync(books.insert_upload, Upload(**{**upload.__dict__, "size": None}))
+    assert databases[0].run_sync(books.set_length, "t1", 5 * 1024**4)
+    assert not databases[1].run_sync(books.set_length, "t1", 7)
+    stored = databases[1].run_sync(queries.get_upload, "t1")
+    assert stored is not None and stored.size == stored.chunk_size == 5 * 1024**4
