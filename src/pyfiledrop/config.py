@@ -468,7 +468,7 @@ def load_settings(
         spec = SPEC_BY_NAME.get(name)
         if spec is None:
             continue
-        flag = spec.flags[-1]
+        flag = spec.flags[-1] if spec.flags else name  # file-only settings, handed to workers
         values[name] = _parse(spec, value, flag) if spec.kind == "value" else spec.parse(value)
         sources[name] = f"flag {flag}"
 

@@ -424,3 +424,18 @@ def test_stored_file_matches_after_many_small_patches(
         offset += len(piece)
     assert offset == len(data)
     assert sha256_of(tus_server.storage_dir / "pieces.bin") == hashlib.sha256(data).hexdigest()
+
+
+def test_a_password_protected_server_takes_tus_with_a_bearer_token(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--password", "correct horse battery")
+    with httpx.Client(base_url=server.url) as client:
+        refused = client.post("/files/", headers={**TUS, "Upload-Length": "3"})
+        assert refused.status_code == 401
+        bearer = {"Authorization": "Bearer correct horse battery"}
+        url = create(client, 3, **bearer)
+        response = patch(client, url, 0, b"abc", **bearer)
+        assert response.status_code == 204
+        assert "x-pyfiledrop-file" in response.headers
+        assert client.head(url, headers=TUS).status_code == 401
