@@ -71,7 +71,7 @@ class Write:
     start: int
     limit: int  # the most bytes this request may bring
     sink: ChunkSink
-    file_hash: Any  # SHA-256 of the file so far, advanced on the I/O thread as bytes land
+    file_hash: Any  # SHA-256 of the file so far, advanced on the I/O thread; None for a part
     checksum: Checksum | None
     body_hash: Any
     keeper: asyncio.Task[None]
@@ -179,12 +179,14 @@ async def begin_write(
         await _explain_refused_lock(uploads, upload.id, offset)
     keeper = asyncio.create_task(_keep_lock(uploads, upload.id, holder))
     try:
-        file_hash = await _hash_up_to(uploads, upload, offset)
+        # A partial upload's own hash would be wasted: the final upload is hashed whole.
+        file_hash = None if upload.concat == PARTIAL else await _hash_up_to(uploads, upload, offset)
         body_hash = hashlib.new(checksum.algorithm) if checksum is not None else None
 
         def on_written(pieces: list[Buffer]) -> None:
             for piece in pieces:
-                file_hash.update(piece)
+                if file_hash is not None:
+                    file_hash.update(piece)
                 if body_hash is not None:
                     body_hash.update(piece)
 
@@ -223,7 +225,7 @@ async def end_write(uploads: Uploads, write: Write, whole: bool) -> Outcome:
         ):
             raise Conflict("this upload changed while the request was written; ask its offset")
         progress = uploads.hash_progress(upload.id)
-        if progress.position == write.start:
+        if write.file_hash is not None and progress.position == write.start:
             progress.hasher, progress.position = write.file_hash, end
         fresh = await uploads.db.run(queries.get_upload, upload.id)
         if fresh is None:
@@ -311,6 +313,16 @@ async def stored_file(uploads: Uploads, upload: Upload) -> StoredFile | None:
     if upload.state != "done" or not upload.file_id:
         return None
     return await uploads.db.run(queries.get_file, upload.file_id)
+
+
+async def settle(uploads: Uploads, upload: Upload) -> Outcome:
+    """The upload as a client sees it. A complete one whose finish failed earlier (a full disk, a
+    crash) is finished now: a client reading `Upload-Offset == Upload-Length` gets its file."""
+    complete = upload.size is not None and upload.byte_offset == upload.size
+    idle = (upload.lock_until or 0) < uploads.clock()
+    if upload.state == "receiving" and complete and upload.concat is None and idle:
+        return await _complete(uploads, upload)
+    return Outcome(upload, await stored_file(uploads, upload))
 
 
 # --- inside ------------------------------------------------------------------------------------

@@ -226,9 +226,9 @@ async def resource(request: Request) -> Response:
         return await _describe(uploads, upload_id)
     _check_version(request)
     if method == "HEAD":
-        upload = await offsets.find(uploads, upload_id)
-        stored = await offsets.stored_file(uploads, upload)
-        return Response(status_code=200, headers=_state_headers(uploads, upload, stored))
+        outcome = await offsets.settle(uploads, await offsets.find(uploads, upload_id))
+        headers = _state_headers(uploads, outcome.upload, outcome.stored)
+        return Response(status_code=200, headers=headers)
     if method == "PATCH":
         return await patch(request, uploads, upload_id)
     if method == "DELETE":

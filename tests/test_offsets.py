@@ -1,0 +1,116 @@
+"""Offset uploads (tus) in the core, in-process with a controllable clock and storage."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from pyfiledrop.config import Settings
+from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.meta import queries
+from pyfiledrop.meta.sqlite import Database
+from pyfiledrop.storage.local import LocalStorage
+from pyfiledrop.uploads import Uploads
+from pyfiledrop.web.app import create_app
+from tests.test_uploads import FakeClock
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+class FlakyStorage(LocalStorage):
+    """Local disk whose first `publish` fails as a full disk would."""
+
+    failures = 1
+
+    async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise InsufficientStorage("the server's disk is full; try again later")
+        return await super().publish(upload_id, name, taken)
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[tuple[TestClient, Uploads, FakeClock]]:
+    settings = Settings(
+        storage=tmp_path / "storage",
+        chunks=tmp_path / "chunks",
+        data=tmp_path / "data",
+        abandon_after=3600,
+    )
+    for folder in (settings.storage, settings.chunks, settings.data):
+        folder.mkdir()
+    clock = FakeClock()
+    storage = FlakyStorage(settings.storage, settings.chunks)
+    uploads = Uploads(settings, Database(settings.db_path), storage, clock=clock)
+    with TestClient(create_app(settings, uploads=uploads)) as client:
+        yield client, uploads, clock
+    storage.close()
+    uploads.db.close()
+
+
+def create(client: TestClient, size: int) -> str:
+    response = client.post("/files/", headers={**TUS, "Upload-Length": str(size)})
+    assert response.status_code == 201
+    return str(response.headers["location"])
+
+
+def patch(client: TestClient, url: str, offset: int, data: bytes) -> int:
+    response = client.patch(url, content=data, headers={**OCTETS, "Upload-Offset": str(offset)})
+    return response.status_code
+
+
+def test_a_failed_finish_is_retried_when_the_client_asks_the_offset(
+    core: tuple[TestClient, Uploads, FakeClock],
+) -> None:
+    client, _, _ = core
+    url = create(client, 6)
+    assert patch(client, url, 0, b"abcdef") == 507
+    head = client.head(url, headers=TUS)
+    assert head.headers["upload-offset"] == "6"
+    assert head.headers["x-pyfiledrop-sha256"] == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_hash_is_caught_up_from_the_file_after_a_restart(
+    core: tuple[TestClient, Uploads, FakeClock],
+) -> None:
+    client, uploads, _ = core
+    storage = uploads.storage
+    assert isinstance(storage, FlakyStorage)
+    storage.failures = 0
+    data = bytes(range(256)) * 5000
+    url = create(client, len(data))
+    assert patch(client, url, 0, data[:300_000]) == 204
+    upload_id = url.rsplit("/", 1)[-1]
+    uploads.forget_hash(upload_id)  # as a new process (or another worker) would start
+    assert patch(client, url, 300_000, data[300_000:900_000]) == 204
+    progress = uploads.hash_progress(upload_id)
+    assert progress.position == 900_000  # read back 300 000, then hashed inline
+    response = client.patch(
+        url, content=data[900_000:], headers={**OCTETS, "Upload-Offset": "900000"}
+    )
+    assert response.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_expiry_410_and_the_janitor_spares_a_locked_upload(
+    core: tuple[TestClient, Uploads, FakeClock],
+) -> None:
+    client, uploads, clock = core
+    url = create(client, 10)
+    assert patch(client, url, 0, b"12345") == 204
+    upload_id = url.rsplit("/", 1)[-1]
+    clock.now += 4000  # idle past abandon_after, but a writer holds the lock
+    uploads.db.run_sync(
+        lambda c: c.execute(
+            "UPDATE uploads SET lock_until = ? WHERE id = ?", (clock.now + 30, upload_id)
+        )
+    )
+    client.portal.call(uploads.remove_abandoned)  # type: ignore[union-attr]
+    assert uploads.db.run_sync(queries.get_upload, upload_id) is not None
+    clock.now += 100  # the lock ran out too
+    assert client.head(url, headers=TUS).status_code == 410
+    assert client.head(url, headers=TUS).status_code == 404
