@@ -106,9 +106,9 @@ def settled_count(server: Server) -> int:
 def test_rerun_after_killed_client_sends_only_missing_chunks(
     server: Server, tmp_path: Path, state_dir: Path, how: signal.Signals
 ) -> None:
-    source = random_file(tmp_path / "resume.bin", 96 * MiB + 5)
+    source = random_file(tmp_path / "resume.bin", 64 * MiB + 5)
     args = ["upload", str(source), "--url", server.url, "--chunk-size", "256k", "--json"]
-    total = 96 * 4 + 1
+    total = 64 * 4 + 1
     process = start_cli(state_dir, *args)
     errors = interrupt_midway(server, process, after_chunks=total // 4, how=how)
     if how == signal.SIGINT:

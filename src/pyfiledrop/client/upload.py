@@ -173,6 +173,9 @@ def _plan(session: Session, path: Path, identity: saved.FileIdentity) -> Plan:
         response, owner = _probe(session, previous.dzuuid, previous.owner)
         info = json_body(response) if response.status_code == 200 else None
         count = chunk_count(size, previous.chunk_size)
+        if response.status_code >= 500:
+            # Transient, maybe: keep the state so that the next run can still resume.
+            raise TransferError(f"{name}: cannot resume now: {server_error(response)}")
         if response.status_code == 404:
             note(f"{name}: starting over: the server no longer has the interrupted upload")
         elif info is None:
