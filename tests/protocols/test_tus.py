@@ -439,3 +439,14 @@ def test_a_password_protected_server_takes_tus_with_a_bearer_token(
         assert response.status_code == 204
         assert "x-pyfiledrop-file" in response.headers
         assert client.head(url, headers=TUS).status_code == 401
+
+
+def test_the_finished_answer_carries_a_delete_token(client: httpx.Client) -> None:
+    url = create(client, 4)
+    done = patch(client, url, 0, b"gone")
+    file_id, token = done.headers["x-pyfiledrop-file"], done.headers["x-pyfiledrop-delete-token"]
+    assert httpx.get(url).json()["file"]["delete_token"] == token
+    with httpx.Client(base_url=client.base_url) as stranger:  # no cookie: the token decides
+        response = stranger.delete(f"/api/files/{file_id}", headers={"X-Delete-Token": token})
+    assert response.status_code == 200
+    assert client.get(f"/api/files/{file_id}").status_code in (404, 410)

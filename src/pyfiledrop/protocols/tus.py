@@ -29,9 +29,8 @@ from pyfiledrop.errors import (
     PyfiledropError,
     UnsupportedMediaType,
 )
-from pyfiledrop.meta import StoredFile, Upload
 from pyfiledrop.protocols.body import body_pieces, declared_length, idle_timeout
-from pyfiledrop.uploads import Uploads, file_record
+from pyfiledrop.uploads import Uploads
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = (
@@ -48,6 +47,7 @@ MAX_METADATA_BYTES = 16 * 1024
 MAX_CONCAT_PARTS = 1000
 FILE_HEADER = "X-Pyfiledrop-File"
 SHA256_HEADER = "X-Pyfiledrop-Sha256"
+DELETE_TOKEN_HEADER = "X-Pyfiledrop-Delete-Token"  # for DELETE /api/files/<id> (X-Delete-Token)
 # What a browser may read from a cross-origin tus response (see web/owner.py).
 EXPOSED_HEADERS = (
     "Location",
@@ -64,6 +64,7 @@ EXPOSED_HEADERS = (
     "Upload-Expires",
     FILE_HEADER,
     SHA256_HEADER,
+    DELETE_TOKEN_HEADER,
 )
 _DIGEST_SIZES = {"sha1": 20, "sha256": 32, "md5": 16}
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}$")
@@ -165,7 +166,7 @@ async def create(request: Request) -> Response:
         if "upload-length" in request.headers:
             raise BadRequest("a final upload takes no Upload-Length")
         outcome = await offsets.join(uploads, owner, _partial_ids(new.concat), new)
-        return _created(request, uploads, outcome)
+        return await _created(request, uploads, outcome)
     if new.concat not in (None, offsets.PARTIAL):
         raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
     size = _creation_length(request)
@@ -174,11 +175,11 @@ async def create(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
             raise UnsupportedMediaType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
         outcome = await _write(request, uploads, outcome.upload.id, 0)
-    return _created(request, uploads, outcome)
+    return await _created(request, uploads, outcome)
 
 
-def _created(request: Request, uploads: Uploads, outcome: offsets.Outcome) -> Response:
-    headers = _state_headers(uploads, outcome.upload, outcome.stored)
+async def _created(request: Request, uploads: Uploads, outcome: offsets.Outcome) -> Response:
+    headers = await _state_headers(uploads, outcome)
     base = str(request.base_url).rstrip("/")
     headers["Location"] = f"{base}/files/{outcome.upload.id}"
     return Response(status_code=201, headers=headers)
@@ -227,7 +228,7 @@ async def resource(request: Request) -> Response:
     _check_version(request)
     if method == "HEAD":
         outcome = await offsets.settle(uploads, await offsets.find(uploads, upload_id))
-        headers = _state_headers(uploads, outcome.upload, outcome.stored)
+        headers = await _state_headers(uploads, outcome)
         return Response(status_code=200, headers=headers)
     if method == "PATCH":
         return await patch(request, uploads, upload_id)
@@ -243,7 +244,7 @@ async def patch(request: Request, uploads: Uploads, upload_id: str) -> Response:
         raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_CONTENT_TYPE}")
     offset = _non_negative(request.headers.get("upload-offset"), "Upload-Offset")
     outcome = await _write(request, uploads, upload_id, offset)
-    headers = _state_headers(uploads, outcome.upload, outcome.stored)
+    headers = await _state_headers(uploads, outcome)
     return Response(status_code=204, headers=headers)
 
 
@@ -286,11 +287,12 @@ async def _describe(uploads: Uploads, upload_id: str) -> Response:
     }
     stored = await offsets.stored_file(uploads, upload)
     if stored is not None:
-        state["file"] = file_record(stored)
+        state["file"] = await uploads.uploader_record(stored)
     return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 
-def _state_headers(uploads: Uploads, upload: Upload, stored: StoredFile | None) -> Headers:
+async def _state_headers(uploads: Uploads, outcome: offsets.Outcome) -> Headers:
+    upload, stored = outcome.upload, outcome.stored
     headers = _base_headers()
     headers["Upload-Offset"] = str(upload.byte_offset)
     if upload.size is not None:
@@ -307,6 +309,7 @@ def _state_headers(uploads: Uploads, upload: Upload, stored: StoredFile | None) 
     if stored is not None:
         headers[FILE_HEADER] = stored.id
         headers[SHA256_HEADER] = stored.sha256
+        headers[DELETE_TOKEN_HEADER] = await uploads.delete_token(stored.id)
     return headers
 
 
