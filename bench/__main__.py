@@ -92,8 +92,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the servers; top costs per setting"
     )
+    parser.add_argument(
+        "--note", action="append", default=[], help="a line for the results' notes (repeatable)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list settings and time estimate")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest*.md/png go")
+    parser.add_argument("--name", default="latest", help="file name of the table and chart")
     parser.add_argument("--raw", type=Path, default=RESULTS / "raw", help="raw results and files")
     parser.add_argument("--uploads", type=int, default=32, help="--concurrency: uploads at once")
     parser.add_argument("--upload-size", type=_size, default=256 * MIB, help="--concurrency: each")
@@ -196,16 +200,18 @@ def read_raw(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return lines[0], lines[1:]
 
 
-def publish(meta: dict[str, Any], results: list[dict[str, Any]], out: Path) -> Path:
+def publish(
+    meta: dict[str, Any], results: list[dict[str, Any]], out: Path, name: str = "latest"
+) -> Path:
     rows = report.summarize(results)
     title = f"pyfiledrop upload benchmark ({meta['header']['Date']})"
     markdown = report.document(
         "Upload benchmark", rows, meta["header"], meta["machine"], meta["versions"], meta["notes"]
     )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.md").write_text(markdown)
-    report.chart(rows, title, out / "latest.png")
-    return out / "latest.md"
+    (out / f"{name}.md").write_text(markdown)
+    report.chart(rows, title, out / f"{name}.png")
+    return out / f"{name}.md"
 
 
 def _now() -> str:
@@ -215,6 +221,7 @@ def _now() -> str:
 def run_matrix(args: argparse.Namespace) -> int:
     notes: list[str] = [SHARED_MACHINE_NOTE]
     settings = matrix_settings(args, notes)
+    notes += args.note
     runs = args.runs or 5
     seconds = estimate_seconds(settings, args.size, runs)
     print(
@@ -278,7 +285,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     header["Duration"] = f"{(time.monotonic() - started) / 60:.0f} min"
     if args.profile:
         summarize_profiles(settings, profiles)
-    path = publish(meta, results, args.out)
+    path = publish(meta, results, args.out, args.name)
     print(path.read_text())
     return 0 if all(result["error"] is None for result in results) else 1
 
@@ -307,7 +314,11 @@ def run_concurrency(args: argparse.Namespace) -> int:
         f"(one client process each), {setting.system} {setting.label}, "
         f"server {setting.server.name if setting.server else '-'}",
         "- **Machine:** " + ", ".join(f"{k} {v}" for k, v in machine(args.raw).items()),
+        "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in versions().items()),
         f"- {SHARED_MACHINE_NOTE}",
+        "- Time runs from starting the first client process to the last one's exit: the 32 "
+        "uploaders' own start-up and hashing share the same 2 cores and count.",
+        *[f"- {note}" for note in args.note],
         "",
         "| Run | Total MB/s | Seconds | Server CPU s/GiB | Server peak RSS MiB | SHA-256 ok |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -347,6 +358,9 @@ def run_memory(args: argparse.Namespace) -> int:
         f"- **Load:** one {format_size(size)} upload, {setting.system} {setting.label}, "
         f"server {setting.server.name if setting.server else '-'}",
         "- **Machine:** " + ", ".join(f"{k} {v}" for k, v in machine(args.raw).items()),
+        "- **Versions:** " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        f"- {SHARED_MACHINE_NOTE}",
+        *[f"- {note}" for note in args.note],
         "",
         "| Run | MB/s | Server CPU s/GiB | Server peak RSS MiB | SHA-256 ok |",
         "|---:|---:|---:|---:|---:|",
@@ -376,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.report:
         meta, results = read_raw(args.report)
-        print(publish(meta, results, args.out).read_text())
+        print(publish(meta, results, args.out, args.name).read_text())
         return 0
     if args.concurrency:
         return run_concurrency(args)

@@ -63,15 +63,15 @@ def _peer_version(package: str) -> str:
     return _first_line([str(PEERS_BIN / "python"), "-c", code])
 
 
+def _commit() -> str:
+    return _first_line(["git", "-C", str(PYFILEDROP_BIN.parent.parent), "log", "-1", "--format=%h"])
+
+
 def versions() -> dict[str, str]:
+    code = "import importlib.metadata as m; print(m.version('pyfiledrop'))"
     return {
-        "pyfiledrop": _first_line(
-            [
-                str(PYFILEDROP_BIN / "python"),
-                "-c",
-                "import importlib.metadata as m; print(m.version('pyfiledrop'))",
-            ]
-        ),
+        "pyfiledrop": f"{_first_line([str(PYFILEDROP_BIN / 'python'), '-c', code])} "
+        f"(commit {_commit()})",
         "Python (pyfiledrop)": _first_line([str(PYFILEDROP_BIN / "python"), "--version"]),
         "nginx": _first_line(["nginx", "-v"]).removeprefix("nginx version: "),
         "copyparty": _peer_version("copyparty"),

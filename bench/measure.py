@@ -177,6 +177,13 @@ def _tail(path: Path, limit: int = 400) -> str:
         return ""
 
 
+def _keep_logs(workdir: Path, logs: Path) -> None:
+    logs.mkdir(parents=True, exist_ok=True)
+    for name in ("server.log", "client.out", "client.err"):
+        if (workdir / name).exists():
+            shutil.copy(workdir / name, logs / f"{workdir.name}-{name}")
+
+
 def run_trial(
     setting: Setting,
     source: Path,
@@ -193,7 +200,25 @@ def run_trial(
     workdir.mkdir(parents=True)
     trial.storage.mkdir()
     error: str | None = None
-    process = start_server(setting.server, trial) if setting.server else None
+    try:
+        process = start_server(setting.server, trial) if setting.server else None
+    except RuntimeError as problem:  # one broken system must not end the whole run
+        _keep_logs(workdir, logs)
+        shutil.rmtree(workdir)
+        return Result(
+            key=setting.key,
+            system=setting.system,
+            label=setting.label,
+            flush=setting.flush,
+            round=round_number,
+            size=size,
+            seconds=0.0,
+            mb_per_s=0.0,
+            cpu_seconds=0.0,
+            peak_rss_kib=0,
+            sha_ok=False,
+            error=f"server did not start: {problem}",
+        )
     try:
         if process is not None:
             recorder = profile.start(process.pid, profile_to) if profile_to else None
@@ -225,10 +250,7 @@ def run_trial(
     if error is None and not sha_ok:
         error = "stored file missing" if stored is None else "stored file differs"
     if error is not None:
-        logs.mkdir(parents=True, exist_ok=True)
-        for name in ("server.log", "client.out", "client.err"):
-            if (workdir / name).exists():
-                shutil.copy(workdir / name, logs / f"{workdir.name}-{name}")
+        _keep_logs(workdir, logs)
     shutil.rmtree(workdir)
     return Result(
         key=setting.key,

@@ -165,6 +165,7 @@ def chart(rows: Sequence[Row], title: str, path: Path) -> None:
     )
     axes.set_yticks(list(positions), [f"{row.system}: {row.label}" for row in shown], fontsize=7)
     axes.invert_yaxis()
+    axes.margins(y=0.01)
     axes.set_xlabel("MB/s (median, whiskers: min-max)")
     axes.set_title(title, fontsize=10)
     axes.grid(axis="x", alpha=0.3)
