@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.client.helpers import (
     MiB,
+    cli_env,
     counted,
     json_lines,
     received_on_server,
@@ -324,3 +326,33 @@ def test_works_against_a_plain_dropzone_server(tmp_path: Path, state_dir: Path) 
     assert result.returncode == 0, result.stderr
     assert "does not report a SHA-256; not verified" in result.stderr
     assert sha256_of(folder / "plain.bin") == sha256_of(source)
+
+
+PEAK_RSS_REPORTER = (
+    "import atexit, resource, sys\n"
+    "atexit.register(lambda: print('peak-rss-kib', resource.getrusage(resource.RUSAGE_SELF)"
+    ".ru_maxrss, file=sys.stderr))\n"
+    "from pyfiledrop.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_when_the_whole_file_could_be_in_flight(
+    server: Server, tmp_path: Path, state_dir: Path
+) -> None:
+    source = random_file(tmp_path / "wide.bin", 384 * MiB)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS_REPORTER, "upload", str(source), "--url", server.url,
+             "--chunk-size", "64MiB", "--parallel", "6", "--json"],
+            env=cli_env(state_dir), capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert_stored_exactly(server, json_lines(result.stdout)[0], source)
+        peak_kib = int(result.stderr.rsplit("peak-rss-kib", 1)[1].split()[0])
+        assert peak_kib < 150 * 1024  # read-ahead is capped at 64 MiB, not 6 x 64 MiB
+    finally:
+        source.unlink()
+        for stored in server.stored_files():
+            stored.unlink()
