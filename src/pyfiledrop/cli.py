@@ -11,6 +11,7 @@ from typing import Any
 from pyfiledrop import __version__
 from pyfiledrop.config import (
     ConfigError,
+    S3Location,
     add_setting_flags,
     describe,
     load_settings,
@@ -58,6 +59,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     loaded = _settings_from(args)
     prepare_folders(loaded.settings)
+    if isinstance(loaded.settings.storage, S3Location):
+        from pyfiledrop.storage.s3 import check_reachable
+
+        check_reachable(loaded.settings)
     serve(loaded.settings)
     return 0
 

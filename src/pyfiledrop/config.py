@@ -23,15 +23,29 @@ ENV_PREFIX = "PYFILEDROP_"
 MIB = 1024 * 1024
 
 
+S3_MIN_PART_BYTES = 5 * MIB  # S3 refuses smaller parts (except the last) at completion
+
+
 class ConfigError(Exception):
     """A setting that can't be used; the message names it and says what is allowed."""
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """`--storage s3://bucket/prefix`: finished files are objects under the prefix."""
+
+    bucket: str
+    prefix: str = ""
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
 
 @dataclass(frozen=True)
 class Settings:
     host: str = "0.0.0.0"
     port: int = 16273
-    storage: Path = Path("storage")
+    storage: Path | S3Location = Path("storage")
     chunks: Path = Path("chunks")
     data: Path = Path("data")
     max_size: int = 100000  # MiB, as in the article
@@ -55,6 +69,18 @@ class Settings:
     owner_quota: int | None = None  # the same, per owner
     password: str | None = None  # protects the page, uploads and the API
     tokens: tuple[str, ...] = ()  # more secrets that do the same (config file or environment)
+    s3_endpoint: str | None = None  # MinIO, R2, Ceph...; None: AWS
+    s3_region: str | None = None
+    s3_access_key: str | None = None  # else the standard AWS_* variables and files
+    s3_secret_key: str | None = None
+    s3_presign: bool = False  # downloads redirect to presigned URLs instead of passing through
+
+    @property
+    def local_storage(self) -> Path:
+        """The storage folder; only for local-disk storage."""
+        if isinstance(self.storage, S3Location):
+            raise ValueError("storage is an S3 bucket, not a folder")
+        return self.storage
 
     @property
     def max_size_bytes(self) -> int:
@@ -163,6 +189,28 @@ def _path(value: Any) -> Path:
     return Path(_text(value)).expanduser()
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _storage(value: Any) -> Path | S3Location:
+    text = _text(value)
+    if not text.startswith("s3://"):
+        return _path(text)
+    bucket, _, prefix = text[len("s3://") :].partition("/")
+    if not _BUCKET.match(bucket) or ".." in prefix.split("/"):
+        raise ValueError
+    return S3Location(bucket, prefix.strip("/"))
+
+
+def _url(value: Any) -> str | None:
+    if value is None:
+        return None
+    url = _text(value)
+    if not url.startswith(("http://", "https://")):
+        raise ValueError
+    return url.rstrip("/")
+
+
 def _optional_file(value: Any) -> Path | None:
     if value is None:
         return None
@@ -203,7 +251,13 @@ SPECS: tuple[Spec, ...] = (
         ("-p", "--port"),
     ),
     Spec("host", _text, "a host name or address", "address to listen on", ("--host",)),
-    Spec("storage", _path, "a folder path", "folder for finished files", ("-s", "--storage")),
+    Spec(
+        "storage",
+        _storage,
+        "a folder path, or s3://bucket/prefix",
+        "folder (or S3 bucket and prefix) for finished files",
+        ("-s", "--storage"),
+    ),
     Spec("chunks", _path, "a folder path", "folder for partial uploads", ("-c", "--chunks")),
     Spec("data", _path, "a folder path", "folder for the metadata database", ("--data",)),
     Spec(
@@ -327,6 +381,25 @@ SPECS: tuple[Spec, ...] = (
         ("--database",),
         metavar="URL",
     ),
+    Spec(
+        "s3_endpoint",
+        _url,
+        "an http(s):// URL",
+        "S3-compatible endpoint (MinIO, R2, Ceph...; default: AWS)",
+        ("--s3-endpoint",),
+        metavar="URL",
+    ),
+    Spec("s3_region", _optional_text, "a region name", "S3 region", ("--s3-region",)),
+    Spec("s3_access_key", _optional_text, "an access key id", "S3 access key (else AWS_*)"),
+    Spec("s3_secret_key", _optional_text, "a secret key", "S3 secret key (else AWS_*)"),
+    Spec(
+        "s3_presign",
+        _bool,
+        "true or false",
+        "downloads redirect to presigned S3 URLs instead of streaming through the server",
+        ("--s3-presign",),
+        "store_true",
+    ),
 )
 # Lifecycle and limits: expiry, disk guard, quotas, who may upload.
 SPECS += (
@@ -378,7 +451,7 @@ SPECS += (
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
-SECRET_SETTINGS = ("password", "tokens")
+SECRET_SETTINGS = ("password", "tokens", "s3_secret_key")
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -480,7 +553,14 @@ def load_settings(
 
 def prepare_folders(settings: Settings) -> None:
     """Create the folders and prove they are writable; partial and final must share a filesystem."""
-    for name in ("storage", "chunks", "data"):
+    if isinstance(settings.storage, S3Location):
+        check_s3(settings)
+    names = (
+        ("chunks", "data")
+        if isinstance(settings.storage, S3Location)
+        else ("storage", "chunks", "data")
+    )
+    for name in names:
         folder: Path = getattr(settings, name)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -492,10 +572,22 @@ def prepare_folders(settings: Settings) -> None:
             raise ConfigError(
                 f"--{name} {folder}: can't be created or written ({reason})"
             ) from None
+    if isinstance(settings.storage, S3Location):
+        return
     if settings.storage.stat().st_dev != settings.chunks.stat().st_dev:
         raise ConfigError(
             f"--chunks {settings.chunks} must be on the same filesystem as --storage "
             f"{settings.storage}, so a finished file is published by one atomic rename"
+        )
+
+
+def check_s3(settings: Settings) -> None:
+    """Object storage needs chunks of at least one S3 part; say so at start, not mid-upload."""
+    if settings.chunk_size < S3_MIN_PART_BYTES:
+        raise ConfigError(
+            f"--chunk-size {settings.chunk_size}: with --storage {settings.storage} each chunk is "
+            f"one S3 multipart part, and S3 refuses parts under 5 MiB ({S3_MIN_PART_BYTES} bytes);"
+            " use --chunk-size 8MiB or more"
         )
 
 

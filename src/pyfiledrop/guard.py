@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import InsufficientStorage
 from pyfiledrop.meta import Database, queries
+from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.units import format_size
 
@@ -47,7 +48,9 @@ async def reserved_bytes(db: Database, storage: LocalStorage) -> int:
     return reserved
 
 
-async def check_space(settings: Settings, db: Database, storage: LocalStorage, size: int) -> None:
+async def check_space(settings: Settings, db: Database, storage: Storage, size: int) -> None:
+    if not isinstance(storage, LocalStorage):
+        return  # an object store (S3) has no free space to guard; quotas still apply
     if settings.min_free <= 0 and size <= 0:
         return
     free = storage.free_bytes() - await reserved_bytes(db, storage)
@@ -83,7 +86,7 @@ async def check_quotas(settings: Settings, db: Database, owner: str, size: int) 
 
 
 async def admit(
-    settings: Settings, db: Database, storage: LocalStorage, owner: str, size: int | None
+    settings: Settings, db: Database, storage: Storage, owner: str, size: int | None
 ) -> None:
     """Refuse (507) a new upload of `size` bytes (None: not known yet) that does not fit."""
     await check_quotas(settings, db, owner, size or 0)
@@ -100,7 +103,7 @@ async def _quota_room(settings: Settings, db: Database, owner: str) -> int | Non
 
 
 def stream_guard(
-    settings: Settings, db: Database, storage: LocalStorage, owner: str
+    settings: Settings, db: Database, storage: Storage, owner: str
 ) -> StreamGuard | None:
     """For a body of unknown size: the same checks as it arrives, before each piece is written.
 

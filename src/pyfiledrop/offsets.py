@@ -36,7 +36,7 @@ from pyfiledrop.meta import StoredFile, Upload, queries
 from pyfiledrop.meta import offsets as books
 from pyfiledrop.names import sanitize
 from pyfiledrop.storage import Buffer, ChunkSink
-from pyfiledrop.uploads import Uploads, hash_file_range
+from pyfiledrop.uploads import Uploads
 
 log = logging.getLogger("pyfiledrop")
 
@@ -396,14 +396,8 @@ async def _hash_up_to(uploads: Uploads, upload: Upload, offset: int) -> Any:
         if progress.position > offset:
             progress.hasher, progress.position = hashlib.sha256(), 0
         if progress.position < offset:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(
-                uploads.storage.executor,
-                hash_file_range,
-                uploads.storage.partial_path(upload.id),
-                progress.hasher,
-                progress.position,
-                offset,
+            await uploads.storage.hash_partial(
+                upload.id, progress.hasher, progress.position, offset
             )
             progress.position = offset
         return progress.hasher.copy()

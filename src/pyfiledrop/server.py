@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 
-from pyfiledrop.config import SPECS, Settings, load_settings
+from pyfiledrop.config import SPECS, S3Location, Settings, hide_password, load_settings
 from pyfiledrop.units import format_size
 from pyfiledrop.web.app import create_app
 
@@ -29,15 +29,26 @@ def summary(settings: Settings) -> str:
         f"Force Chunking: {str(settings.force_chunking).lower()}",
         f"Parallel Chunks: {str(settings.parallel_chunks).lower()}"
         + (f" ({settings.chunks_in_flight} in flight)" if settings.parallel_chunks else ""),
-        f"Storage Path: {settings.storage.absolute()}",
+        f"Storage Path: {_storage_text(settings)}",
         f"Chunk Path: {settings.chunks.absolute()}",
         f"Data Path: {settings.data.absolute()}",
         f"Downloads: {'allowed' if settings.allow_downloads else 'disabled (-a to allow)'}",
         f"Flush to disk: {'on' if settings.fsync else 'off (--no-fsync)'}",
-        f"Free space: {format_size(_free_bytes(settings.storage))}",
     ]
+    if not isinstance(settings.storage, S3Location):
+        lines.append(f"Free space: {format_size(_free_bytes(settings.storage))}")
+    if settings.database is not None:
+        lines.append(f"Database: {hide_password(settings.database)}")
     lines += [f"Listening on {url}" for url in listen_urls(settings)]
     return "\n".join(lines)
+
+
+def _storage_text(settings: Settings) -> str:
+    if isinstance(settings.storage, S3Location):
+        endpoint = settings.s3_endpoint or "AWS"
+        presign = ", downloads by presigned URL" if settings.s3_presign else ""
+        return f"{settings.storage} (at {endpoint}{presign})"
+    return str(settings.storage.absolute())
 
 
 def _free_bytes(folder: Path) -> int:
@@ -98,7 +109,7 @@ def _settings_as_json(settings: Settings) -> dict[str, object]:
     values: dict[str, object] = {}
     for spec in SPECS:
         value = getattr(settings, spec.name)
-        if isinstance(value, Path):
+        if isinstance(value, Path | S3Location):
             value = str(value)
         elif isinstance(value, tuple):
             value = list(value)

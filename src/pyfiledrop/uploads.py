@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import logging
 import math
-import os
 import secrets
 import time
 import uuid
@@ -35,8 +34,7 @@ from pyfiledrop.errors import (
 )
 from pyfiledrop.meta import Database, StoredFile, Upload, queries
 from pyfiledrop.names import sanitize
-from pyfiledrop.storage import Buffer, ChunkSink, OnWritten
-from pyfiledrop.storage.local import LocalStorage
+from pyfiledrop.storage import Buffer, ChunkSink, OnWritten, Storage
 
 log = logging.getLogger("pyfiledrop")
 
@@ -45,7 +43,6 @@ MAX_CHUNK_SIZE = 4 * 1024**3
 FINALIZE_LEASE_SECONDS = 60.0
 FINALIZE_WAIT_SECONDS = 600.0
 FINALIZE_POLL_SECONDS = 0.05
-HASH_READ_BYTES = 1024 * 1024
 PUBLIC_ID_BYTES = 18  # 144 random bits, 24 url-safe characters
 JANITOR_INTERVAL_SECONDS = 600.0
 
@@ -140,7 +137,7 @@ class Uploads:
         self,
         settings: Settings,
         db: Database,
-        storage: LocalStorage,
+        storage: Storage,
         clock: Clock = time.time,
     ) -> None:
         self.settings = settings
@@ -173,6 +170,16 @@ class Uploads:
             raise BadRequest(
                 f"dztotalchunkcount {claim.count} does not match size and chunk size "
                 f"(expected {expected_count})"
+            )
+        if claim.count > 1 and claim.chunk_size < self.storage.min_chunk_size:
+            raise BadRequest(
+                f"dzchunksize must be at least {self.storage.min_chunk_size} bytes on this server"
+                " (its object store's smallest part)"
+            )
+        if claim.count > self.storage.max_chunk_count:
+            raise PayloadTooLarge(
+                f"at most {self.storage.max_chunk_count} chunks per file on this server;"
+                " use bigger chunks"
             )
         if claim.index >= claim.count:
             raise BadRequest("dzchunkindex is out of range")
@@ -327,6 +334,8 @@ class Uploads:
         self._hashing.pop(upload_id, None)
 
     def _note_received(self, upload: Upload, index: int) -> None:
+        if not self.storage.hashes_partials:
+            return
         progress = self._hashing.setdefault(upload.id, HashProgress())
         progress.received.add(index)
         task = self._hash_tasks.get(upload.id)
@@ -342,16 +351,7 @@ class Uploads:
                 if not to_end and index not in progress.received:
                     return
                 end = min(size, (index + 1) * upload.chunk_size)
-                path = self.storage.partial_path(upload.id)
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(
-                    self.storage.executor,
-                    hash_file_range,
-                    path,
-                    progress.hasher,
-                    progress.position,
-                    end,
-                )
+                await self.storage.hash_partial(upload.id, progress.hasher, progress.position, end)
                 progress.position = end
 
     async def _sha256(self, upload: Upload) -> str:
@@ -401,25 +401,19 @@ class Uploads:
         keep_lease = asyncio.create_task(self._keep_lease(upload.id))
         try:
             size = upload.size or 0
-            if self.settings.fsync:
-                await self.storage.flush_partial(upload.id)
-            sha256 = await self._sha256(upload)
-            taken = await self.db.run(queries.paths_in_use)
-            original = await self.db.run(queries.file_with_content, sha256, size)
-            path = None
-            if original is not None and await self.storage.exists(original.path):
-                path = await self.storage.link_duplicate(
-                    upload.id, original.path, upload.name, taken
-                )
-            linked_from = original.id if path is not None and original is not None else None
-            if path is None:
+            if self.storage.hashes_partials:
+                path, sha256, linked_from = await self._publish_hashed(upload, size)
+            else:
+                # An object store: parts can be read only once completed, so publish, then hash.
+                taken = await self.db.run(queries.paths_in_use)
                 path = await self.storage.publish(upload.id, upload.name, taken)
+                sha256, linked_from = await self._sha256_published(upload.id, path, size), None
             file_id = new_public_id()
             now = self.clock()
             stored = StoredFile(
                 id=file_id,
                 owner=upload.owner,
-                name=path,
+                name=path.rsplit("/", 1)[-1],
                 path=path,
                 size=size,
                 sha256=sha256,
@@ -458,6 +452,28 @@ class Uploads:
         if released:
             log.warning("released %d upload(s) left finalizing by a previous run", released)
         return released
+
+    async def _sha256_published(self, upload_id: str, path: str, size: int) -> str:
+        """A stream hashed on its way in needs no read-back; chunks from anywhere do."""
+        progress = self._hashing.pop(upload_id, None)
+        if progress is not None and progress.position == size:
+            return str(progress.hasher.hexdigest())
+        return await self.storage.sha256_of(path)
+
+    async def _publish_hashed(self, upload: Upload, size: int) -> tuple[str, str, str | None]:
+        """Flush, finish the hash, then link to identical bytes or publish: (path, sha256, from)."""
+        if self.settings.fsync:
+            await self.storage.flush_partial(upload.id)
+        sha256 = await self._sha256(upload)
+        taken = await self.db.run(queries.paths_in_use)
+        original = await self.db.run(queries.file_with_content, sha256, size)
+        path = None
+        if original is not None and await self.storage.exists(original.path):
+            path = await self.storage.link_duplicate(upload.id, original.path, upload.name, taken)
+        linked_from = original.id if path is not None and original is not None else None
+        if path is None:
+            path = await self.storage.publish(upload.id, upload.name, taken)
+        return path, sha256, linked_from
 
     async def _keep_lease(self, upload_id: str) -> None:
         while True:
@@ -526,12 +542,10 @@ class Uploads:
 
     async def _remove_orphan_partials(self, idle_since: float) -> int:
         removed = 0
-        for entry in os.scandir(self.storage.partials):
-            if not entry.name.endswith(".part") or entry.stat().st_mtime >= idle_since:
-                continue
-            upload = await self.db.run(queries.get_upload, entry.name[: -len(".part")])
+        for upload_id in await self.storage.orphan_partials(idle_since):
+            upload = await self.db.run(queries.get_upload, upload_id)
             if upload is None:
-                await self.storage.discard_partial(entry.name[: -len(".part")])
+                await self.storage.discard_partial(upload_id)
                 removed += 1
         return removed
 
@@ -543,21 +557,3 @@ class Uploads:
             except Exception:
                 log.exception("janitor pass failed; will try again")
             await asyncio.sleep(JANITOR_INTERVAL_SECONDS)
-
-
-def hash_file_range(path: os.PathLike[str], hasher: Any, start: int, end: int) -> None:
-    # One reused buffer: no per-read allocation that a thread's malloc arena would keep around.
-    buffer = bytearray(HASH_READ_BYTES)
-    view = memoryview(buffer)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        position = start
-        while position < end:
-            wanted = min(HASH_READ_BYTES, end - position)
-            got = os.preadv(fd, [view[:wanted]], position)
-            if not got:
-                raise OSError(f"{path} is shorter than expected")
-            hasher.update(view[:got])
-            position += got
-    finally:
-        os.close(fd)

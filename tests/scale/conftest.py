@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import Server, ServerFactory
 from tests.services import S3Endpoint
 
-BACKENDS = ["disk+sqlite", "disk+postgres"]
+BACKENDS = ["disk+sqlite", "disk+postgres", "s3+postgres"]
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Backend:
             flags += ["--database", self.database]
         if self.s3 is not None:
             flags += ["--storage", f"s3://{self.bucket}/files", "--s3-endpoint", self.s3.url]
+            flags += ["--chunk-size", "5MiB"]
         return flags
 
     def env(self) -> dict[str, str]:

@@ -32,7 +32,7 @@ def downloaded_sha256(client: httpx.Client, record: dict[str, object]) -> str:
 
 
 def test_shuffled_duplicated_chunks_download_exact(backend: Backend, tmp_path: Path) -> None:
-    server = backend.start("-a", "--chunk-size", "5MiB")
+    server = backend.start("-a")
     source = random_file(tmp_path / "shuffled.bin", 3 * CHUNK + 777)
     order = list(range(4)) * 2
     random.Random(3).shuffle(order)

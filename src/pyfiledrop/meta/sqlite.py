@@ -30,6 +30,10 @@ def migration_scripts() -> list[tuple[int, str]]:
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):
             found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    versions = [version for version, _ in found]
+    if len(set(versions)) != len(versions):
+        # Two branches each added "their" next number: one would be skipped silently.
+        raise RuntimeError(f"two migration files share a number in {folder}: renumber one")
     return sorted(found)
 
 

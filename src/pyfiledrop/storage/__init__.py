@@ -8,7 +8,7 @@ fits the same shape (a chunk = a multipart part, publish = complete).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 Buffer = bytes | memoryview
 # Called with each batch once it is written, in order, on the storage's I/O thread (hashing).
@@ -30,6 +30,12 @@ class ChunkSink(Protocol):
 
 
 class Storage(Protocol):
+    # Local disk can read a partial file back, so the core hashes it as chunks arrive; an object
+    # store can't read parts before completion, so its file is hashed after `publish`.
+    hashes_partials: bool
+    min_chunk_size: int  # smallest chunk (but the last) the store accepts: S3's part minimum
+    max_chunk_count: int
+
     async def create_partial(self, upload_id: str, size: int | None) -> None:
         """Make room for an upload (preallocated when the size is known). Idempotent."""
         ...
@@ -44,6 +50,18 @@ class Storage(Protocol):
         ...
 
     async def read_partial(self, upload_id: str, offset: int, length: int) -> bytes: ...
+
+    async def hash_partial(self, upload_id: str, hasher: Any, start: int, end: int) -> None:
+        """Feed bytes [start, end) of the partial upload to `hasher` (when `hashes_partials`)."""
+        ...
+
+    async def sha256_of(self, path: str) -> str:
+        """The SHA-256 of a published file, read back."""
+        ...
+
+    async def orphan_partials(self, idle_since: float) -> list[str]:
+        """Ids of partial uploads holding bytes, untouched since `idle_since` (rows may be gone)."""
+        ...
 
     async def flush_partial(self, upload_id: str) -> None:
         """Force the partial file's bytes to stable storage."""
@@ -75,3 +93,5 @@ class Storage(Protocol):
     def open_range(self, path: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Stream bytes [start, end) of a published file."""
         ...
+
+    def close(self) -> None: ...

@@ -15,10 +15,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pyfiledrop.config import Settings
+from pyfiledrop.config import S3Location, Settings
 from pyfiledrop.errors import PyfiledropError
 from pyfiledrop.meta import open_database
 from pyfiledrop.protocols import dropzone, put, tus
+from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
 from pyfiledrop.web import downloads, manage
@@ -185,5 +186,11 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
 def open_core(settings: Settings) -> Uploads:
     settings.data.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.database, settings.data)
-    storage = LocalStorage(settings.storage, settings.chunks, writeback=settings.fsync)
+    storage: Storage
+    if isinstance(settings.storage, S3Location):
+        from pyfiledrop.storage.s3 import S3Storage
+
+        storage = S3Storage(settings, db)
+    else:
+        storage = LocalStorage(settings.storage, settings.chunks, writeback=settings.fsync)
     return Uploads(settings, db, storage)

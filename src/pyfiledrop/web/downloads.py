@@ -7,7 +7,7 @@ import secrets
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from pyfiledrop import lifecycle
 from pyfiledrop.errors import Forbidden, Gone, NotFound, RangeNotSatisfiable
@@ -118,6 +118,11 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
     await admit_download(uploads, stored, start, request.method == "HEAD")
+    presign = getattr(uploads.storage, "presigned_url", None)
+    if presign is not None and uploads.settings.s3_presign and request.method == "GET":
+        # The object store serves the bytes (and Range) itself; the link expires.
+        url = presign(stored.path, headers["Content-Disposition"])
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
     headers["Content-Length"] = str(end - start)
     body = uploads.storage.open_range(stored.path, start, end) if request.method != "HEAD" else None
     if body is None:

@@ -1,0 +1,89 @@
+"""The books of S3 multipart uploads: which multipart upload backs an upload, and its parts.
+
+Plain SQL like `queries`, for both backends. A part is recorded once S3 has acknowledged it and its
+checksum matched, before its chunk counts; a re-sent part replaces itself (as in S3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyfiledrop.meta.queries import Connection, transaction
+
+
+@dataclass(frozen=True)
+class Multipart:
+    upload_id: str
+    s3_upload_id: str | None  # None until the first chunk creates it
+    object_key: str | None
+    name: str
+    size: int | None
+    chunk_size: int
+    protocol: str
+
+
+def multipart_of(connection: Connection, upload_id: str) -> Multipart | None:
+    """The upload as the storage needs it, with its multipart upload if one was created."""
+    row = connection.execute(
+        "SELECT u.id, m.s3_upload_id, m.object_key, u.name, u.size, u.chunk_size, u.protocol"
+        " FROM uploads u LEFT JOIN s3_multipart m ON m.upload_id = u.id WHERE u.id = ?",
+        (upload_id,),
+    ).fetchone()
+    return Multipart(*row) if row else None
+
+
+def recorded_multipart(connection: Connection, upload_id: str) -> tuple[str, str] | None:
+    row = connection.execute(
+        "SELECT s3_upload_id, object_key FROM s3_multipart WHERE upload_id = ?", (upload_id,)
+    ).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def add_multipart(
+    connection: Connection, upload_id: str, s3_upload_id: str, object_key: str, now: float
+) -> str:
+    """Record a new multipart upload unless another process did first; returns the winner's id."""
+    connection.execute(
+        "INSERT INTO s3_multipart (upload_id, s3_upload_id, object_key, created)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (upload_id) DO NOTHING",
+        (upload_id, s3_upload_id, object_key, now),
+    )
+    row = connection.execute(
+        "SELECT s3_upload_id FROM s3_multipart WHERE upload_id = ?", (upload_id,)
+    ).fetchone()
+    return str(row[0])
+
+
+def record_part(
+    connection: Connection, upload_id: str, part_number: int, etag: str, size: int
+) -> None:
+    connection.execute(
+        "INSERT INTO s3_parts (upload_id, part_number, etag, size) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (upload_id, part_number) DO UPDATE SET etag = excluded.etag,"
+        " size = excluded.size",
+        (upload_id, part_number, etag, size),
+    )
+
+
+def parts_of(connection: Connection, upload_id: str) -> list[tuple[int, str, int]]:
+    rows = connection.execute(
+        "SELECT part_number, etag, size FROM s3_parts WHERE upload_id = ? ORDER BY part_number",
+        (upload_id,),
+    ).fetchall()
+    return [(int(row[0]), str(row[1]), int(row[2])) for row in rows]
+
+
+def forget_multipart(connection: Connection, upload_id: str) -> None:
+    with transaction(connection):
+        connection.execute("DELETE FROM s3_parts WHERE upload_id = ?", (upload_id,))
+        connection.execute("DELETE FROM s3_multipart WHERE upload_id = ?", (upload_id,))
+
+
+def known_uploads(connection: Connection, upload_ids: list[str]) -> set[str]:
+    """Which of these upload ids still have a row (the rest are orphans to abort)."""
+    known: set[str] = set()
+    for upload_id in upload_ids:
+        row = connection.execute("SELECT 1 FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+        if row is not None:
+            known.add(upload_id)
+    return known

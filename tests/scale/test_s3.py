@@ -1,0 +1,178 @@
+"""S3 storage specifics: part size at start and per chunk, no orphaned parts, checks, presigning."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pyfiledrop.storage.s3 import S3PartSink, StorageError
+from tests.conftest import random_file, sha256_of
+from tests.dz import chunk_fields, send_chunk, upload
+from tests.scale.conftest import Backend
+
+MiB = 1024 * 1024
+CHUNK = 5 * MiB
+
+
+@pytest.fixture
+def s3(server_factory: Any, postgres_url: str, s3_endpoint: Any) -> Backend:
+    found = Backend("s3+postgres", server_factory, database=postgres_url, s3=s3_endpoint)
+    found.bucket = s3_endpoint.create_bucket()
+    return found
+
+
+def test_chunk_size_under_five_mib_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
+    command = [
+        sys.executable, "-m", "pyfiledrop", "serve", "--storage", f"s3://{s3.bucket}/x",
+        "--s3-endpoint", s3.s3.url if s3.s3 else "", "--chunk-size", "1MiB", "--data", "data",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=tmp_path, env={**s3.env(), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "5 MiB" in result.stderr and "--chunk-size" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_bucket_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
+    assert s3.s3 is not None
+    command = [
+        sys.executable, "-m", "pyfiledrop", "serve", "--storage", "s3://no-such-bucket-here/x",
+        "--s3-endpoint", s3.s3.url, "--chunk-size", "8MiB", "--data", "data",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=tmp_path, env={**s3.env(), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "s3://no-such-bucket-here/x" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_small_chunks_from_a_client_are_refused(s3: Backend, tmp_path: Path) -> None:
+    server = s3.start()
+    source = random_file(tmp_path / "small.bin", 3 * MiB)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        response = send_chunk(client, source, str(uuid.uuid4()), 0, MiB)
+        assert response.status_code == 400
+        assert "at least" in response.json()["error"]
+        single = upload(client, source, 4 * MiB)  # one chunk of any size is one (last) part
+    assert single["sha256"] == sha256_of(source)
+    assert s3.leftovers() == []
+
+
+def test_cut_chunk_counts_nothing_and_is_resent(s3: Backend, tmp_path: Path) -> None:
+    server = s3.start()
+    source = random_file(tmp_path / "cut.bin", 2 * CHUNK)
+    upload_id = str(uuid.uuid4())
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert send_chunk(client, source, upload_id, 1, CHUNK).status_code == 200
+        cookie = client.cookies["pfd_owner"]
+        boundary = "cutb0undary"
+        head = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in chunk_fields(upload_id, 0, CHUNK, 2 * CHUNK).items()
+        ) + (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="cut.bin"\r\n\r\n'
+        )
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            raw.sendall(
+                (
+                    f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: pfd_owner={cookie}\r\n"
+                    f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                    f"Content-Length: {len(head) + CHUNK + 40}\r\n\r\n"
+                ).encode()
+                + head.encode()
+                + b"\xee" * (2 * MiB)
+            )
+            time.sleep(0.5)
+        assert client.get(f"/upload/{upload_id}").json()["received"] == [1]
+        last = send_chunk(client, source, upload_id, 0, CHUNK).json()
+    assert last["status"] == "done"
+    assert last["file"]["sha256"] == sha256_of(source)
+    assert s3.leftovers() == []
+
+
+def test_abandoned_and_orphaned_multipart_uploads_are_aborted(s3: Backend, tmp_path: Path) -> None:
+    server = s3.start("--abandon-after", "1s")
+    source = random_file(tmp_path / "left.bin", 3 * CHUNK)
+    client_s3 = s3.s3_client()
+    orphan = client_s3.create_multipart_upload(Bucket=s3.bucket, Key=f"files/{uuid.uuid4()}/x")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        upload_id = upload(client, source, CHUNK, order=[0, 2], finish=False)["id"]
+    assert len(s3.leftovers()) == 2
+    time.sleep(1.5)
+    server.restart()  # the janitor makes a pass at start
+    deadline = time.monotonic() + 20
+    while s3.leftovers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert s3.leftovers() == []
+    assert orphan["UploadId"]
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.get(f"/upload/{upload_id}").status_code == 404
+    assert s3.objects() == []
+
+
+def test_presigned_download_redirects_to_the_object(s3: Backend, tmp_path: Path) -> None:
+    server = s3.start("-a", "--s3-presign")
+    source = random_file(tmp_path / "presign é.bin", CHUNK + 1)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        record = upload(client, source, CHUNK)
+        response = client.get(record["url"])
+        assert response.status_code == 302
+        target = response.headers["location"]
+        assert target.startswith(s3.s3.url if s3.s3 else "")
+        fetched = httpx.get(target, timeout=60)
+    assert fetched.status_code == 200
+    assert fetched.content == source.read_bytes()
+    assert "attachment" in fetched.headers.get("content-disposition", "")
+
+
+class _WrongEtagClient:
+    """Answers every part with an ETag that is not the MD5 of what was sent."""
+
+    def upload_part(self, Body: Any, ContentLength: int, **_: Any) -> dict[str, str]:
+        while Body.read(65536):
+            pass
+        return {"ETag": '"' + "0" * 32 + '"'}
+
+
+class _Stub:
+    bucket = "b"
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.client = _WrongEtagClient()
+        self.executor = ThreadPoolExecutor(2)
+        self.recorded: list[Any] = []
+        self.db = self
+
+    async def run(self, *args: Any) -> None:
+        self.recorded.append(args)
+
+
+def test_part_whose_etag_is_not_its_md5_does_not_count() -> None:
+    async def send() -> None:
+        stub = _Stub()
+        sink = S3PartSink(stub, "u", "mpu", "k", 1, 3 * MiB)  # type: ignore[arg-type]
+        for _ in range(3):
+            await sink.write(b"x" * MiB)
+        try:
+            with pytest.raises(StorageError):
+                await sink.finish()
+            assert stub.recorded == []
+        finally:
+            stub.executor.shutdown()
+
+    asyncio.run(asyncio.wait_for(send(), 30))
