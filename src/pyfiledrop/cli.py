@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pyfiledrop.client.cli import register
 
     register(commands)
+
+    from pyfiledrop import admin
+    from pyfiledrop.client import delete
+
+    delete.register(commands)
+    admin.register(commands)
     return parser
 
 

@@ -16,7 +16,7 @@ from pyfiledrop.client.download import describe as describe_download
 from pyfiledrop.client.download import download_file
 from pyfiledrop.client.progress import Reporter, make_reporter
 from pyfiledrop.client.sizes import format_size, parse_size
-from pyfiledrop.client.transport import TransferError, make_client
+from pyfiledrop.client.transport import PASSWORD_ENVIRONMENT, TransferError, make_client
 from pyfiledrop.client.upload import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PARALLEL,
@@ -26,6 +26,7 @@ from pyfiledrop.client.upload import (
     upload_file,
 )
 from pyfiledrop.client.upload import describe as describe_upload
+from pyfiledrop.units import parse_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_PARALLEL = 64
@@ -60,6 +61,24 @@ def _server_url(text: str) -> str:
     if not url.startswith(("http://", "https://")) or len(url.split("/")) < 3:
         raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
     return url
+
+
+def _duration(text: str) -> str:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 second")
+    return str(seconds)
+
+
+def _add_password(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password",
+        default=os.environ.get(PASSWORD_ENVIRONMENT),
+        help=f"the server's password or token, if it has one (default: ${PASSWORD_ENVIRONMENT})",
+    )
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -97,6 +116,19 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         metavar="N",
         help=f"attempts after a failed chunk, with growing pauses (default {DEFAULT_RETRIES})",
     )
+    upload.add_argument(
+        "--expire-after",
+        type=_duration,
+        metavar="DURATION",
+        help="delete the file after this long, e.g. 12h or 7d (the server's limit still applies)",
+    )
+    upload.add_argument(
+        "--max-downloads",
+        type=_count(1, 1_000_000),
+        metavar="N",
+        help="the link stops working after N downloads (1: a one-time link)",
+    )
+    _add_password(upload)
     upload.add_argument("--json", action="store_true", help="print one JSON object per file")
     upload.set_defaults(func=run_upload)
 
@@ -121,6 +153,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         metavar="N",
         help=f"resumptions after a cut connection (default {DEFAULT_RETRIES})",
     )
+    _add_password(download)
     download.add_argument("--json", action="store_true", help="print the result as JSON")
     download.set_defaults(func=run_download)
 
@@ -147,11 +180,16 @@ def run_upload(args: argparse.Namespace) -> int:
         if not os.access(path, os.R_OK):
             return _usage_error("upload", f"{path}: not readable")
     options = UploadOptions(
-        url=args.url, chunk_size=args.chunk_size, parallel=args.parallel, retries=args.retries
+        url=args.url,
+        chunk_size=args.chunk_size,
+        parallel=args.parallel,
+        retries=args.retries,
+        expires_in=args.expire_after,
+        max_downloads=args.max_downloads,
     )
     reporter = make_reporter()
     failed = 0
-    with make_client(options.parallel + 1) as http:
+    with make_client(options.parallel + 1, password=args.password) as http:
         session = Session(http, options, reporter)
         handles = [reporter.add_file(path.name, path.stat().st_size) for path in files]
         try:
@@ -179,7 +217,7 @@ def run_download(args: argparse.Namespace) -> int:
     if output is not None and not output.is_dir() and not output.absolute().parent.is_dir():
         return _usage_error("download", f"{output}: its folder does not exist")
     reporter = make_reporter()
-    with make_client(2) as http:
+    with make_client(2, password=args.password) as http:
         try:
             result = download_file(http, args.url, output, reporter, retries=args.retries)
         except (TransferError, OSError, httpx.HTTPError) as error:

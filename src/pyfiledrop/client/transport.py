@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 OWNER_COOKIE = "pfd_owner"
+PASSWORD_ENVIRONMENT = "PYFILEDROP_PASSWORD"
 CONNECT_TIMEOUT_SECONDS = 10.0
 # Long enough for the server to flush and hash the tail of a big file when the last chunk lands.
 IO_TIMEOUT_SECONDS = 300.0
@@ -16,7 +17,7 @@ class TransferError(Exception):
     """A failure worth one line to the user; never shown with a traceback."""
 
 
-def make_client(connections: int) -> httpx.Client:
+def make_client(connections: int, password: str | None = None) -> httpx.Client:
     # The owner cookie is handled explicitly per file (a resumed upload must present the owner it
     # started with), so the client's own cookie jar accepts nothing.
     no_cookies = http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -24,7 +25,12 @@ def make_client(connections: int) -> httpx.Client:
         timeout=httpx.Timeout(IO_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         cookies=no_cookies,
-        headers={"User-Agent": "pyfiledrop-cli", "Accept": "application/json"},
+        headers={
+            "User-Agent": "pyfiledrop-cli",
+            "Accept": "application/json",
+            # A server started with --password (or tokens) wants it on every request.
+            **({"Authorization": f"Bearer {password}"} if password else {}),
+        },
         follow_redirects=False,
     )
 

@@ -60,6 +60,8 @@ class UploadOptions:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     parallel: int = DEFAULT_PARALLEL
     retries: int = DEFAULT_RETRIES
+    expires_in: str | None = None  # seconds; the server may keep the file shorter, never longer
+    max_downloads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class UploadResult:
     seconds: float
     sent: int
     verified: bool
+    delete_token: str | None = None
 
     @property
     def mbps(self) -> float:
@@ -89,6 +92,7 @@ class UploadResult:
             "mbps": round(self.mbps, 1),
             "sent": self.sent,
             "verified": self.verified,
+            "delete_token": self.delete_token,
         }
 
 
@@ -308,7 +312,15 @@ class _Transfer:
             ("dzchunksize", str(chunk_size)),
             ("dztotalchunkcount", str(self.plan.chunk_count)),
             ("dzchunkbyteoffset", str(index * chunk_size)),
+            *self._lifecycle_fields(),
         ]
+
+    def _lifecycle_fields(self) -> list[tuple[str, str]]:
+        options = self.session.options
+        fields = [("expires_in", options.expires_in)] if options.expires_in else []
+        if options.max_downloads is not None:
+            fields.append(("max_downloads", str(options.max_downloads)))
+        return fields
 
     def _from_feed(self, feed: "_Feed") -> Iterator[bytes]:
         while not feed.ended:
@@ -509,6 +521,7 @@ def upload_file(session: Session, path: Path, handle: int) -> UploadResult:
         seconds=seconds,
         sent=transfer.sent,
         verified=remote_sha256 is not None,
+        delete_token=str(record["delete_token"]) if record and record.get("delete_token") else None,
     )
 
 
@@ -517,4 +530,5 @@ def describe(result: UploadResult) -> str:
     return (
         f"{result.name}: {format_size(result.size)} in {result.seconds:.1f} s"
         f" ({result.mbps:.0f} MB/s), {check}, {result.url or '(no link)'}"
+        + (f"\n  delete token: {result.delete_token}" if result.delete_token else "")
     )

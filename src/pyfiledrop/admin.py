@@ -1,0 +1,199 @@
+"""`pyfiledrop files list|info ID|rm ID|purge-expired`: the operator's view of the stored files.
+
+Works on the server's data (the same settings as `serve`: flags, environment, config file), with
+or without the server running; removals go through the same tombstones as the API's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from pyfiledrop import lifecycle
+from pyfiledrop.config import ConfigError, Settings, add_setting_flags, load_settings
+from pyfiledrop.meta import Database, StoredFile, open_database, queries
+from pyfiledrop.storage.local import LocalStorage
+from pyfiledrop.units import format_size
+
+EXIT_OK, EXIT_NOT_FOUND = 0, 1
+NOT_SETTINGS = ("func", "command", "action", "json", "all", "file_id")
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    files = commands.add_parser(
+        "files", help="list, inspect and remove stored files (on this machine's data folder)"
+    )
+    actions = files.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="the stored files, newest first")
+    listing.add_argument("--all", action="store_true", help="also files no longer served")
+    listing.set_defaults(func=run_list)
+    info = actions.add_parser("info", help="everything known about one file")
+    info.add_argument("file_id", metavar="ID")
+    info.set_defaults(func=run_info)
+    remove = actions.add_parser("rm", help="remove a file (its link then answers 410)")
+    remove.add_argument("file_id", metavar="ID")
+    remove.set_defaults(func=run_rm)
+    purge = actions.add_parser(
+        "purge-expired", help="remove expired, used-up and vanished files now (as the janitor does)"
+    )
+    purge.set_defaults(func=run_purge)
+    for action in (listing, info, remove, purge):
+        add_setting_flags(action)
+        action.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {key: value for key, value in vars(args).items() if key not in NOT_SETTINGS}
+    settings = load_settings(flags).settings
+    if settings.database is None and not settings.db_path.exists():
+        raise ConfigError(f"--data {settings.data}: no pyfiledrop database there")
+    return settings
+
+
+def _iso(moment: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment else None
+
+
+def describe(stored: StoredFile, settings: Settings, now: float) -> dict[str, Any]:
+    reason = lifecycle.why_gone(stored, now)
+    return {
+        "id": stored.id,
+        "name": stored.name,
+        "path": str(settings.storage / stored.path),
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "owner": stored.owner[:12],
+        "created": _iso(stored.created),
+        "expires": _iso(stored.expires),
+        "downloads": stored.downloads,
+        "max_downloads": stored.max_downloads,
+        "last_download": _iso(stored.last_download),
+        "deduplicated_from": stored.linked_from,
+        "status": "served" if reason is None else reason,
+        "gone_at": _iso(stored.gone_at),
+    }
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no files")
+        return
+    for row in rows:
+        expires = row["expires"] or "never"
+        limit = f"/{row['max_downloads']}" if row["max_downloads"] is not None else ""
+        print(
+            f"{row['id']}  {format_size(row['size']):>10}  {row['status']:<8}  "
+            f"expires {expires:<20}  downloads {row['downloads']}{limit}  {row['name']}"
+        )
+
+
+def _with_database(settings: Settings, work: Any) -> Any:
+    db = open_database(settings.database, settings.data)
+    try:
+        return work(db)
+    finally:
+        db.close()
+
+
+def run_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    query = queries.all_files_and_tombstones if args.all else queries.all_files
+    files: list[StoredFile] = _with_database(settings, lambda db: db.run_sync(query))
+    now = time.time()
+    rows = [describe(stored, settings, now) for stored in files]
+    if args.json:
+        print(json.dumps({"files": rows}, indent=2))
+    else:
+        _print_table(rows)
+    return EXIT_OK
+
+
+def _find(db: Database, file_id: str) -> StoredFile | None:
+    return db.run_sync(queries.get_file, file_id)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    stored = _with_database(settings, lambda db: _find(db, args.file_id))
+    if stored is None:
+        return _not_found(args)
+    row = describe(stored, settings, time.time())
+    row["on_disk"] = (settings.storage / stored.path).is_file() if not stored.gone else False
+    if args.json:
+        print(json.dumps(row, indent=2))
+    else:
+        width = max(len(key) for key in row)
+        for key, value in row.items():
+            print(f"{key:<{width}}  {'-' if value is None else value}")
+    return EXIT_OK
+
+
+def _not_found(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps({"error": "no such file", "id": args.file_id}))
+    else:
+        print(f"pyfiledrop files: no file with id {args.file_id}")
+    return EXIT_NOT_FOUND
+
+
+def _removing(settings: Settings, work: Any) -> Any:
+    """Run `work(db, storage)` (a coroutine function) with the books and the storage open."""
+
+    async def run() -> Any:
+        db = open_database(settings.database, settings.data)
+        storage = LocalStorage(settings.storage, settings.chunks)
+        try:
+            return await work(db, storage)
+        finally:
+            storage.close()
+            db.close()
+
+    return asyncio.run(run())
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def remove(db: Database, storage: LocalStorage) -> tuple[StoredFile | None, bool]:
+        stored = await db.run(queries.get_file, args.file_id)
+        if stored is None:
+            return None, False
+        return stored, await lifecycle.remove_file(
+            db, storage, stored.id, lifecycle.REMOVED, time.time()
+        )
+
+    stored, removed = _removing(settings, remove)
+    if stored is None:
+        return _not_found(args)
+    result = {"id": stored.id, "name": stored.name, "removed": removed, "was": stored.gone}
+    if args.json:
+        print(json.dumps(result))
+    elif removed:
+        print(f"removed {stored.name} ({stored.id})")
+    else:
+        print(f"{stored.name} ({stored.id}) was already gone: {stored.gone}")
+    return EXIT_OK
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def purge(db: Database, storage: LocalStorage) -> list[lifecycle.Removed]:
+        return await lifecycle.purge(db, storage, time.time())
+
+    removed: list[lifecycle.Removed] = _removing(settings, purge)
+    rows = [
+        {"id": r.file.id, "name": r.file.name, "size": r.file.size, "reason": r.reason}
+        for r in removed
+    ]
+    if args.json:
+        print(json.dumps({"removed": rows, "bytes": sum(r.file.size for r in removed)}))
+    else:
+        for row in rows:
+            print(f"removed {row['name']} ({row['id']}): {row['reason']}")
+        freed = format_size(sum(r.file.size for r in removed))
+        print(f"{len(rows)} file(s) removed, {freed}")
+    return EXIT_OK
