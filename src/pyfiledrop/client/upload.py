@@ -530,5 +530,5 @@ def describe(result: UploadResult) -> str:
     return (
         f"{result.name}: {format_size(result.size)} in {result.seconds:.1f} s"
         f" ({result.mbps:.0f} MB/s), {check}, {result.url or '(no link)'}"
-        + (f"\n  delete token: {result.delete_token}" if result.delete_token else "")
+        + (f", delete token {result.delete_token}" if result.delete_token else "")
     )
