@@ -10,13 +10,15 @@ import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from pyfiledrop import lifecycle
 from pyfiledrop.config import ConfigError, Settings, add_setting_flags, load_settings
 from pyfiledrop.meta import Database, StoredFile, open_database, queries
-from pyfiledrop.storage.local import LocalStorage
+from pyfiledrop.storage import Storage
 from pyfiledrop.units import format_size
+from pyfiledrop.web.app import open_core
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
 NOT_SETTINGS = ("func", "command", "action", "json", "all", "file_id")
@@ -53,6 +55,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _full_path(settings: Settings, path: str) -> str:
+    if isinstance(settings.storage, Path):
+        return str(settings.storage / path)
+    return f"{settings.storage}/{path}"  # an object store's location
+
+
 def _iso(moment: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment else None
 
@@ -62,7 +70,7 @@ def describe(stored: StoredFile, settings: Settings, now: float) -> dict[str, An
     return {
         "id": stored.id,
         "name": stored.name,
-        "path": str(settings.storage / stored.path),
+        "path": _full_path(settings, stored.path),
         "size": stored.size,
         "sha256": stored.sha256,
         "owner": stored.owner[:12],
@@ -121,7 +129,9 @@ def run_info(args: argparse.Namespace) -> int:
     if stored is None:
         return _not_found(args)
     row = describe(stored, settings, time.time())
-    row["on_disk"] = (settings.storage / stored.path).is_file() if not stored.gone else False
+    row["on_disk"] = not stored.gone and _removing(
+        settings, lambda db, storage: storage.exists(stored.path)
+    )
     if args.json:
         print(json.dumps(row, indent=2))
     else:
@@ -143,13 +153,12 @@ def _removing(settings: Settings, work: Any) -> Any:
     """Run `work(db, storage)` (a coroutine function) with the books and the storage open."""
 
     async def run() -> Any:
-        db = open_database(settings.database, settings.data)
-        storage = LocalStorage(settings.storage, settings.chunks)
+        core = open_core(settings)
         try:
-            return await work(db, storage)
+            return await work(core.db, core.storage)
         finally:
-            storage.close()
-            db.close()
+            core.storage.close()
+            core.db.close()
 
     return asyncio.run(run())
 
@@ -157,7 +166,7 @@ def _removing(settings: Settings, work: Any) -> Any:
 def run_rm(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
-    async def remove(db: Database, storage: LocalStorage) -> tuple[StoredFile | None, bool]:
+    async def remove(db: Database, storage: Storage) -> tuple[StoredFile | None, bool]:
         stored = await db.run(queries.get_file, args.file_id)
         if stored is None:
             return None, False
@@ -181,7 +190,7 @@ def run_rm(args: argparse.Namespace) -> int:
 def run_purge(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
-    async def purge(db: Database, storage: LocalStorage) -> list[lifecycle.Removed]:
+    async def purge(db: Database, storage: Storage) -> list[lifecycle.Removed]:
         return await lifecycle.purge(db, storage, time.time())
 
     removed: list[lifecycle.Removed] = _removing(settings, purge)
