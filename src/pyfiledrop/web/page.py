@@ -83,6 +83,7 @@ def page_config(settings: Settings) -> dict[str, Any]:
             "filesizeBase": 1024,
         },
         "allowDownloads": settings.allow_downloads,
+        "expireAfter": settings.expire_after,  # seconds, or None: files stay until deleted
         "filesUrl": "/api/files",
         "finishUrl": "/upload/{uuid}/finish",
         "statusUrl": "/upload/{uuid}",

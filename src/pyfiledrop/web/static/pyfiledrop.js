@@ -126,7 +126,73 @@
     item.appendChild(hash);
     var when = formatDate(record.created);
     if (when) item.appendChild(el("div", "muted file-date", when));
+    var limits = [];
+    if (record.expires) limits.push("Expires " + formatDate(record.expires));
+    if (record.max_downloads) {
+      limits.push("Downloaded " + (Number(record.downloads) || 0) + " of " + record.max_downloads);
+    }
+    if (limits.length) item.appendChild(el("div", "muted file-limits", limits.join(" \u00b7 ")));
+    var remove = el("button", "link file-delete", "Delete");
+    remove.type = "button";
+    remove.setAttribute("aria-label", "Delete " + record.name + " from the server");
+    remove.addEventListener("click", function () {
+      deleteFile(record, remove);
+    });
+    item.appendChild(remove);
     return item;
+  }
+
+  // Two clicks, no dialog: the first asks, the second deletes (the button forgets after a while).
+  function deleteFile(record, button) {
+    if (button.dataset.confirming !== "yes") {
+      button.dataset.confirming = "yes";
+      button.textContent = "Really delete?";
+      window.setTimeout(function () {
+        button.dataset.confirming = "";
+        button.textContent = "Delete";
+      }, 6000);
+      return;
+    }
+    button.disabled = true;
+    fetch("/api/files/" + encodeURIComponent(record.id), {
+      method: "DELETE",
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    })
+      .then(function (response) {
+        if (!response.ok && response.status !== 410) {
+          throw new Error("the server answered " + response.status);
+        }
+        announce(record.name + " deleted.");
+      })
+      .catch(function (err) {
+        $("uploaded-status").textContent = "Could not delete " + record.name + ": " + err.message;
+      })
+      .then(refreshUploaded);
+  }
+
+  function lifeText(seconds) {
+    if (seconds % 86400 === 0) return seconds / 86400 + (seconds === 86400 ? " day" : " days");
+    if (seconds % 3600 === 0) return seconds / 3600 + (seconds === 3600 ? " hour" : " hours");
+    return Math.round(seconds / 60) + " min";
+  }
+
+  // What the uploader chose for new files (the server may only shorten a life, never extend it).
+  function uploadOptions() {
+    var options = {};
+    var life = $("expires-in").value;
+    var limit = $("max-downloads").value;
+    if (life) options.expires_in = life;
+    if (limit) options.max_downloads = limit;
+    return options;
+  }
+
+  if (config.expireAfter) {
+    Array.prototype.slice.call($("expires-in").options).forEach(function (option) {
+      if (option.value && Number(option.value) >= config.expireAfter) option.remove();
+    });
+    $("expires-in").options[0].textContent =
+      "as long as the server keeps them (" + lifeText(config.expireAfter) + ")";
   }
 
   function renderUploaded() {
@@ -545,6 +611,7 @@
   }
 
   dz.on("addedfile", function (file) {
+    file.pfdOptions = uploadOptions(); // every chunk of the file carries the same choice
     // A new batch starts when files are added after the previous one has finished.
     if (!dz.getUploadingFiles().length && !dz.getQueuedFiles().length) {
       batch.files = batch.files.filter(function (f) {
@@ -562,6 +629,14 @@
     setState(file, "queued", "Queued");
     startTicker();
     updateBatch();
+  });
+
+  // The fields go before the file part, as the server reads them before the bytes.
+  dz.on("sending", function (file, xhr, formData) {
+    var options = file.pfdOptions || {};
+    Object.keys(options).forEach(function (name) {
+      formData.append(name, options[name]);
+    });
   });
 
   dz.on("processing", function (file) {
