@@ -255,6 +255,13 @@ def test_creation_with_upload(client: httpx.Client) -> None:
     assert whole.status_code == 201
     assert whole.headers["upload-offset"] == str(len(data))
     assert "x-pyfiledrop-file" in whole.headers
+    wrong = client.post(
+        "/files/",
+        content=data,
+        headers={**TUS, "Upload-Length": str(len(data)), "Content-Type": "text/plain"},
+    )
+    assert wrong.status_code == 415
+    assert "location" not in wrong.headers
 
 
 def test_creation_defer_length(client: httpx.Client) -> None:

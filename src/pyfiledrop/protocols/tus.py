@@ -170,10 +170,11 @@ async def create(request: Request) -> Response:
     if new.concat not in (None, offsets.PARTIAL):
         raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
     size = _creation_length(request)
+    with_body = _has_body(request)
+    if with_body and _content_type(request) != OFFSET_CONTENT_TYPE:
+        raise UnsupportedMediaType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
     outcome = await offsets.create(uploads, dataclasses.replace(new, size=size))
-    if _has_body(request):
-        if request.headers.get("content-type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
-            raise UnsupportedMediaType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
+    if with_body:
         outcome = await _write(request, uploads, outcome.upload.id, 0)
     return await _created(request, uploads, outcome)
 
@@ -197,6 +198,10 @@ def _creation_length(request: Request) -> int | None:
     if length is None:
         raise BadRequest("Upload-Length (or Upload-Defer-Length: 1) is required")
     return _non_negative(length, "Upload-Length")
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def _has_body(request: Request) -> bool:
@@ -239,8 +244,7 @@ async def resource(request: Request) -> Response:
 
 
 async def patch(request: Request, uploads: Uploads, upload_id: str) -> Response:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip()
-    if content_type != OFFSET_CONTENT_TYPE:
+    if _content_type(request) != OFFSET_CONTENT_TYPE:
         raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_CONTENT_TYPE}")
     offset = _non_negative(request.headers.get("upload-offset"), "Upload-Offset")
     outcome = await _write(request, uploads, upload_id, offset)
