@@ -147,13 +147,23 @@ class _WrongEtagClient:
         return {"ETag": '"' + "0" * 32 + '"'}
 
 
+class _BreaksOffClient:
+    """Takes the first MiB of a part, then fails, as a store that drops the connection."""
+
+    def upload_part(self, Body: Any, ContentLength: int, **_: Any) -> dict[str, str]:
+        taken = 0
+        while taken < MiB:
+            taken += len(Body.read(65536))
+        raise ConnectionResetError("the store went away")
+
+
 class _Stub:
     bucket = "b"
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.client = _WrongEtagClient()
+        self.client = client or _WrongEtagClient()
         self.executor = ThreadPoolExecutor(2)
         self.recorded: list[Any] = []
         self.db = self
@@ -173,6 +183,23 @@ def test_part_whose_etag_is_not_its_md5_does_not_count() -> None:
                 await sink.finish()
             assert stub.recorded == []
         finally:
+            stub.executor.shutdown()
+
+    asyncio.run(asyncio.wait_for(send(), 30))
+
+
+def test_a_store_breaking_off_fails_the_chunk_without_hanging() -> None:
+    async def send() -> None:
+        stub = _Stub(_BreaksOffClient())
+        sink = S3PartSink(stub, "u", "mpu", "k", 1, 64 * MiB)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(StorageError):
+                for _ in range(64):
+                    await sink.write(b"y" * MiB)
+                await sink.finish()
+            assert stub.recorded == []
+        finally:
+            await sink.abort()
             stub.executor.shutdown()
 
     asyncio.run(asyncio.wait_for(send(), 30))

@@ -120,6 +120,11 @@ class _Feed:
     def close(self, reason: BaseException | None = None) -> None:
         self._queue.put_nowait(reason if reason is not None else _END)
 
+    def unblock(self) -> None:
+        """The thread is gone (done or failed): nobody will take batches, so never wait for room."""
+        for _ in range(QUEUE_BATCHES + 1):
+            self._slots.release()
+
     def get(self) -> list[Buffer] | None:
         """In the thread: the next batch, None at the end; raises if the request gave up."""
         try:
@@ -189,6 +194,7 @@ class S3PartSink:
         self._sending = loop.run_in_executor(
             storage.executor, self._send, s3_upload_id, key, number, length
         )
+        self._sending.add_done_callback(lambda _: self._feed.unblock())
 
     def _send(self, s3_upload_id: str, key: str, number: int, length: int) -> str:
         answer = self._storage.client.upload_part(
@@ -208,13 +214,13 @@ class S3PartSink:
             await self._submit()
 
     async def _submit(self) -> None:
-        if self._sending.done():
-            await self._outcome()  # the part failed early: stop reading the request
         if self._batch:
             batch, size = self._batch, self._batched
             self._batch, self._batched = [], 0
             await self._feed.put(batch)
             self._written += size
+        if self._sending.done():
+            await self._outcome()  # the part failed early (the store broke off): say so now
 
     async def _outcome(self) -> str:
         try:
