@@ -90,6 +90,15 @@ class Outcome:
     stored: StoredFile | None = None
 
 
+def check_available(uploads: Uploads) -> None:
+    """Offset uploads write pieces of any size at any offset: a store with a minimum part size
+    (S3) can't take them, so tus is refused outright there rather than failing per PATCH."""
+    if uploads.storage.min_chunk_size > 1:
+        raise NotFound(
+            "tus is not available on this server (its files go to S3): use Dropzone chunks or PUT"
+        )
+
+
 def expires(uploads: Uploads, upload: Upload) -> float | None:
     """When the janitor may remove this unfinished upload (the core's `abandon_after`)."""
     if upload.state == "done":

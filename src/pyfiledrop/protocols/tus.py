@@ -139,6 +139,7 @@ def _options(request: Request) -> Response:
 
 
 async def collection(request: Request) -> Response:
+    offsets.check_available(_uploads(request))
     method = _method(request)
     if method == "OPTIONS":
         return _options(request)
@@ -226,6 +227,7 @@ async def resource(request: Request) -> Response:
     method = _method(request)
     upload_id = request.path_params["upload_id"]
     uploads = _uploads(request)
+    offsets.check_available(uploads)
     if method == "OPTIONS":
         return _options(request)
     if method == "GET":
