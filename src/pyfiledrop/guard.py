@@ -53,7 +53,10 @@ async def check_space(settings: Settings, db: Database, storage: Storage, size: 
         return  # an object store (S3) has no free space to guard; quotas still apply
     if settings.min_free <= 0 and size <= 0:
         return
-    free = storage.free_bytes() - await reserved_bytes(db, storage)
+    free = storage.free_bytes()
+    if free - size - await db.run(queries.bytes_receiving) >= settings.min_free:
+        return  # fits even if no upload in progress had its space yet: no need to look closer
+    free -= await reserved_bytes(db, storage)
     if free - size < settings.min_free:
         raise InsufficientStorage(
             f"not enough free space on the server: storing {format_size(size)} would leave "

@@ -13,7 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from pyfiledrop.config import SPECS, S3Location, Settings, hide_password, load_settings
-from pyfiledrop.units import format_size
+from pyfiledrop.units import format_duration, format_size
 from pyfiledrop.web.app import create_app
 
 SETTINGS_ENV = "PYFILEDROP_SETTINGS_JSON"
@@ -36,11 +36,26 @@ def summary(settings: Settings) -> str:
         f"Flush to disk: {'on' if settings.fsync else 'off (--no-fsync)'}",
     ]
     if not isinstance(settings.storage, S3Location):
-        lines.append(f"Free space: {format_size(_free_bytes(settings.storage))}")
+        lines.append(
+            f"Free space: {format_size(_free_bytes(settings.storage))}"
+            f" (keeping {format_size(settings.min_free)} free)"
+        )
+    lines += _lifecycle_lines(settings)
     if settings.database is not None:
         lines.append(f"Database: {hide_password(settings.database)}")
     lines += [f"Listening on {url}" for url in listen_urls(settings)]
     return "\n".join(lines)
+
+
+def _lifecycle_lines(settings: Settings) -> list[str]:
+    life = format_duration(settings.expire_after) if settings.expire_after else "never"
+    lines = [f"Files expire after: {life}"]
+    for name, quota in (("Quota", settings.quota), ("Quota per owner", settings.owner_quota)):
+        if quota is not None:
+            lines.append(f"{name}: {format_size(quota)}")
+    if settings.password or settings.tokens:
+        lines.append("Password: required for the page, uploads and the API")
+    return lines
 
 
 def _storage_text(settings: Settings) -> str:

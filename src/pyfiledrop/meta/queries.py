@@ -323,6 +323,13 @@ def bytes_in_use(connection: Connection, owner: str | None) -> int:
     return int(files[0]) + int(uploads[0])
 
 
+def bytes_receiving(connection: Connection) -> int:
+    row = connection.execute(
+        "SELECT coalesce(sum(size), 0) FROM uploads WHERE state != 'done'"
+    ).fetchone()
+    return int(row[0])
+
+
 def receiving_uploads(connection: Connection) -> list[Upload]:
     rows = connection.execute("SELECT * FROM uploads WHERE state != 'done'").fetchall()
     return [upload_from_row(row) for row in rows]
