@@ -1,0 +1,91 @@
+"""Cross-site requests: no CORS headers unless configured, and every state-changing request
+from another origin refused with 403 before it touches anything."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.conftest import Server, ServerFactory
+from tests.dz import chunk_fields
+
+FOREIGN = ["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost.evil.example"]
+
+
+def unsafe_requests(server: Server, file_id: str) -> list[tuple[str, str, dict[str, object]]]:
+    upload_id = str(uuid.uuid4())
+    fields = chunk_fields(upload_id, 0, 1024, 3)
+    return [
+        ("POST", "/upload", {"data": fields, "files": {"file": ("x.txt", b"abc")}}),
+        ("POST", "/upload", {"files": {"file": ("x.txt", b"abc")}}),
+        ("POST", f"/upload/{upload_id}/finish", {}),
+        ("PUT", "/put/x.txt", {"content": b"abc"}),
+        ("POST", "/put/x.txt", {"content": b"abc"}),
+        ("DELETE", f"/api/files/{file_id}", {}),
+        ("POST", "/files/", {"headers": {"Tus-Resumable": "1.0.0", "Upload-Length": "3"}}),
+        ("PATCH", f"/files/{upload_id}", {"content": b"abc"}),
+    ]
+
+
+def test_foreign_origins_cannot_change_anything(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        mine = client.put("/put/mine.txt", content=b"mine").json()
+        before = server.stored_files()
+        for origin in FOREIGN:
+            for method, path, extra in unsafe_requests(server, mine["id"]):
+                headers = {"Origin": origin, **extra.pop("headers", {})}  # type: ignore[dict-item]
+                response = client.request(method, path, headers=headers, **extra)  # type: ignore[arg-type]
+                assert response.status_code == 403, (origin, method, path, response.text)
+                assert "cross-site" in response.json()["error"]
+                assert not any(h.startswith("access-control-") for h in response.headers)
+        assert server.stored_files() == before
+        assert client.get(f"/api/files/{mine['id']}").status_code == 200  # not deleted
+        same = client.put(
+            "/put/same.txt", content=b"same", headers={"Origin": f"http://127.0.0.1:{server.port}"}
+        )
+        assert same.status_code == 201
+
+
+def test_no_cors_headers_by_default(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.put("/put/f.txt", content=b"f")
+        responses = [
+            client.get("/api/files", headers={"Origin": "https://evil.example"}),
+            client.get("/healthz", headers={"Origin": "https://evil.example"}),
+            client.request(
+                "OPTIONS",
+                "/upload",
+                headers={
+                    "Origin": "https://evil.example",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "content-type",
+                },
+            ),
+        ]
+    for response in responses:
+        assert not any(h.startswith("access-control-") for h in response.headers), response.headers
+    # The owner cookie is not sent on cross-site subrequests by browsers (SameSite=Lax), nor
+    # readable by scripts (HttpOnly).
+    cookie = responses[0].headers.get("set-cookie") or ""
+    assert not cookie or ("HttpOnly" in cookie and "SameSite=Lax" in cookie)
+
+
+def test_a_configured_origin_is_allowed_and_only_it(server_factory: ServerFactory) -> None:
+    server = server_factory("--cors-origin", "https://ok.example")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        preflight = client.request(
+            "OPTIONS",
+            "/put/x.txt",
+            headers={"Origin": "https://ok.example", "Access-Control-Request-Method": "PUT"},
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "https://ok.example"
+        allowed = client.put("/put/x.txt", content=b"x", headers={"Origin": "https://ok.example"})
+        assert allowed.status_code == 201
+        assert allowed.headers["access-control-allow-origin"] == "https://ok.example"
+        assert allowed.headers["access-control-allow-credentials"] == "true"
+        other = client.put("/put/y.txt", content=b"y", headers={"Origin": "https://evil.example"})
+        assert other.status_code == 403
+        assert "access-control-allow-origin" not in other.headers
+    assert [p.name for p in server.stored_files()] == ["x.txt"]
