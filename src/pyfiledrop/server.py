@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from pyfiledrop.config import SPECS, S3Location, Settings, hide_password, load_settings
 from pyfiledrop.units import format_duration, format_size
 from pyfiledrop.web.app import create_app
+from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
 
 SETTINGS_ENV = "PYFILEDROP_SETTINGS_JSON"
 KEEP_ALIVE_SECONDS = 75
@@ -102,7 +103,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http="auto",
+        http=BoundedHttpToolsProtocol,
         lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         access_log=False,

@@ -16,7 +16,9 @@ import pytest
 import uvicorn
 
 import pyfiledrop.protocols.body as body_module
+import pyfiledrop.web.http_limits as http_limits
 from pyfiledrop.web.app import create_app
+from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
 from tests.conftest import Server, ServerFactory, free_port, random_file, sha256_of
 from tests.dz import chunk_fields, upload
 from tests.inproc import settings_in
@@ -78,7 +80,9 @@ def threaded_server(root: Path) -> Iterator[int]:
     """The app under uvicorn in this process, so a test can shorten its idle timeout."""
     port = free_port()
     app = create_app(settings_in(root, timeout=500, min_free=0))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", http=BoundedHttpToolsProtocol
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -113,6 +117,46 @@ def test_a_stalled_body_is_cut_off_by_the_idle_timeout(
         # The chunked upload stays resumable (its partial, nothing counted); the PUT is gone.
         assert [p.name for p in (tmp_path / "chunks").iterdir()] == [f"{upload_id}.part"]
         assert not list((tmp_path / "storage").iterdir())
+
+
+def test_a_huge_request_head_is_refused_early(server: Server) -> None:
+    """httptools alone buffers header lines without limit (64 MiB of header = 64 MiB of RSS)."""
+    request_head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+    result = stream_until_answered(server.port, request_head, (b"a" * MiB for _ in range(256)))
+    assert result.response is not None and result.response.status == 431
+    assert result.sent_when_answered < EARLY_ENOUGH
+    assert server.rss_peak_kib() < 200 * 1024
+    many = head("GET", "/healthz", {f"X-H{n}": "v" * 20 for n in range(20_000)})
+    pieces = (many[i : i + 16 * 1024] for i in range(0, len(many), 16 * 1024))
+    result = stream_until_answered(server.port, b"", pieces)
+    assert result.response is not None and result.response.status == 431
+    assert server.health()["status"] == "ok"
+
+
+def test_a_slow_request_head_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Silent connections and heads sent a byte at a time are closed (408) after the head
+    timeout (20 s in production; 1 s here), so they can't pile up."""
+    monkeypatch.setattr(http_limits, "HEAD_TIMEOUT_SECONDS", 1.0)
+    with threaded_server(tmp_path) as port:
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+        trickling = socket.create_connection(("127.0.0.1", port), timeout=10)
+        started = time.monotonic()
+        for byte in b"GET /healthz HTTP/1.1\r\n":
+            with contextlib.suppress(OSError):
+                trickling.send(bytes([byte]))
+            time.sleep(0.1)
+            if time.monotonic() - started > 3:
+                break
+        for sock in (silent, trickling):
+            response = read_response(sock, timeout=5)
+            assert response is not None and response.status == 408
+            sock.close()
+        assert time.monotonic() - started < 6
+        # A client that keeps up is unaffected: a keep-alive connection serves a second request.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.get("/healthz").status_code == 200
+            time.sleep(1.5)
+            assert client.get("/healthz").status_code == 200
 
 
 SLOW_SOCKETS = 200

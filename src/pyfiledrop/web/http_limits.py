@@ -1,0 +1,101 @@
+"""Bounds on the request head that uvicorn's httptools protocol lacks: its size and its time.
+
+httptools buffers header lines without limit, and uvicorn starts no timer until a first response
+(the keep-alive timeout), so without these one client could hold memory (a 64 MiB header value
+costs 64 MiB) or a connection forever (a request line sent a byte a minute). h11, uvicorn's
+other protocol, has a size limit but is 2-3 times slower on the upload path (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers send a few KiB
+# From the connection, or the first byte of a request, to the blank line ending its head.
+HEAD_TIMEOUT_SECONDS = 20.0
+
+
+def _answer(status: bytes, message: str) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's `http=` protocol: httptools (uvicorn[standard]), with the head bounded."""
+
+    _in_head = True
+    _head_bytes = 0  # bytes received while the head is incomplete (a head that never ends)
+    _head_size = 0  # the parsed request line and headers (a head that came whole in one read)
+    _head_timer: asyncio.TimerHandle | None = None
+    _refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(b"431 Request Header Fields Too Large", "request head too large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes, self._head_size = True, 0, 0
+        self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        self._disarm_head_timer()
+        if self._refused or self._head_size > MAX_HEAD_BYTES:
+            self._refuse(b"431 Request Header Fields Too Large", "request head too large")
+            return  # the request never reaches the app
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head:
+            self._refuse(b"408 Request Timeout", "the request head took too long")
+
+    def _refuse(self, status: bytes, message: str) -> None:
+        self._in_head, self._refused = False, True
+        self._disarm_head_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_answer(status, message))
+            self.transport.close()
