@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def core(tmp_path: Path) -> Iterator[tuple[TestClient, Uploads, FakeClock]]:
     for folder in (settings.storage, settings.chunks, settings.data):
         folder.mkdir()
     clock = FakeClock()
+    # The real time: the janitor's orphan sweep compares file times with this clock.
+    clock.now = time.time()
     storage = FlakyStorage(settings.storage, settings.chunks)
     uploads = Uploads(settings, Database(settings.db_path), storage, clock=clock)
     with TestClient(create_app(settings, uploads=uploads)) as client:
