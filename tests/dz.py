@@ -10,6 +10,15 @@ from typing import Any
 
 import httpx
 
+DZ_FIELD_NAMES = [
+    "dzuuid",
+    "dzchunkindex",
+    "dztotalfilesize",
+    "dzchunksize",
+    "dztotalchunkcount",
+    "dzchunkbyteoffset",
+]
+
 
 def chunk_fields(upload_id: str, index: int, chunk_size: int, total: int) -> dict[str, str]:
     return {
