@@ -51,8 +51,12 @@ async def served_files(uploads: Uploads, owner: str) -> list[StoredFile]:
 
 
 def wants_html(request: Request) -> bool:
-    """A browser following a link (not a script): it gets a page instead of JSON."""
-    return request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
+    """A browser following a download link (not a script): it gets a page instead of JSON."""
+    return (
+        request.method in ("GET", "HEAD")
+        and request.url.path.startswith("/download/")
+        and "text/html" in request.headers.get("accept", "")
+    )
 
 
 def error_page(status: int, message: str) -> HTMLResponse:
