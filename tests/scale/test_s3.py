@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pyfiledrop.storage.s3 import S3PartSink, StorageError
+from pyfiledrop.config import load_settings
+from pyfiledrop.storage.s3 import MAX_PARTS, S3PartSink, S3Storage, StorageError
 from tests.conftest import random_file, sha256_of
 from tests.dz import chunk_fields, send_chunk, upload
 from tests.scale.conftest import Backend
@@ -171,6 +172,9 @@ class _Stub:
     async def run(self, *args: Any) -> None:
         self.recorded.append(args)
 
+    async def completed_meanwhile(self, upload_id: str) -> bool:
+        return False
+
 
 def test_part_whose_etag_is_not_its_md5_does_not_count() -> None:
     async def send() -> None:
@@ -203,3 +207,58 @@ def test_a_store_breaking_off_fails_the_chunk_without_hanging() -> None:
             stub.executor.shutdown()
 
     asyncio.run(asyncio.wait_for(send(), 30))
+
+
+@pytest.mark.parametrize("max_size_mib", [100, 100_000, 2 * 1024 * 1024])
+def test_stream_parts_fit_any_allowed_size_in_s3s_part_limit(
+    tmp_path: Path, max_size_mib: int
+) -> None:
+    settings = load_settings(
+        {"storage": "s3://bkt/p", "max_size": str(max_size_mib)}, environ={}, cwd=tmp_path
+    ).settings
+    storage = S3Storage(settings, db=None, client=object())  # type: ignore[arg-type]
+    try:
+        assert storage.stream_part_bytes >= 8 * MiB
+        assert storage.stream_part_bytes * MAX_PARTS >= settings.max_size_bytes
+    finally:
+        storage.close()
+
+
+def test_duplicate_chunk_outlived_by_the_completion_is_harmless(
+    s3: Backend, tmp_path: Path
+) -> None:
+    """A retry still streaming when the upload completes: its part is refused by S3 (the
+    multipart upload is gone), and that is no error: the chunk is in the file already."""
+    server = s3.start("-a")
+    source = random_file(tmp_path / "late.bin", 2 * CHUNK)
+    upload_id = str(uuid.uuid4())
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        client.get("/healthz")
+        cookie = client.cookies["pfd_owner"]
+        boundary = "lateb0undary"
+        head = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in chunk_fields(upload_id, 0, CHUNK, 2 * CHUNK).items()
+        ) + (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="late.bin"\r\n\r\n'
+        )
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        chunk = source.read_bytes()[:CHUNK]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as raw:
+            raw.sendall(
+                (
+                    f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: pfd_owner={cookie}\r\n"
+                    f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                    f"Content-Length: {len(head) + CHUNK + len(tail)}\r\n\r\n"
+                ).encode()
+                + head.encode()
+                + chunk[: CHUNK // 2]
+            )
+            time.sleep(0.5)  # the duplicate's part is streaming to S3 now
+            record = upload(client, source, CHUNK, upload_id=upload_id)
+            raw.sendall(chunk[CHUNK // 2 :] + tail)
+            answer = raw.recv(65536).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 200"), answer
+    assert record["sha256"] == sha256_of(source)
+    assert s3.leftovers() == []

@@ -57,11 +57,13 @@ def add_multipart(
 def record_part(
     connection: Connection, upload_id: str, part_number: int, etag: str, size: int
 ) -> None:
+    """Record (or replace) a part, unless its multipart upload is already completed and gone."""
     connection.execute(
-        "INSERT INTO s3_parts (upload_id, part_number, etag, size) VALUES (?, ?, ?, ?)"
+        "INSERT INTO s3_parts (upload_id, part_number, etag, size)"
+        " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM s3_multipart WHERE upload_id = ?)"
         " ON CONFLICT (upload_id, part_number) DO UPDATE SET etag = excluded.etag,"
         " size = excluded.size",
-        (upload_id, part_number, etag, size),
+        (upload_id, part_number, etag, size, upload_id),
     )
 
 

@@ -8,7 +8,8 @@ about 1 MiB to a thread that sends the part with its known Content-Length, with 
 and compared with the ETag S3 answers; only then is the part recorded and the chunk counted.
 Publishing completes the multipart upload from the recorded parts; the whole file's SHA-256 is then
 read back from the object (SHA-256 can't combine parts that arrive out of order on several
-processes). One-shot uploads of unknown size are cut into parts of `STREAM_PART_BYTES`.
+processes). One-shot uploads of unknown size are cut into parts of `STREAM_PART_BYTES` (larger when
+`--max-size` needs it to stay within S3's 10,000 parts).
 
 Objects are `<prefix>/<upload id>/<name>`: unique by construction, so no name can be overwritten.
 """
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 
 from pyfiledrop.config import S3_MIN_PART_BYTES, ConfigError, S3Location, Settings
 from pyfiledrop.errors import Conflict, ServiceUnavailable
-from pyfiledrop.meta import Database, parts
+from pyfiledrop.meta import Database, parts, queries
 from pyfiledrop.storage import Buffer, OnWritten
 
 T = TypeVar("T")
@@ -39,7 +40,8 @@ QUEUE_BATCHES = 2
 STREAM_PART_BYTES = 8 * 1024 * 1024
 READ_BYTES = 1024 * 1024
 HASH_READ_BYTES = 4 * 1024 * 1024
-PART_THREADS = 64
+PART_THREADS = 64  # one per chunk being received
+CONTROL_THREADS = 8  # everything else: create, complete, head, downloads, read-back
 STALL_SECONDS = 600.0  # a part's thread gives up if the request feeds it nothing this long
 PRESIGN_SECONDS = 3600
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
@@ -68,7 +70,7 @@ def make_client(settings: Settings) -> Any:
     except ImportError:
         raise StorageError("S3 storage needs boto3: pip install 'pyfiledrop[s3]'") from None
     config = Config(
-        max_pool_connections=PART_THREADS,
+        max_pool_connections=PART_THREADS + CONTROL_THREADS,
         # Parts are streamed, so their SHA-256 can't be known before sending: sign the headers
         # only (AWS does this over HTTPS anyway); integrity is checked by the part's MD5 instead.
         s3={
@@ -191,6 +193,7 @@ class S3PartSink:
         self._batched = 0
         self._written = 0
         self._body = _PartBody(self._feed, length)
+        self._late = False  # the upload was completed while this (duplicate) chunk streamed
         self._sending = loop.run_in_executor(
             storage.executor, self._send, s3_upload_id, key, number, length
         )
@@ -217,17 +220,24 @@ class S3PartSink:
         if self._batch:
             batch, size = self._batch, self._batched
             self._batch, self._batched = [], 0
-            await self._feed.put(batch)
+            if not self._late:  # a late duplicate's bytes are read and dropped
+                await self._feed.put(batch)
             self._written += size
-        if self._sending.done():
+        if not self._late and self._sending.done():
             await self._outcome()  # the part failed early (the store broke off): say so now
 
-    async def _outcome(self) -> str:
+    async def _outcome(self) -> str | None:
+        """The part's ETag; None if the upload was completed meanwhile (this was a duplicate)."""
         try:
             return await self._sending
-        except StorageError:
-            raise
         except Exception as error:
+            # However S3 said no (NoSuchUpload, or botocore unable to replay a streamed body),
+            # a part refused after its upload was completed was a duplicate: nothing is lost.
+            if await self._storage.completed_meanwhile(self._upload_id):
+                self._late = True
+                return None
+            if isinstance(error, StorageError):
+                raise
             if _error_code(error) == "NoSuchUpload":
                 raise Conflict("this upload was discarded by the server; start it again") from None
             raise StorageError(f"the object store refused the chunk ({error})") from error
@@ -239,9 +249,10 @@ class S3PartSink:
             return self._written  # the core refuses a chunk of the wrong length
         self._feed.close()
         etag = await self._outcome()
-        await self._storage.db.run(
-            parts.record_part, self._upload_id, self._number, etag, self._written
-        )
+        if etag is not None:
+            await self._storage.db.run(
+                parts.record_part, self._upload_id, self._number, etag, self._written
+            )
         return self._written
 
     async def abort(self) -> None:
@@ -251,7 +262,7 @@ class S3PartSink:
 
 
 class S3StreamSink:
-    """A one-shot upload of any size: parts of STREAM_PART_BYTES, one sending while one fills."""
+    """A one-shot upload of any size: parts of `stream_part_bytes`, one sending while one fills."""
 
     def __init__(
         self, storage: S3Storage, upload_id: str, s3_upload_id: str, key: str,
@@ -271,7 +282,7 @@ class S3StreamSink:
     async def write(self, data: Buffer) -> None:
         self._pieces.append(data)
         self._filled += len(data)
-        if self._filled >= STREAM_PART_BYTES:
+        if self._filled >= self._storage.stream_part_bytes:
             await self._send_part()
 
     async def _send_part(self) -> None:
@@ -328,7 +339,10 @@ class S3Storage:
         self.presign = settings.s3_presign
         self.db = db
         self.client = client if client is not None else make_client(settings)
+        # Parts hold a thread while their request streams; control calls never queue behind them.
         self.executor = ThreadPoolExecutor(max_workers=PART_THREADS, thread_name_prefix="pfd-s3")
+        self.control = ThreadPoolExecutor(max_workers=CONTROL_THREADS, thread_name_prefix="pfd-s3c")
+        self.stream_part_bytes = max(STREAM_PART_BYTES, -(-settings.max_size_bytes // MAX_PARTS))
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -341,7 +355,7 @@ class S3Storage:
     async def _call(self, function: Callable[..., T], **arguments: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.executor, lambda: function(**arguments))
+            return await loop.run_in_executor(self.control, lambda: function(**arguments))
         except Exception as error:
             if _error_code(error) or type(error).__module__.startswith("botocore"):
                 raise StorageError(f"the object store failed ({error})") from error
@@ -370,6 +384,11 @@ class S3Storage:
 
     async def create_partial(self, upload_id: str, size: int | None) -> None:
         """Nothing yet: the multipart upload starts with the first chunk, once the row exists."""
+
+    async def completed_meanwhile(self, upload_id: str) -> bool:
+        """Every chunk of the upload was in and its multipart upload completed by a finisher."""
+        upload = await self.db.run(queries.get_upload, upload_id)
+        return upload is not None and upload.state in ("finalizing", "done")
 
     async def _multipart(self, upload_id: str) -> tuple[parts.Multipart, str, str]:
         found = await self.db.run(parts.multipart_of, upload_id)
@@ -490,7 +509,7 @@ class S3Storage:
     async def sha256_of(self, path: str) -> str:
         """Read the object back and hash it: the true SHA-256 whatever order the parts came in."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._hash_object, self.key(path))
+        return await loop.run_in_executor(self.control, self._hash_object, self.key(path))
 
     def _hash_object(self, key: str) -> str:
         digest = hashlib.sha256()
@@ -530,7 +549,7 @@ class S3Storage:
             remaining = end - start
             while remaining > 0:
                 piece: bytes = await loop.run_in_executor(
-                    self.executor, body.read, min(READ_BYTES, remaining)
+                    self.control, body.read, min(READ_BYTES, remaining)
                 )
                 if not piece:
                     break
@@ -554,3 +573,4 @@ class S3Storage:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+        self.control.shutdown(wait=True)
