@@ -4,6 +4,7 @@ faults injected in-process for what a real disk does rarely (writes failing afte
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+import pyfiledrop.guard as guard
 import pyfiledrop.storage.local as local_storage
 from tests.conftest import Server, ServerFactory, random_file, sha256_of
 from tests.dz import send_chunk, upload
@@ -26,12 +28,9 @@ MiB = 1024 * 1024
 FS_SIZE = 64 * MiB
 
 
-@pytest.fixture
-def small_disk(server_factory: ServerFactory) -> Iterator[tuple[Server, Path]]:
-    """A server whose storage and chunks folders share a 64 MiB tmpfs (the disk guard off, so
-    the filesystem's own ENOSPC is what the server meets)."""
-    server = server_factory("--allow-downloads", "--min-free", "0", start=False)
-    mount = server.root / "fs"
+@contextlib.contextmanager
+def tmpfs(mount: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs at `mount`, or a skip where mounting is not allowed (not root)."""
     mount.mkdir()
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE}", "tmpfs", str(mount)],
@@ -40,16 +39,28 @@ def small_disk(server_factory: ServerFactory) -> Iterator[tuple[Server, Path]]:
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); "
-                    "the in-process ENOSPC tests below still run")  # fmt: skip
+                    "the in-process ENOSPC tests still run")  # fmt: skip
     try:
         for name in ("storage", "chunks"):
             (mount / name).mkdir()
-            (server.root / name).symlink_to(mount / name)
-        server.start()
-        yield server, mount
+        yield mount
     finally:
-        server.stop()
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(server_factory: ServerFactory) -> Iterator[tuple[Server, Path]]:
+    """A server whose storage and chunks folders share a 64 MiB tmpfs (the disk guard set to
+    keep nothing free, so what it refuses is what truly does not fit)."""
+    server = server_factory("--allow-downloads", "--min-free", "0", start=False)
+    with tmpfs(server.root / "fs") as mount:
+        try:
+            for name in ("storage", "chunks"):
+                (server.root / name).symlink_to(mount / name)
+            server.start()
+            yield server, mount
+        finally:
+            server.stop()
 
 
 def fill(mount: Path, leave: int) -> Path:
@@ -125,6 +136,32 @@ def test_disk_filling_during_a_stream_is_refused_and_cleaned_up(
         response = client.post("/upload", files={"file": ("stream.bin", data)})
     assert response.status_code == 200, response.text
     assert response.json()["file"]["sha256"] == sha256_of(tmp_path / "stream.bin")
+
+
+def test_preallocation_failing_on_a_full_disk_is_507(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the disk guard (another writer filled the disk after it looked): posix_fallocate's
+    ENOSPC at the first chunk is a 507 too, with no partial left behind."""
+
+    async def space_looks_fine(*args: object) -> None:
+        return None
+
+    monkeypatch.setattr(guard, "check_space", space_looks_fine)
+    source = random_file(tmp_path / "prealloc.bin", 32 * MiB)
+    upload_id = str(uuid.uuid4())
+    with tmpfs(tmp_path / "fs") as mount:
+        filler = fill(mount, leave=8 * MiB)
+        overrides = {"storage": mount / "storage", "chunks": mount / "chunks", "min_free": 0}
+        with app_client(tmp_path / "app", **overrides) as client:
+            client.get("/healthz")
+            refused = send_chunk(client, source, upload_id, 0, 4 * MiB)
+            assert_507(refused)
+            assert "full" in refused.json()["error"]
+            assert list((mount / "chunks").iterdir()) == []
+            filler.unlink()
+            done = upload(client, source, 4 * MiB, upload_id=upload_id)
+        assert sha256_of(mount / "storage" / "prealloc.bin") == sha256_of(source) == done["sha256"]
 
 
 class DiskFault:
