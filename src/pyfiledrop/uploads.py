@@ -434,9 +434,11 @@ class Uploads:
         finally:
             keep_lease.cancel()
         # Only now: until the file is recorded, a second attempt needs the partial's bytes.
-        # (If this fails, the janitor removes the orphan once the upload's row is gone.)
-        with contextlib.suppress(OSError):
+        # The file is published whatever happens here; the janitor removes a leftover partial.
+        try:
             await self.storage.discard_partial(upload.id)
+        except Exception:
+            log.warning("could not remove the partial of %s yet", upload.id, exc_info=True)
         self.counters["files_published"] += 1
         log.info("stored %s (%d bytes, sha256 %s)", stored.path, stored.size, stored.sha256)
         return stored
