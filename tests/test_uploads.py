@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,8 @@ MiB = 1024 * 1024
 
 class FakeClock:
     def __init__(self) -> None:
-        self.now = 1_800_000_000.0
+        # Start at the real time: the janitor compares file times (real) with this clock.
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now
