@@ -543,10 +543,13 @@ class Uploads:
         return removed
 
     async def _remove_orphan_partials(self, idle_since: float) -> int:
+        """Partials with no upload (idle ones), and those of published uploads (any age: only a
+        crash between recording the file and removing its partial leaves one)."""
         removed = 0
-        for upload_id in await self.storage.orphan_partials(idle_since):
+        idle = set(await self.storage.orphan_partials(idle_since))
+        for upload_id in await self.storage.orphan_partials(self.clock() + 1):
             upload = await self.db.run(queries.get_upload, upload_id)
-            if upload is None:
+            if (upload is None and upload_id in idle) or (upload and upload.state == "done"):
                 await self.storage.discard_partial(upload_id)
                 removed += 1
         return removed

@@ -322,3 +322,30 @@ def test_failure_between_publishing_and_recording_is_retried(
     assert [p.name for p in storage.iterdir()] == ["linked.bin"]
     assert record["sha256"] == sha256_of(source) == sha256_of(storage / "linked.bin")
     assert list((tmp_path / "app" / "chunks").iterdir()) == []
+
+
+def test_partial_left_by_a_crash_after_publishing_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is recorded, then the process dies before removing the partial: the janitor
+    (which also runs at start-up) removes it, whatever its age."""
+    source = random_file(tmp_path / "left.bin", 2 * MiB)
+    upload_id = str(uuid.uuid4())
+    with app_client(tmp_path / "app") as client:
+        uploads = client.app.state.uploads  # type: ignore[attr-defined]
+        real_discard = uploads.storage.discard_partial
+
+        async def crash_before_discarding(upload_id: str) -> None:
+            raise OSError("killed")
+
+        monkeypatch.setattr(uploads.storage, "discard_partial", crash_before_discarding)
+        client.get("/healthz")
+        send_chunk(client, source, upload_id, 0, MiB)
+        assert send_chunk(client, source, upload_id, 1, MiB).json()["status"] == "done"
+        partial = tmp_path / "app" / "chunks" / f"{upload_id}.part"
+        assert partial.exists()
+        monkeypatch.setattr(uploads.storage, "discard_partial", real_discard)
+        assert client.portal.call(uploads.remove_abandoned) == 1  # type: ignore[union-attr]
+        assert not partial.exists()
+        stored = tmp_path / "app" / "storage" / "left.bin"
+        assert sha256_of(stored) == sha256_of(source)
