@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import struct
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -26,11 +27,15 @@ from pyfiledrop.names import numbered
 from pyfiledrop.storage import Buffer, OnWritten
 
 BATCH_BYTES = 1024 * 1024
+MIN_BATCH_BYTES = 64 * 1024
+# What all open sinks together may hold in batches (gathering + in flight): with many uploads at
+# once each batch gets smaller, so memory stays bounded (about 2 batches per sink).
+BATCH_BUDGET_BYTES = 32 * 1024 * 1024
 BATCH_PIECES = 256  # well under IOV_MAX (1024)
 READ_BYTES = 1024 * 1024
 HASH_READ_BYTES = 1024 * 1024
 MAX_CHUNK_COUNT = 1_000_000
-IO_THREADS = 32
+IO_THREADS = 16
 MAX_NAME_TRIES = 10_000
 
 FICLONERANGE = 0x4020940D  # linux/fs.h: share extents (btrfs, XFS with reflink, bcachefs)
@@ -76,6 +81,19 @@ def _raise_mapped(error: OSError) -> None:
     raise error
 
 
+class _OpenSinks:
+    """How many sinks are open in this process, which sets how large each one's batches are."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.batch_bytes = BATCH_BYTES
+
+    def change(self, delta: int) -> None:
+        self.count += delta
+        share = BATCH_BUDGET_BYTES // (2 * max(1, self.count))
+        self.batch_bytes = max(MIN_BATCH_BYTES, min(BATCH_BYTES, share))
+
+
 class LocalChunkSink:
     def __init__(
         self,
@@ -84,7 +102,10 @@ class LocalChunkSink:
         executor: Executor,
         writeback: bool,
         on_written: OnWritten | None = None,
+        open_sinks: _OpenSinks | None = None,
     ) -> None:
+        self._open_sinks = open_sinks or _OpenSinks()
+        self._open_sinks.change(+1)
         self._fd = fd
         self._on_written = on_written
         self._offset = offset
@@ -99,7 +120,7 @@ class LocalChunkSink:
     async def write(self, data: Buffer) -> None:
         self._batch.append(data)
         self._batched += len(data)
-        if self._batched >= BATCH_BYTES or len(self._batch) >= BATCH_PIECES:
+        if self._batched >= self._open_sinks.batch_bytes or len(self._batch) >= BATCH_PIECES:
             await self._submit()
 
     async def _submit(self) -> None:
@@ -143,6 +164,7 @@ class LocalChunkSink:
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._open_sinks.change(-1)
             os.close(self._fd)
 
 
@@ -156,6 +178,7 @@ class LocalStorage:
         self.partials = partials.resolve()
         self.writeback = writeback
         self.executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="pfd-io")
+        self.open_sinks = _OpenSinks()
 
     def partial_path(self, upload_id: str) -> Path:
         return self.partials / f"{upload_id}.part"
@@ -191,7 +214,9 @@ class LocalStorage:
         self, upload_id: str, offset: int, on_written: OnWritten | None = None
     ) -> LocalChunkSink:
         fd = os.open(self.partial_path(upload_id), os.O_WRONLY)
-        return LocalChunkSink(fd, offset, self.executor, self.writeback, on_written)
+        return LocalChunkSink(
+            fd, offset, self.executor, self.writeback, on_written, self.open_sinks
+        )
 
     async def join_partials(self, upload_id: str, parts: list[tuple[str, int]]) -> str:
         """Make `upload_id`'s partial the concatenation of the first `size` bytes of each part.
@@ -386,10 +411,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_thread_buffers = threading.local()
+
+
 def hash_file_range(path: os.PathLike[str], hasher: Any, start: int, end: int) -> None:
-    # One reused buffer: no per-read allocation that a thread's malloc arena would keep around.
-    buffer = bytearray(HASH_READ_BYTES)
-    view = memoryview(buffer)
+    # One buffer per I/O thread, reused: no per-read allocation for malloc to keep around.
+    view: memoryview | None = getattr(_thread_buffers, "view", None)
+    if view is None:
+        view = _thread_buffers.view = memoryview(bytearray(HASH_READ_BYTES))
     fd = os.open(path, os.O_RDONLY)
     try:
         position = start
