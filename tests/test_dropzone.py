@@ -313,3 +313,46 @@ def test_same_names_are_made_unique(server: Server, tmp_path: Path) -> None:
             response = client.post("/upload", files={"file": ("same.tar.gz", source.read_bytes())})
             names.append(response.json()["file"]["name"])
     assert names == ["same.tar.gz", "same (1).tar.gz", "same (2).tar.gz"]
+
+
+def test_publish_waits_for_a_retry_still_writing(server: Server, tmp_path: Path) -> None:
+    """A retry of a chunk that is still streaming when the file completes must not write into the
+    published file afterwards (it may share its bytes with others through deduplication)."""
+    source = random_file(tmp_path / "late.bin", 2 * MiB)
+    data = source.read_bytes()
+    upload_id = str(uuid.uuid4())
+    with client_for(server) as client:
+        client.get("/healthz")
+        cookie = client.cookies["pfd_owner"]
+        boundary = "lateboundary"
+        head = "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+            for k, v in chunk_fields(upload_id, 0, MiB, 2 * MiB).items()
+        ) + (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="late.bin"\r\n\r\n'
+        )
+        tail = f"\r\n--{boundary}--\r\n"
+        raw = socket.create_connection(("127.0.0.1", server.port))
+        raw.sendall(
+            (
+                f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: pfd_owner={cookie}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {len(head) + MiB + len(tail)}\r\n\r\n"
+            ).encode()
+            + head.encode()
+            + data[: MiB // 2]
+        )
+        assert send_chunk(client, source, upload_id, 1, MiB).status_code == 200
+        finished: list[httpx.Response] = []
+        original = threading.Thread(
+            target=lambda: finished.append(send_chunk(client, source, upload_id, 0, MiB))
+        )
+        original.start()
+        original.join(1.5)
+        assert original.is_alive(), "published while a retry was still writing"
+        raw.sendall(data[MiB // 2 : MiB] + tail.encode())
+        original.join(30)
+        raw.close()
+    assert finished[0].json()["status"] == "done"
+    stored_bytes_match(server, finished[0].json()["file"], source)

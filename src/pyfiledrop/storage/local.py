@@ -17,6 +17,7 @@ import hashlib
 import os
 import struct
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +32,7 @@ MIN_BATCH_BYTES = 64 * 1024
 # What all open sinks together may hold in batches (gathering + in flight): with many uploads at
 # once each batch gets smaller, so memory stays bounded (about 2 batches per sink).
 BATCH_BUDGET_BYTES = 32 * 1024 * 1024
+PUBLISH_WAIT_SECONDS = 30.0
 BATCH_PIECES = 256  # well under IOV_MAX (1024)
 READ_BYTES = 1024 * 1024
 HASH_READ_BYTES = 1024 * 1024
@@ -87,9 +89,15 @@ class _OpenSinks:
     def __init__(self) -> None:
         self.count = 0
         self.batch_bytes = BATCH_BYTES
+        self.by_upload: dict[str, int] = {}
 
-    def change(self, delta: int) -> None:
+    def change(self, delta: int, upload_id: str = "") -> None:
         self.count += delta
+        left = self.by_upload.get(upload_id, 0) + delta
+        if left > 0:
+            self.by_upload[upload_id] = left
+        else:
+            self.by_upload.pop(upload_id, None)
         share = BATCH_BUDGET_BYTES // (2 * max(1, self.count))
         self.batch_bytes = max(MIN_BATCH_BYTES, min(BATCH_BYTES, share))
 
@@ -103,9 +111,11 @@ class LocalChunkSink:
         writeback: bool,
         on_written: OnWritten | None = None,
         open_sinks: _OpenSinks | None = None,
+        upload_id: str = "",
     ) -> None:
         self._open_sinks = open_sinks or _OpenSinks()
-        self._open_sinks.change(+1)
+        self._upload_id = upload_id
+        self._open_sinks.change(+1, upload_id)
         self._fd = fd
         self._on_written = on_written
         self._offset = offset
@@ -164,7 +174,7 @@ class LocalChunkSink:
     def _close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._open_sinks.change(-1)
+            self._open_sinks.change(-1, self._upload_id)
             os.close(self._fd)
 
 
@@ -215,7 +225,7 @@ class LocalStorage:
     ) -> LocalChunkSink:
         fd = os.open(self.partial_path(upload_id), os.O_WRONLY)
         return LocalChunkSink(
-            fd, offset, self.executor, self.writeback, on_written, self.open_sinks
+            fd, offset, self.executor, self.writeback, on_written, self.open_sinks, upload_id
         )
 
     async def join_partials(self, upload_id: str, parts: list[tuple[str, int]]) -> str:
@@ -289,6 +299,11 @@ class LocalStorage:
             _raise_mapped(error)  # delayed allocation or NFS can report a full disk only here
 
     async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
+        # A retried chunk may still be writing (the same bytes) into the partial; once linked, its
+        # writes would land in the published file, so let it finish first (bounded wait).
+        deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
+        while self.open_sinks.by_upload.get(upload_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         source = self.partial_path(upload_id)
         return await self._run(self._link_unique, source, name, taken)  # type: ignore[return-value]
 
