@@ -120,7 +120,7 @@ def test_uploader_options_and_password(server_factory: ServerFactory, tmp_path: 
     )
     assert uploaded.returncode == 0, uploaded.stderr
     result = json.loads(uploaded.stdout)
-    assert result["sha256"] == sha256_of(source) and len(result["delete_token"]) == 32
+    assert result["sha256"] == sha256_of(source) and len(result["delete_token"]) == 48
     headers = {"Authorization": "Bearer pw"}
     info = httpx.get(f"{server.url}/api/files/{result['id']}", headers=headers)
     # The owner is the uploader's cookie, not the password: the API shows it only to them.
@@ -133,3 +133,12 @@ def test_uploader_options_and_password(server_factory: ServerFactory, tmp_path: 
     assert fetched.returncode == 1 and "410" in fetched.stderr
     deleted = cli("delete", result["url"], "--token", result["delete_token"], "--password", "pw")
     assert deleted.returncode == 0, deleted.stderr
+
+
+def test_delete_tokens_never_look_like_a_flag() -> None:
+    # A token starting with "-" made `pyfiledrop delete URL --token TOKEN` fail at random.
+    from pyfiledrop.lifecycle import delete_token
+
+    tokens = [delete_token(b"k" * 32, f"file{i}") for i in range(2000)]
+    assert not any(token.startswith("-") for token in tokens)
+    assert all(len(token) == 48 for token in tokens)

@@ -181,7 +181,7 @@ def test_delete_token_works_without_the_cookie(tmp_path: Path) -> None:
     with running_app(tmp_path) as app:
         by_header = put(app.client, "h.txt", b"h")
         by_query = put(app.client, "q.txt", b"q")
-        assert len(by_header["delete_token"]) == 32
+        assert len(by_header["delete_token"]) == 48
         listed = app.client.get("/api/files").json()["files"]
         assert all("delete_token" not in entry for entry in listed)
         stranger = app.other_client()

@@ -11,7 +11,6 @@ links keep the bytes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import logging
@@ -43,7 +42,7 @@ GONE_MESSAGES = {
 RESUME_WINDOW_SECONDS = 24 * 3600
 TOMBSTONE_SECONDS = 30 * 86400
 MAX_DOWNLOADS_LIMIT = 1_000_000
-TOKEN_CHARS = 32  # 192 bits
+TOKEN_CHARS = 48  # hex: 192 bits, and never a leading "-" that a command line reads as a flag
 SCAN_YIELD_EVERY = 500
 
 
@@ -115,7 +114,7 @@ def delete_token(key: bytes, file_id: str) -> str:
     database keeps only its hash.
     """
     digest = hmac.new(key, b"delete-token:" + file_id.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode()[:TOKEN_CHARS]
+    return digest.hex()[:TOKEN_CHARS]
 
 
 def token_hash(token: str) -> str:
