@@ -62,17 +62,27 @@ def upload(
     in_flight: int = 4,
     upload_id: str | None = None,
     finish: bool = True,
+    retries: int = 0,
 ) -> dict[str, Any]:
-    """Send the chunks in `order` (default: in order) with `in_flight` at once, then finish."""
+    """Send the chunks in `order` (default: in order) with `in_flight` at once, then finish.
+
+    `retries`: resend a chunk answered with a 5xx, as Dropzone (retryChunks) and the CLI do."""
     upload_id = upload_id or str(uuid.uuid4())
     if "pfd_owner" not in client.cookies:
         client.get("/healthz")  # the owner cookie, before parallel chunks each get a new one
     count = max(1, math.ceil(path.stat().st_size / chunk_size))
     order = list(range(count)) if order is None else order
+
+    def send(index: int) -> httpx.Response:
+        response = send_chunk(client, path, upload_id, index, chunk_size)
+        for _ in range(retries):
+            if response.status_code < 500:
+                break
+            response = send_chunk(client, path, upload_id, index, chunk_size)
+        return response
+
     with ThreadPoolExecutor(in_flight) as pool:
-        responses = list(
-            pool.map(lambda i: send_chunk(client, path, upload_id, i, chunk_size), order)
-        )
+        responses = list(pool.map(send, order))
     for response in responses:
         assert response.status_code == 200, response.text
     if not finish:

@@ -37,7 +37,9 @@ def test_shuffled_duplicated_chunks_download_exact(backend: Backend, tmp_path: P
     order = list(range(4)) * 2
     random.Random(3).shuffle(order)
     with client_for(server) as client:
-        record = upload(client, source, CHUNK, order=order, in_flight=4)
+        # moto under load sometimes drops a streamed part (botocore can't replay it): the
+        # server answers 5xx for that chunk and, like every real client, the test resends it.
+        record = upload(client, source, CHUNK, order=order, in_flight=4, retries=2)
         assert record["sha256"] == sha256_of(source)
         assert downloaded_sha256(client, record) == record["sha256"]
         ranged = client.get(str(record["url"]), headers={"Range": f"bytes={CHUNK - 5}-{CHUNK + 4}"})
