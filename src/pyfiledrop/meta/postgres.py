@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 
-from pyfiledrop.meta.sqlite import migration_scripts
+from pyfiledrop.meta.sqlite import apply_migrations
 
 T = TypeVar("T")
 
@@ -111,17 +111,7 @@ def migrate(connection: Connection) -> None:
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version BIGINT PRIMARY KEY, applied DOUBLE PRECISION)"
         )
-        done = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-        for version, script in migration_scripts():
-            if version in done:
-                continue
-            for statement in postgres_dialect(script).split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.execute(
-                "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)",
-                (version, time.time()),
-            )
+        apply_migrations(connection, postgres_dialect)
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")

@@ -49,6 +49,22 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def apply_migrations(connection: Any, dialect: Callable[[str], str] = lambda sql: sql) -> None:
+    """Run the numbered scripts not yet recorded in `schema_migrations`, inside the caller's
+    transaction; `dialect` adapts a script's SQL to the database (types)."""
+    done = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+    for version, script in migration_scripts():
+        if version in done:
+            continue
+        for statement in dialect(script).split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        connection.execute(
+            "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)",
+            (version, time.time()),
+        )
+
+
 def migrate(connection: sqlite3.Connection) -> None:
     connection.execute("BEGIN IMMEDIATE")
     try:
@@ -56,17 +72,7 @@ def migrate(connection: sqlite3.Connection) -> None:
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version INTEGER PRIMARY KEY, applied REAL)"
         )
-        done = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-        for version, script in migration_scripts():
-            if version in done:
-                continue
-            for statement in script.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.execute(
-                "INSERT INTO schema_migrations (version, applied) VALUES (?, ?)",
-                (version, time.time()),
-            )
+        apply_migrations(connection)
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
