@@ -133,7 +133,7 @@ async def create(uploads: Uploads, new: NewUpload) -> Outcome:
     async with uploads.admission:  # the disk guard and quotas, as for every new upload
         await guard.admit(uploads.settings, uploads.db, uploads.storage, new.owner, new.size)
         await uploads.storage.create_partial(upload.id, new.size)
-        upload = await uploads.db.run(books.insert_upload, upload)
+        upload = await uploads.db.run(queries.insert_upload, upload)
     uploads.counters["chunk_requests"] += 1
     if new.size == 0 and new.concat is None:
         return await _complete(uploads, upload)
@@ -284,7 +284,7 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
         content_type=new.content_type,
         concat=new.concat,
     )
-    upload = await uploads.db.run(books.insert_upload, upload)
+    upload = await uploads.db.run(queries.insert_upload, upload)
     started = time.perf_counter()
     try:
         how = await uploads.storage.join_partials(

@@ -18,7 +18,7 @@ def a_tus_upload() -> Upload:
 
 
 def test_one_writer_at_a_time_with_a_lease(databases: list[Database]) -> None:  # noqa: F811
-    stored = databases[0].run_sync(books.insert_upload, a_tus_upload())
+    stored = databases[0].run_sync(queries.insert_upload, a_tus_upload())
     assert (stored.byte_offset, stored.metadata, stored.content_type) == (
         0,
         "filename dA==",
@@ -58,7 +58,7 @@ def test_one_writer_at_a_time_with_a_lease(databases: list[Database]) -> None:  
 
 def test_a_deferred_length_is_set_once(databases: list[Database]) -> None:  # noqa: F811
     upload = a_tus_upload()
-    databases[0].run_sync(books.insert_upload, Upload(**{**upload.__dict__, "size": None}))
+    databases[0].run_sync(queries.insert_upload, Upload(**{**upload.__dict__, "size": None}))
     assert databases[0].run_sync(books.set_length, "t1", 5 * 1024**4)
     assert not databases[1].run_sync(books.set_length, "t1", 7)
     stored = databases[1].run_sync(queries.get_upload, "t1")

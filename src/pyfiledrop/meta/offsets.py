@@ -6,24 +6,7 @@ two requests (in one process or several) can never both write to one upload.
 
 from __future__ import annotations
 
-from pyfiledrop.meta import Upload
-from pyfiledrop.meta.queries import Connection, get_upload
-
-
-def insert_upload(connection: Connection, upload: Upload) -> Upload:
-    connection.execute(
-        "INSERT INTO uploads (id, owner, name, size, chunk_size, chunk_count, protocol, state,"
-        " created, updated, byte_offset, metadata, content_type, concat)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            upload.id, upload.owner, upload.name, upload.size, upload.chunk_size,
-            upload.chunk_count, upload.protocol, upload.state, upload.created, upload.updated,
-            upload.byte_offset, upload.metadata, upload.content_type, upload.concat,
-        ),
-    )  # fmt: skip
-    stored = get_upload(connection, upload.id)
-    assert stored is not None
-    return stored
+from pyfiledrop.meta.queries import Connection
 
 
 def take_lock(

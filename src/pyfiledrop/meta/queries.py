@@ -31,12 +31,14 @@ def insert_upload(connection: Connection, upload: Upload) -> Upload:
     """Create the upload unless it exists; either way return the stored row."""
     connection.execute(
         "INSERT INTO uploads (id, owner, name, size, chunk_size, chunk_count, protocol, state,"
-        " created, updated, expires_in, max_downloads)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        " created, updated, expires_in, max_downloads, byte_offset, metadata, content_type,"
+        " concat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO NOTHING",
         (
             upload.id, upload.owner, upload.name, upload.size, upload.chunk_size,
             upload.chunk_count, upload.protocol, upload.state, upload.created, upload.updated,
-            upload.expires_in, upload.max_downloads,
+            upload.expires_in, upload.max_downloads, upload.byte_offset, upload.metadata,
+            upload.content_type, upload.concat,
         ),
     )  # fmt: skip
     stored = get_upload(connection, upload.id)
