@@ -115,21 +115,7 @@ async def create(uploads: Uploads, new: NewUpload) -> Outcome:
     if new.size is not None:
         check_size(uploads, new.size)
     now = uploads.clock()
-    upload = Upload(
-        id=str(uuid.uuid4()),
-        owner=new.owner,
-        name=sanitize(new.filename),
-        size=new.size,
-        chunk_size=max(new.size or 0, 1),
-        chunk_count=1,
-        protocol=PROTOCOL,
-        state="receiving",
-        created=now,
-        updated=now,
-        metadata=new.metadata,
-        content_type=new.content_type,
-        concat=new.concat,
-    )
+    upload = _new_upload(new, new.owner, new.size, now)
     async with uploads.admission:  # the disk guard and quotas, as for every new upload
         await guard.admit(uploads.settings, uploads.db, uploads.storage, new.owner, new.size)
         await uploads.storage.create_partial(upload.id, new.size)
@@ -269,21 +255,7 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
             raise Locked(f"partial upload {part.id} is being written")
     total = sum(part.size or 0 for part in parts)
     check_size(uploads, total)
-    upload = Upload(
-        id=str(uuid.uuid4()),
-        owner=owner,
-        name=sanitize(new.filename),
-        size=total,
-        chunk_size=max(total, 1),
-        chunk_count=1,
-        protocol=PROTOCOL,
-        state="receiving",
-        created=now,
-        updated=now,
-        metadata=new.metadata,
-        content_type=new.content_type,
-        concat=new.concat,
-    )
+    upload = _new_upload(new, owner, total, now)
     upload = await uploads.db.run(queries.insert_upload, upload)
     started = time.perf_counter()
     try:
@@ -410,3 +382,22 @@ async def _hash_up_to(uploads: Uploads, upload: Upload, offset: int) -> Any:
             )
             progress.position = offset
         return progress.hasher.copy()
+
+
+def _new_upload(new: NewUpload, owner: str, size: int | None, now: float) -> Upload:
+    """The row of a new offset upload: one chunk as large as the file, its size maybe unknown."""
+    return Upload(
+        id=str(uuid.uuid4()),
+        owner=owner,
+        name=sanitize(new.filename),
+        size=size,
+        chunk_size=max(size or 0, 1),
+        chunk_count=1,
+        protocol=PROTOCOL,
+        state="receiving",
+        created=now,
+        updated=now,
+        metadata=new.metadata,
+        content_type=new.content_type,
+        concat=new.concat,
+    )
