@@ -38,6 +38,7 @@ class Result:
     peak_rss_kib: int  # server tree
     sha_ok: bool
     error: str | None = None
+    load: float | None = None  # 1-minute load average when the run started (bench.quiet)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

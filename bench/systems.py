@@ -163,15 +163,21 @@ def dd(block_size: int) -> Callable[[Trial], list[str]]:
     return command
 
 
-def dropzone(chunk_size: int, in_flight: int) -> Callable[[Trial], list[str]]:
+def dropzone(chunk_size: int | None, in_flight: int | None) -> Callable[[Trial], list[str]]:
+    """`pyfiledrop upload`; None leaves that knob at the uploader's own default."""
+
     def command(trial: Trial) -> list[str]:
+        knobs = [] if in_flight is None else ["--parallel", str(in_flight)]
+        knobs += [] if chunk_size is None else ["--chunk-size", str(chunk_size)]
         return [
             *(str(PYFILEDROP_BIN / "pyfiledrop"), "upload", str(trial.source)),
-            *("--url", trial.url, "--parallel", str(in_flight)),
-            *("--chunk-size", str(chunk_size), "--json"),
+            *("--url", trial.url, *knobs, "--json"),
         ]
 
     return command
+
+
+CLI_DEFAULTS = "CLI defaults"
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,11 @@ def pyfiledrop_settings(matrix: Matrix) -> list[Setting]:
         mode = "flush" if flush else "no flush"
         settings.append(
             Setting(f"pyfiledrop PUT ({mode})", "curl -T", flush, server, curl_put("/put/"))
+        )
+        settings.append(
+            Setting(
+                f"pyfiledrop Dropzone ({mode})", CLI_DEFAULTS, flush, server, dropzone(None, None)
+            )
         )
         if matrix.page_default:
             settings.append(
