@@ -197,6 +197,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         security_headers=lambda: security_headers(settings),
         expose_headers=tus.EXPOSED_HEADERS,
     )
+    app.state.keep_awake = awake
     # Outermost: sees every answer, the password check's too.
     app.add_middleware(
         WatchMiddleware,
