@@ -70,3 +70,5 @@ def configure(log_format: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # wakepy explains every method it tried at INFO: `keepawake` sums that up in one line.
+    logging.getLogger("wakepy").setLevel(logging.WARNING)

@@ -3,7 +3,10 @@ with prometheus-client's own parser (not by matching our text)."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -96,3 +99,43 @@ def test_metrics_are_off_by_default_and_behind_the_password(
     samples = scrape(guarded.url, Authorization="Bearer s3cret-pass")
     # The refused scrape above counts, by its code.
     assert value(samples, "pyfiledrop_refusals_total", status="401", code="unauthorized") == 1
+
+
+def test_bytes_show_while_an_upload_is_still_arriving(server_factory: ServerFactory) -> None:
+    server = server_factory("--metrics")
+    first_half = threading.Event()
+    go_on = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield b"a" * (100 * KIB)
+        first_half.set()
+        assert go_on.wait(30)
+        yield b"b" * (100 * KIB)
+
+    results: list[int] = []
+
+    def send() -> None:
+        response = httpx.put(f"{server.url}/put/slow.bin", content=body(), timeout=60)
+        results.append(response.status_code)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert first_half.wait(30)
+        deadline = time.monotonic() + 10
+        while True:  # the server reads the first piece soon after it is sent: poll, bounded
+            now = scrape(server.url)
+            got = value(now, "pyfiledrop_received_bytes_total", protocol="put")
+            if got >= 100 * KIB or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got == 100 * KIB
+        assert value(now, "pyfiledrop_uploads_in_progress") == 1
+        assert value(now, "pyfiledrop_files_stored_total") == 0
+    finally:
+        go_on.set()
+        sender.join(60)
+    assert results == [201]
+    done = scrape(server.url)
+    assert value(done, "pyfiledrop_received_bytes_total", protocol="put") == 200 * KIB
+    assert value(done, "pyfiledrop_uploads_in_progress") == 0

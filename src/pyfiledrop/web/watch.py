@@ -80,11 +80,21 @@ class WatchMiddleware:
         method: str = scope["method"]
         protocol = upload_protocol(method, scope["path"])
         seen: dict[str, int] = {"status": 0, "in": 0, "out": 0}
+        metrics = _metrics(scope)
+        # Counted as the bytes come, so a long upload shows on the graph while it runs.
+        received = (
+            metrics.received_bytes.labels(protocol)
+            if metrics is not None and protocol is not None
+            else None
+        )
 
         async def counting_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                seen["in"] += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                seen["in"] += size
+                if received is not None:
+                    received.inc(size)
             return message
 
         async def watching_send(message: Message) -> None:
@@ -115,7 +125,6 @@ class WatchMiddleware:
         metrics = _metrics(scope)
         if metrics is not None:
             if protocol is not None:
-                metrics.received_bytes.labels(protocol).inc(seen["in"])
                 metrics.chunk_requests.labels(protocol, outcome(status)).inc()
             if 400 <= status < 500 and status != CLIENT_GONE:
                 metrics.refusals.labels(str(status), code or "http").inc()
