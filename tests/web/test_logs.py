@@ -38,7 +38,8 @@ def upload_refuse_fail_download_delete(server: Server, tmp_path: Path) -> dict[s
     with httpx.Client(base_url=server.url, timeout=30, headers=AUTH) as client:
         stored = client.put("/put/report.bin", content=source.read_bytes()).json()
         too_big = {"dztotalfilesize": str(2 * 1024**2), "dztotalchunkcount": "2"}
-        refused = send_chunk(client, source, str(uuid.uuid4()), 0, 1024**2, fields=too_big)
+        refused_id = str(uuid.uuid4())
+        refused = send_chunk(client, source, refused_id, 0, 1024**2, fields=too_big)
         assert refused.status_code == 413
         assert client.get(stored["url"]).status_code == 200
         token = stored["delete_token"]
@@ -50,7 +51,7 @@ def upload_refuse_fail_download_delete(server: Server, tmp_path: Path) -> dict[s
         f"{server.url}/api/files", headers={"Authorization": "Bearer nope"}, timeout=30
     )
     assert wrong_bearer.status_code == 401
-    result: dict[str, Any] = stored
+    result: dict[str, Any] = {**stored, "refused_upload": refused_id}
     return result
 
 
@@ -67,10 +68,13 @@ def test_text_log_after_an_upload_a_refusal_and_a_failed_login(
         assert len(found) == 1, (parts, text[-3000:])
         return found[0]
 
-    one("upload", "started (stream, 50000 bytes")
-    one("127.0.0.1 PUT /put/report.bin 201 in=50000")
-    one("refused POST /upload from 127.0.0.1: 413 too_large")
-    one("127.0.0.1 POST /upload 413", "too_large")
+    started = one("upload", "started (stream, 50000 bytes")
+    put_id = started.split("upload ")[1].split()[0]
+    one(f"upload {put_id} stored as file {ref(stored['id'])} 'report.bin' (50000 bytes")
+    one("127.0.0.1 PUT /put/report.bin 201 in=50000 out=", f"upload={put_id}")
+    refused = stored["refused_upload"]
+    one(f"refused POST /upload from 127.0.0.1 (upload {refused}): 413 too_large")
+    one("127.0.0.1 POST /upload 413", f"upload={refused} too_large")
     one("auth failure from 127.0.0.1 on /login (1 in 15 min)")
     one("auth failure from 127.0.0.1 on /api/files (2 in 15 min)")
     one("127.0.0.1 POST /login 401")
@@ -96,6 +100,7 @@ def test_json_lines_carry_the_same_fields(server_factory: ServerFactory, tmp_pat
     assert put["bytes_in"] == 50_000 and put["client"] == "127.0.0.1" and put["seconds"] >= 0
     refused = next(e for e in access if e["status"] == 413)
     assert refused["code"] == "too_large" and refused["path"] == "/upload"
+    assert refused["upload"] == stored["refused_upload"]
     assert any(e["path"] == "/login" and e["status"] == 401 for e in access)
     messages = [e["message"] for e in entries if e["logger"] == "pyfiledrop"]
     assert any(m.startswith("auth failure from 127.0.0.1 on /login") for m in messages)
@@ -119,3 +124,17 @@ def test_paths_lose_ids_and_control_characters() -> None:
     assert loggable_path(f"/api/files/{file_id}") == "/api/files/AbCdEfGh…"
     assert loggable_path("/put/a\r\nFAKE 200") == "/put/a\\x0d\\x0aFAKE 200"
     assert printable("x" * 1000).endswith("…") and len(printable("x" * 1000)) < 400
+
+
+def test_expiry_is_logged_with_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pyfiledrop import lifecycle
+    from tests.lifecycle_app import put, running_app
+
+    with running_app(tmp_path, expire_after=3600) as app:
+        record = put(app.client, "report.pdf", b"x" * 1000)
+        app.clock.advance(3600)
+        with caplog.at_level(logging.INFO, logger="pyfiledrop"):
+            app.run(lifecycle.purge, app.uploads.db, app.uploads.storage, app.clock())
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"removed file {ref(str(record['id']))} 'report.pdf': expired" in messages
+    assert not any(str(record["id"]) in message for message in messages)

@@ -28,7 +28,13 @@ from pyfiledrop.web import downloads, manage
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
-from pyfiledrop.web.watch import WatchMiddleware, client_address, metrics_endpoint, note_error_code
+from pyfiledrop.web.watch import (
+    WatchMiddleware,
+    client_address,
+    metrics_endpoint,
+    note_error_code,
+    noted_upload,
+)
 
 log = logging.getLogger("pyfiledrop")
 
@@ -123,10 +129,12 @@ def api_routes() -> list[BaseRoute]:
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, PyfiledropError)
     note_error_code(request.scope, error.code)
+    upload_id = noted_upload(request.scope)
     log.warning(
-        "refused %s %s from %s: %d %s: %s",
+        "refused %s %s from %s%s: %d %s: %s",
         request.method, loggable_path(request.url.path), client_address(request.scope),
-        error.status, error.code, printable(error.message),
+        f" (upload {upload_id})" if upload_id else "", error.status, error.code,
+        printable(error.message),
     )  # fmt: skip
     if error.status in (404, 410) and manage.wants_html(request):
         return manage.error_page(error.status, error.message)

@@ -61,6 +61,16 @@ def note_error_code(scope: Scope, code: str) -> None:
     scope.setdefault("state", {})["error_code"] = code
 
 
+def note_upload(scope: Scope, upload_id: str) -> None:
+    """Called by a protocol once it knows (and has validated) the upload a request is for."""
+    scope.setdefault("state", {})["upload_id"] = upload_id
+
+
+def noted_upload(scope: Scope) -> str | None:
+    upload_id = scope.get("state", {}).get("upload_id")
+    return upload_id if isinstance(upload_id, str) else None
+
+
 class WatchMiddleware:
     def __init__(
         self,
@@ -143,12 +153,15 @@ class WatchMiddleware:
             "bytes_out": seen["out"],
             "seconds": round(seconds, 4),
         }
+        upload_id = noted_upload(scope)
+        if upload_id:
+            fields["upload"] = upload_id
         if code:
             fields["code"] = code
         access_log.info(
-            "%s %s %s %d in=%d out=%d %.3fs%s",
+            "%s %s %s %d in=%d out=%d %.3fs%s%s",
             fields["client"], fields["method"], fields["path"], status, seen["in"], seen["out"],
-            seconds, f" {code}" if code else "",
+            seconds, f" upload={upload_id}" if upload_id else "", f" {code}" if code else "",
             extra={"fields": fields},
         )  # fmt: skip
 
