@@ -138,3 +138,12 @@ def test_expiry_is_logged_with_the_file(tmp_path: Path, caplog: pytest.LogCaptur
     messages = [r.getMessage() for r in caplog.records]
     assert f"removed file {ref(str(record['id']))} 'report.pdf': expired" in messages
     assert not any(str(record["id"]) in message for message in messages)
+
+
+def test_the_client_address_is_one_name_per_client() -> None:
+    from pyfiledrop.web.watch import client_address
+
+    assert client_address({"client": ("::ffff:192.0.2.9", 5000)}) == "192.0.2.9"
+    assert client_address({"client": ("2001:db8::1", 5000)}) == "2001:db8::1"
+    assert client_address({"client": ("192.0.2.9", 5000)}) == "192.0.2.9"
+    assert client_address({}) == "unknown"

@@ -32,7 +32,11 @@ Activity = Callable[[int], None]  # +1 when an upload request starts, -1 when it
 def client_address(scope: Scope) -> str:
     """Who sent the request: the one place to learn it (trusted proxies plug in here)."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    if not client:
+        return "unknown"
+    address = str(client[0])
+    # A dual-stack socket (`--host ::`) sees IPv4 clients as ::ffff:a.b.c.d: one client, one name.
+    return address.removeprefix("::ffff:") if "." in address else address
 
 
 def upload_protocol(method: str, path: str) -> str | None:
