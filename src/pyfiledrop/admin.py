@@ -15,13 +15,13 @@ from typing import Any
 
 from pyfiledrop import lifecycle
 from pyfiledrop.config import ConfigError, Settings, add_setting_flags, load_settings
-from pyfiledrop.meta import Database, StoredFile, open_database, queries
+from pyfiledrop.meta import Database, StoredFile, Upload, open_database, queries
 from pyfiledrop.storage import Storage
 from pyfiledrop.units import format_size
 from pyfiledrop.web.app import open_core
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
-NOT_SETTINGS = ("func", "command", "action", "json", "all", "file_id")
+NOT_SETTINGS = ("func", "command", "action", "json", "all", "file_id", "in_progress")
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -31,6 +31,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     actions = files.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="the stored files, newest first")
     listing.add_argument("--all", action="store_true", help="also files no longer served")
+    listing.add_argument(
+        "--in-progress",
+        action="store_true",
+        help="uploads still arriving instead: owner, protocol, bytes received, age, idle time",
+    )
     listing.set_defaults(func=run_list)
     info = actions.add_parser("info", help="everything known about one file")
     info.add_argument("file_id", metavar="ID")
@@ -108,6 +113,8 @@ def _with_database(settings: Settings, work: Any) -> Any:
 
 def run_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.in_progress:
+        return _list_in_progress(settings, args.json)
     query = queries.all_files_and_tombstones if args.all else queries.all_files
     files: list[StoredFile] = _with_database(settings, lambda db: db.run_sync(query))
     now = time.time()
@@ -117,6 +124,65 @@ def run_list(args: argparse.Namespace) -> int:
     else:
         _print_table(rows)
     return EXIT_OK
+
+
+def received_bytes(db: Database, upload: Upload) -> int | None:
+    """What the books know has arrived; None for a one-shot stream (counted only in memory)."""
+    if upload.protocol == "stream":
+        return None
+    if upload.protocol == "tus":
+        return upload.byte_offset  # received in order: the offset is the count
+    size = upload.size or 0
+    return sum(
+        max(0, min(upload.chunk_size, size - index * upload.chunk_size))
+        for index in db.run_sync(queries.received_chunks, upload.id)
+    )
+
+
+def describe_upload(db: Database, upload: Upload, now: float) -> dict[str, Any]:
+    return {
+        "id": upload.id,
+        "name": upload.name,
+        "owner": upload.owner[:12],
+        "protocol": upload.protocol,
+        "state": upload.state,
+        "received": received_bytes(db, upload),
+        "size": upload.size,
+        "started": _iso(upload.created),
+        "age_seconds": round(max(0.0, now - upload.created)),
+        "idle_seconds": round(max(0.0, now - upload.updated)),
+    }
+
+
+def _list_in_progress(settings: Settings, as_json: bool) -> int:
+    def rows(db: Database) -> list[dict[str, Any]]:
+        uploads = db.run_sync(queries.receiving_uploads)
+        now = time.time()
+        found = [describe_upload(db, upload, now) for upload in uploads]
+        return sorted(found, key=lambda row: row["age_seconds"], reverse=True)
+
+    found: list[dict[str, Any]] = _with_database(settings, rows)
+    if as_json:
+        print(json.dumps({"uploads": found}, indent=2))
+        return EXIT_OK
+    if not found:
+        print("no uploads in progress")
+    for row in found:
+        got = "?" if row["received"] is None else format_size(row["received"])
+        total = "?" if row["size"] is None else format_size(row["size"])
+        print(
+            f"{row['id']}  {row['owner']}  {row['protocol']:<8}  {got:>10} of {total:<10}  "
+            f"age {_ago(row['age_seconds']):>6}  idle {_ago(row['idle_seconds']):>6}  "
+            f"{row['state']:<10}  {row['name']}"
+        )
+    return EXIT_OK
+
+
+def _ago(seconds: int) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.1f}{unit}"
+    return f"{seconds}s"
 
 
 def _find(db: Database, file_id: str) -> StoredFile | None:

@@ -74,6 +74,10 @@ class Settings:
     s3_access_key: str | None = None  # else the standard AWS_* variables and files
     s3_secret_key: str | None = None
     s3_presign: bool = False  # downloads redirect to presigned URLs instead of passing through
+    metrics: bool = False  # serve Prometheus metrics at /metrics
+    access_log: bool = True  # one line per request
+    log_format: str = "text"  # or "json": one JSON object per line
+    keep_awake: bool = False  # keep the host from sleeping while uploads are in progress
 
     @property
     def local_storage(self) -> Path:
@@ -448,6 +452,51 @@ SPECS += (
         _secrets,
         "a list of texts (TOML array, or comma-separated in the environment)",
         "more secrets accepted like the password (config file or environment only)",
+    ),
+)
+# Watching it: metrics, logs, and the host's sleep.
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(value: Any) -> str:
+    text = _text(value).lower()
+    if text not in LOG_FORMATS:
+        raise ValueError
+    return text
+
+
+SPECS += (
+    Spec(
+        "metrics",
+        _bool,
+        "true or false",
+        "serve Prometheus metrics at /metrics (behind the password when one is set)",
+        ("--metrics",),
+        "store_true",
+    ),
+    Spec(
+        "access_log",
+        _bool,
+        "true or false",
+        "log one line per request (method, path without secrets, status, bytes, time)",
+        ("--no-access-log",),
+        "store_false",
+    ),
+    Spec(
+        "log_format",
+        _log_format,
+        "text or json",
+        "log as plain text lines or as JSON lines",
+        ("--log-format",),
+        metavar="FORMAT",
+    ),
+    Spec(
+        "keep_awake",
+        _bool,
+        "true or false",
+        "keep this machine from sleeping while uploads are in progress",
+        ("--keep-awake",),
+        "store_true",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import BadRequest
+from pyfiledrop.logs import ref
 from pyfiledrop.meta import Database, StoredFile, queries
 from pyfiledrop.storage import Storage
 from pyfiledrop.units import parse_duration
@@ -148,7 +149,7 @@ async def remove_file(
         return False
     if reason != MISSING:
         await storage.delete(stored.path)
-    log.info("removed %s (%s): %s", stored.path, stored.id, reason)
+    log.info("removed file %s %r: %s", ref(stored.id), stored.path, reason)
     return True
 
 

@@ -36,7 +36,7 @@ from pyfiledrop.meta import StoredFile, Upload, queries
 from pyfiledrop.meta import offsets as books
 from pyfiledrop.names import sanitize
 from pyfiledrop.storage import Buffer, ChunkSink
-from pyfiledrop.uploads import Uploads
+from pyfiledrop.uploads import Uploads, log_upload_start
 
 log = logging.getLogger("pyfiledrop")
 
@@ -120,6 +120,7 @@ async def create(uploads: Uploads, new: NewUpload) -> Outcome:
         await guard.admit(uploads.settings, uploads.db, uploads.storage, new.owner, new.size)
         await uploads.storage.create_partial(upload.id, new.size)
         upload = await uploads.db.run(queries.insert_upload, upload)
+    log_upload_start(upload.id, upload.protocol, new.size, 1)
     uploads.counters["chunk_requests"] += 1
     if new.size == 0 and new.concat is None:
         return await _complete(uploads, upload)

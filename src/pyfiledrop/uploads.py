@@ -32,7 +32,9 @@ from pyfiledrop.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from pyfiledrop.logs import ref
 from pyfiledrop.meta import Database, StoredFile, Upload, queries
+from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
 from pyfiledrop.storage import Buffer, ChunkSink, OnWritten, Storage
 
@@ -103,6 +105,12 @@ def parse_upload_id(text: str) -> str:
         raise BadRequest("dzuuid must be a UUID") from None
 
 
+def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: int) -> None:
+    """One line when an upload is admitted, so a long upload is visible before it is stored."""
+    total = "unknown size" if size is None else f"{size} bytes"
+    log.info("upload %s started (%s, %s, %d chunk(s))", upload_id, protocol, total, chunks)
+
+
 def new_public_id() -> str:
     return secrets.token_urlsafe(PUBLIC_ID_BYTES)
 
@@ -152,6 +160,7 @@ class Uploads:
         self._hashing: dict[str, HashProgress] = {}
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
         self._key: bytes | None = None
+        self.metrics = Metrics()
         # New uploads are admitted one at a time, so two can't both take the last free space.
         self.admission = asyncio.Lock()
 
@@ -210,6 +219,7 @@ class Uploads:
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
             await self.storage.create_partial(claim.upload_id, claim.total_size)
+            log_upload_start(claim.upload_id, "dropzone", claim.total_size, claim.count)
             return await self.db.run(
                 queries.insert_upload,
                 Upload(
@@ -278,6 +288,7 @@ class Uploads:
             await guard.admit(self.settings, self.db, self.storage, owner, size)
             await self.storage.create_partial(upload.id, size)
             await self.db.run(queries.insert_upload, upload)
+        log_upload_start(upload.id, "stream", size, 1)
         self.counters["chunk_requests"] += 1
         # A stream arrives in order: hash it on the I/O thread as it is written, not read back.
         sink = await self._open_sink(upload, 0, self.hash_progress(upload.id).feed)
@@ -398,6 +409,7 @@ class Uploads:
             await asyncio.sleep(FINALIZE_POLL_SECONDS)
 
     async def _finalize_claimed(self, upload: Upload) -> StoredFile:
+        started = time.perf_counter()
         keep_lease = asyncio.create_task(self._keep_lease(upload.id))
         try:
             size = upload.size or 0
@@ -440,7 +452,13 @@ class Uploads:
         except Exception:
             log.warning("could not remove the partial of %s yet", upload.id, exc_info=True)
         self.counters["files_published"] += 1
-        log.info("stored %s (%d bytes, sha256 %s)", stored.path, stored.size, stored.sha256)
+        self.metrics.finish_seconds.observe(time.perf_counter() - started)
+        self.metrics.files_stored.inc()
+        self.metrics.stored_bytes.inc(stored.size)
+        log.info(
+            "upload %s stored as file %s %r (%d bytes, sha256 %s)",
+            upload.id, ref(stored.id), stored.path, stored.size, stored.sha256,
+        )  # fmt: skip
         return stored
 
     async def release_dead_finishers(self) -> int:
@@ -465,7 +483,9 @@ class Uploads:
     async def _publish_hashed(self, upload: Upload, size: int) -> tuple[str, str, str | None]:
         """Flush, finish the hash, then link to identical bytes or publish: (path, sha256, from)."""
         if self.settings.fsync:
+            started = time.perf_counter()
             await self.storage.flush_partial(upload.id)
+            self.metrics.fsync_seconds.observe(time.perf_counter() - started)
         sha256 = await self._sha256(upload)
         taken = await self.db.run(queries.paths_in_use)
         original = await self.db.run(queries.file_with_content, sha256, size)
@@ -559,6 +579,8 @@ class Uploads:
             try:
                 await self.remove_abandoned()
                 await lifecycle.purge(self.db, self.storage, self.clock())
+                self.metrics.janitor_runs.labels("ok").inc()
             except Exception:
+                self.metrics.janitor_runs.labels("failed").inc()
                 log.exception("janitor pass failed; will try again")
             await asyncio.sleep(JANITOR_INTERVAL_SECONDS)

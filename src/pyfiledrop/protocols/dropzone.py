@@ -7,6 +7,7 @@ and its bytes go straight to their place in the partial file. Nothing is spooled
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from python_multipart.exceptions import FormParserError
@@ -17,6 +18,7 @@ from pyfiledrop.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import ChunkClaim, Uploads, parse_upload_id
+from pyfiledrop.web.watch import note_upload
 
 DZ_FIELDS = (
     "dzuuid",
@@ -165,6 +167,7 @@ async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, A
             if parts.error:
                 raise BadRequest(parts.error)
             if parts.file_started and feeder is None:
+                _note_upload_id(request, parts.fields)
                 feeder = ChunkFeeder(await _begin(uploads, owner, parts))
                 _refuse_oversized_body(feeder, content_length, consumed, parts)
             if feeder is not None and parts.file_pieces:
@@ -188,6 +191,12 @@ async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, A
         if feeder is not None:
             await feeder.abort(uploads)
         raise
+
+
+def _note_upload_id(request: Request, fields: dict[str, str]) -> None:
+    """Logs and refusals name the upload: only a well-formed id (it comes from the client)."""
+    with contextlib.suppress(BadRequest):
+        note_upload(request.scope, parse_upload_id(fields.get("dzuuid", "")))
 
 
 async def _begin(uploads: Uploads, owner: str, parts: _Parts) -> Any:

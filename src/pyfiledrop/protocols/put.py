@@ -10,6 +10,7 @@ from pyfiledrop.errors import BadRequest
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
+from pyfiledrop.web.watch import note_upload
 
 
 async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> dict[str, Any]:
@@ -18,6 +19,7 @@ async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> 
     size = declared_length(request)
     options = file_options(request.query_params)
     feeder = ChunkFeeder(await uploads.begin_stream(owner, name, size, options))
+    note_upload(request.scope, feeder.plan.upload.id)
     try:
         async for piece in body_pieces(request, idle_timeout(uploads)):
             await feeder.feed(piece)

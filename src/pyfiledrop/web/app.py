@@ -15,8 +15,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from pyfiledrop import keepawake
 from pyfiledrop.config import S3Location, Settings
 from pyfiledrop.errors import PyfiledropError
+from pyfiledrop.logs import loggable_path, printable
 from pyfiledrop.meta import open_database
 from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
@@ -26,6 +28,13 @@ from pyfiledrop.web import downloads, manage
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
+from pyfiledrop.web.watch import (
+    WatchMiddleware,
+    client_address,
+    metrics_endpoint,
+    note_error_code,
+    noted_upload,
+)
 
 log = logging.getLogger("pyfiledrop")
 
@@ -119,6 +128,14 @@ def api_routes() -> list[BaseRoute]:
 
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, PyfiledropError)
+    note_error_code(request.scope, error.code)
+    upload_id = noted_upload(request.scope)
+    log.warning(
+        "refused %s %s from %s%s: %d %s: %s",
+        request.method, loggable_path(request.url.path), client_address(request.scope),
+        f" (upload {upload_id})" if upload_id else "", error.status, error.code,
+        printable(error.message),
+    )  # fmt: skip
     if error.status in (404, 410) and manage.wants_html(request):
         return manage.error_page(error.status, error.message)
     # A refused body is not read to its end; closing the connection stops the client sending it.
@@ -145,25 +162,33 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
     """The app; `uploads` may be given by tests that want a special clock or storage."""
 
+    awake = keepawake.KeepAwake(keepawake.DEFAULT_METHOD) if settings.keep_awake else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         core = uploads or open_core(settings)
         app.state.uploads = core
         if settings.workers == 1 and settings.database is None:
             await core.release_dead_finishers()
-        janitor = asyncio.create_task(core.run_janitor())
+        tasks = [asyncio.create_task(core.run_janitor())]
+        if awake is not None:
+            tasks.append(asyncio.create_task(awake.run()))
         try:
             yield {}
         finally:
-            janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await janitor
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if awake is not None:
+                awake.close()
             if uploads is None:
                 core.storage.close()
                 core.db.close()
 
+    metrics = [Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []
     app = Starlette(
-        routes=[*api_routes(), *auth_routes(), *page_routes(settings)],
+        routes=[*api_routes(), *metrics, *auth_routes(), *page_routes(settings)],
         lifespan=lifespan,
         exception_handlers={
             PyfiledropError: _domain_error,
@@ -179,6 +204,13 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         cors_origins=settings.cors_origins,
         security_headers=lambda: security_headers(settings),
         expose_headers=tus.EXPOSED_HEADERS,
+    )
+    app.state.keep_awake = awake
+    # Outermost: sees every answer, the password check's too.
+    app.add_middleware(
+        WatchMiddleware,
+        log_requests=settings.access_log,
+        activity=awake.activity if awake is not None else None,
     )
     return app
 

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import html
+import logging
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -29,6 +30,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pyfiledrop.config import Settings
+from pyfiledrop.logs import loggable_path
+from pyfiledrop.web.watch import client_address
+
+log = logging.getLogger("pyfiledrop")
 
 SESSION_COOKIE = "pfd_session"
 SESSION_SECONDS = 30 * 24 * 3600
@@ -88,12 +93,21 @@ class Throttle:
             return 0.0
         return failures[-LOCKOUT_FAILURES] + FAILURE_WINDOW_SECONDS - now
 
-    def fail(self, address: str) -> float:
+    def fail(self, address: str, where: str) -> float:
         """Record a failure; returns how long to wait before answering it."""
         now = time.monotonic()
         failures = self._recent(address, now)
         failures.append(now)
         self._failures[address] = failures
+        log.warning(
+            "auth failure from %s on %s (%d in %d min)",
+            address, where, len(failures), FAILURE_WINDOW_SECONDS // 60,
+        )  # fmt: skip
+        if len(failures) == LOCKOUT_FAILURES:
+            log.warning(
+                "locked out %s for %d min after %d wrong passwords",
+                address, FAILURE_WINDOW_SECONDS // 60, LOCKOUT_FAILURES,
+            )  # fmt: skip
         if len(self._failures) > MAX_TRACKED_ADDRESSES:
             self._failures.pop(next(iter(self._failures)))  # the longest-tracked address
         return float(min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** (len(failures) - 1)))
@@ -103,8 +117,7 @@ class Throttle:
 
 
 def _address(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    return client_address(scope)
 
 
 def session_value(key: bytes, fingerprint: str, expires: int) -> str:
@@ -184,7 +197,7 @@ class AuthMiddleware:
             if self.secrets.match(given):
                 await self.app(scope, receive, send)
                 return
-            await asyncio.sleep(self.throttle.fail(address))
+            await asyncio.sleep(self.throttle.fail(address, loggable_path(path)))
             await unauthorized("wrong password or token")(scope, receive, send)
             return
         if _wants_page(scope, headers):
@@ -262,7 +275,7 @@ async def log_in(request: Request) -> Response:
     if locked > 0:
         return login_page(next_path, f"Too many wrong passwords; try again in {locked:.0f} s.", 429)
     if not isinstance(password, str) or not auth.secrets.match(password):
-        await asyncio.sleep(auth.throttle.fail(address))
+        await asyncio.sleep(auth.throttle.fail(address, "/login"))
         return login_page(next_path, "Wrong password.", status=401)
     auth.throttle.succeed(address)
     expires = int(time.time()) + SESSION_SECONDS

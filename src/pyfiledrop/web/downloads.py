@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from urllib.parse import quote
@@ -11,8 +12,12 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from pyfiledrop import lifecycle
 from pyfiledrop.errors import Forbidden, Gone, NotFound, RangeNotSatisfiable
+from pyfiledrop.logs import ref
 from pyfiledrop.meta import StoredFile, queries
 from pyfiledrop.uploads import Uploads
+from pyfiledrop.web.watch import client_address
+
+log = logging.getLogger("pyfiledrop")
 
 PUBLIC_ID_FORM = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _RANGE_FORM = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -118,6 +123,11 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{stored.size}"
     await admit_download(uploads, stored, start, request.method == "HEAD")
+    if request.method == "GET":
+        log.info(
+            "download of file %s %r, bytes %d-%d of %d, by %s",
+            ref(stored.id), stored.name, start, end, stored.size, client_address(request.scope),
+        )  # fmt: skip
     presign = getattr(uploads.storage, "presigned_url", None)
     if presign is not None and uploads.settings.s3_presign and request.method == "GET":
         # The object store serves the bytes (and Range) itself; the link expires.
