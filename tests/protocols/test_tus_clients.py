@@ -24,6 +24,10 @@ ROOT = HERE.parent.parent
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
+def octets_at(offset: int) -> dict[str, str]:
+    return {"Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)}
+
+
 def owner_cookie(server: Server) -> str:
     response = httpx.get(f"{server.url}/healthz")
     return f"pfd_owner={response.cookies['pfd_owner']}"
@@ -219,6 +223,10 @@ def test_sigkill_mid_patch_then_tus_js_client_resumes_at_once(
     server.start()
     kept = int(httpx.head(url, headers=TUS).headers["upload-offset"])
     assert 16 * MiB <= kept <= 20 * MiB
+    started = time.monotonic()
+    empty = httpx.patch(url, headers={**TUS, **octets_at(kept)})
+    assert empty.status_code == 204, empty.text  # the dead process's lock was freed at start
+    assert time.monotonic() - started < 2
     answer = node_client(server, source, 1, "Infinity", "", "", "default", url)
     assert answer["sha256"] == sha256_of(source)
     assert sha256_of(server.storage_dir / "crash.bin") == sha256_of(source)
