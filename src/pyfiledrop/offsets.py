@@ -301,9 +301,9 @@ async def end_write(uploads: Uploads, write: Write, whole: bool) -> Outcome:
         if fresh is None:
             raise NotFound("the upload was terminated while it was written")
         complete = fresh.size is not None and end == fresh.size and fresh.concat is None
-        # The offset promises bytes that survive a crash; finalizing flushes a complete file.
-        if written and not complete and uploads.settings.fsync:
-            await uploads.storage.flush_partial(upload.id)
+        # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
+        # bytes are in the page cache, which a crash of this process does not lose, and
+        # finalizing flushes the whole file. Only saves in the middle of a body flush first.
         await _record(uploads, write, end)
         if complete:
             return await _complete(uploads, fresh)
