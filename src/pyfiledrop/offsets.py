@@ -376,8 +376,10 @@ async def terminate(uploads: Uploads, upload_id: str) -> None:
     """Free an upload: an unfinished one loses its bytes; a finished one only its URL (the file
     it became is managed as a file)."""
     upload = await find(uploads, upload_id)
-    if upload.state == "finalizing" or (upload.lock_until or 0) > uploads.clock():
-        raise Locked("the upload is being written or finished; try again")
+    if _locked(uploads, upload):
+        upload = await _let_go(uploads, upload)
+    if upload.state == "finalizing":
+        raise Locked("the upload is being finished; try again")
     await _discard(uploads, upload)
 
 
@@ -488,13 +490,35 @@ async def _take_lock(uploads: Uploads, upload_id: str, holder: str, offset: int)
         fresh = await _explain_refused_lock(uploads, upload_id, offset)
         if fresh.lock_owner != asked:
             asked = fresh.lock_owner
-            await uploads.db.run(books.want_lock, upload_id, uploads.clock())
-            local = _writers.get(asked or "")
-            if local is not None:
-                local.stop()
+            await _ask_to_let_go(uploads, fresh)
         if time.monotonic() > deadline:
             raise Locked("another request is writing to this upload and did not let go in time")
         await asyncio.sleep(TAKEOVER_POLL_SECONDS)
+
+
+async def _ask_to_let_go(uploads: Uploads, upload: Upload) -> None:
+    await uploads.db.run(books.want_lock, upload.id, uploads.clock())
+    local = _writers.get(upload.lock_owner or "")
+    if local is not None:
+        local.stop()  # in this process: at once, without waiting for its keeper
+
+
+async def _let_go(uploads: Uploads, upload: Upload) -> Upload:
+    """Ask the request writing to the upload to stop, and wait until it has (DELETE)."""
+    deadline = time.monotonic() + TAKEOVER_WAIT_SECONDS
+    asked: str | None = None
+    while _locked(uploads, upload):
+        if upload.lock_owner != asked:
+            asked = upload.lock_owner
+            await _ask_to_let_go(uploads, upload)
+        if time.monotonic() > deadline:
+            raise Locked("another request is writing to this upload and did not let go in time")
+        await asyncio.sleep(TAKEOVER_POLL_SECONDS)
+        fresh = await uploads.db.run(queries.get_upload, upload.id)
+        if fresh is None:
+            raise NotFound("no such upload")
+        upload = fresh
+    return upload
 
 
 async def _explain_refused_lock(uploads: Uploads, upload_id: str, offset: int) -> Upload:

@@ -410,6 +410,21 @@ def test_a_live_writer_asked_to_let_go_keeps_its_bytes_and_the_newcomer_gets_the
     assert offset_of(client, url) == len(data)
 
 
+def test_delete_stops_a_stalled_patch_and_removes_the_upload(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    url = create(client, 300_000)
+    first = raw_patch_start(tus_server, url, 0, 300_000, b"d" * 100_000)
+    wait_for_offset(client, url, 100_000)
+    deleted = client.delete(url, headers=TUS)
+    assert deleted.status_code == 204, deleted.text
+    assert first.recv(4096).startswith(b"HTTP/1.1 423")
+    first.close()
+    assert client.head(url, headers=TUS).status_code == 404
+    upload_id = urlsplit(url).path.rsplit("/", 1)[-1]
+    assert not (tus_server.chunks_dir / f"{upload_id}.part").exists()
+
+
 def test_a_refused_patch_leaves_no_bytes_in_the_file(
     client: httpx.Client, tus_server: Server
 ) -> None:
