@@ -547,9 +547,15 @@ async def _keep_lock(uploads: Uploads, write: Write) -> None:
     while True:
         await asyncio.sleep(KEEP_SECONDS)
         now = uploads.clock()
-        if not await uploads.db.run(
-            books.renew_lock, write.upload.id, write.holder, now + LOCK_LEASE_SECONDS, now
-        ):
+        try:
+            renewed = await uploads.db.run(
+                books.renew_lock, write.upload.id, write.holder, now + LOCK_LEASE_SECONDS, now
+            )
+        except Exception:
+            # Unrenewed, the lease soon lets another request in: stop writing before that.
+            log.warning("could not renew the lock of upload %s", write.upload.id, exc_info=True)
+            renewed = False
+        if not renewed:
             write.stop()
 
 
