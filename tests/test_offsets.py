@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from pyfiledrop import offsets
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.meta import offsets as books
 from pyfiledrop.meta import queries
 from pyfiledrop.meta.sqlite import Database
 from pyfiledrop.storage.local import LocalStorage
@@ -117,3 +119,35 @@ def test_expiry_410_and_the_janitor_spares_a_locked_upload(
     clock.now += 100  # the lock ran out too
     assert client.head(url, headers=TUS).status_code == 410
     assert client.head(url, headers=TUS).status_code == 404
+
+
+def test_locks_left_by_a_crash_are_free_when_the_only_process_starts(
+    core: tuple[TestClient, Uploads, FakeClock],
+) -> None:
+    client, uploads, clock = core
+    url = create(client, 12)  # not finished here: this storage's first publish fails
+    upload_id = url.rsplit("/", 1)[1]
+    # A holder that never answers (the process died) and whose lease would run for an hour.
+    assert uploads.db.run_sync(books.take_lock, upload_id, "dead", 0, clock(), 3600.0)
+    started = time.monotonic()
+    assert patch(client, url, 0, b"abcdef") == 423  # asked, waited, and it did not let go
+    assert time.monotonic() - started >= offsets.TAKEOVER_WAIT_SECONDS
+    with TestClient(create_app(uploads.settings, uploads=uploads)) as restarted:
+        assert patch(restarted, url, 0, b"abcdef") == 204
+
+
+def test_a_deferred_length_becomes_known_within_the_free_space_only(
+    core: tuple[TestClient, Uploads, FakeClock],
+) -> None:
+    client, uploads, _ = core
+    assert isinstance(uploads.storage, LocalStorage)
+    free = uploads.storage.free_bytes()
+    response = client.post("/files/", headers={**TUS, "Upload-Defer-Length": "1"})
+    url = response.headers["location"]
+    assert patch(client, url, 0, b"abc") == 204
+    too_big = client.patch(
+        url, content=b"", headers={**OCTETS, "Upload-Offset": "3", "Upload-Length": str(free)}
+    )
+    assert too_big.status_code == 507
+    assert "free space" in too_big.json()["error"]
+    assert client.head(url, headers=TUS).headers["upload-defer-length"] == "1"

@@ -3,10 +3,19 @@
 The protocol module translates tus's headers into these calls; this module decides, in the same
 books as every other upload. An offset upload is an upload row with protocol "tus", one chunk as
 large as the file, and `byte_offset`, the bytes stored so far. A write takes the upload's lock (a
-lease in its row), streams to the partial file at the offset, hashes the bytes on the I/O thread as
-they are written, and then advances the offset by what was written: all of it, even when the
-request was cut off, unless a checksum must vouch for the bytes first. When the offset reaches the
-size, the core counts the one chunk and finalizes as for any upload (SHA-256, dedup, publish once).
+short lease in its row, renewed), streams to the partial file at the offset, hashes the bytes on the
+I/O thread as they are written, and then advances the offset by what was written: all of it, even
+when the request was cut off, unless a checksum must vouch for the bytes first. A long write saves
+as it goes (fdatasync, then the offset), so a crash loses at most the last second of it. When the
+offset reaches the size, the core counts the one chunk and finalizes as for any upload (SHA-256,
+dedup, publish once); the partial file is first cut to the size, as bytes of a refused request may
+lie past it.
+
+A request that finds the lock held asks the holder to let go (a flag in the row, and in this
+process an event): the holder stops reading, saves what it wrote and releases, so a client whose
+connection died, or a retry that came on a new connection, takes over at once (as in tusd 2.x).
+Uploads of a deferred length are admitted like a stream while they grow, and again in full when the
+length becomes known; a concatenation is admitted before any byte is copied.
 """
 
 from __future__ import annotations
@@ -15,10 +24,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyfiledrop import guard
@@ -35,14 +45,23 @@ from pyfiledrop.errors import (
 from pyfiledrop.meta import StoredFile, Upload, queries
 from pyfiledrop.meta import offsets as books
 from pyfiledrop.names import sanitize
-from pyfiledrop.storage import Buffer, ChunkSink
+from pyfiledrop.storage import Buffer, ChunkSink, OnWritten
+from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, log_upload_start
 
 log = logging.getLogger("pyfiledrop")
 
 PROTOCOL = "tus"
 PARTIAL = "partial"
-LOCK_LEASE_SECONDS = 30.0
+# The lease is short so that the lock of a process that died (one of several) frees itself soon;
+# the holder renews it, and looks whether another request asked for the lock, every KEEP_SECONDS.
+LOCK_LEASE_SECONDS = 5.0
+KEEP_SECONDS = 0.5
+TAKEOVER_WAIT_SECONDS = 3.0  # how long a request waits for a holder it asked to let go
+TAKEOVER_POLL_SECONDS = 0.05
+# A long write saves what it wrote (fdatasync, then the offset) after this many bytes or seconds.
+SAVE_BYTES = 32 * 1024 * 1024
+SAVE_SECONDS = 1.0
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 
 
@@ -62,26 +81,70 @@ class Checksum:
     digest: bytes
 
 
+class Interrupted(Locked):
+    """The request stopped because another request for its upload asked for the lock."""
+
+    code = "interrupted"
+
+
 @dataclass
 class Write:
     """One request's bytes on their way to the upload, under its lock."""
 
+    uploads: Uploads
     upload: Upload
     holder: str
     start: int
     limit: int  # the most bytes this request may bring
     sink: ChunkSink
+    on_written: OnWritten
     file_hash: Any  # SHA-256 of the file so far, advanced on the I/O thread; None for a part
     checksum: Checksum | None
     body_hash: Any
-    keeper: asyncio.Task[None]
+    check_stream: guard.StreamGuard | None = None  # a deferred length: admitted as it grows
+    keeper: asyncio.Task[None] | None = None
     received: int = 0
+    saved: int = 0  # of `received`, what is durable and counted in the upload's offset
+    saved_at: float = field(default_factory=time.monotonic)
+    stopping: bool = False  # another request asked for the lock
+    waiting: asyncio.Timeout | None = None  # set by the body reader while it awaits a piece
+
+    @property
+    def offset(self) -> int:
+        """The upload's recorded offset: where this request's unsaved bytes begin."""
+        return self.start + self.saved
 
     async def feed(self, piece: Buffer) -> None:
         self.received += len(piece)
         if self.received > self.limit:
             raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
+        if self.check_stream is not None:
+            await self.check_stream(self.start + self.received)  # before the piece is written
         await self.sink.write(piece)
+        if self.received - self.saved >= SAVE_BYTES or time.monotonic() >= self.save_due():
+            await self.save()
+
+    def save_due(self) -> float:
+        """When (time.monotonic) the bytes received since the last save should be saved."""
+        # A body with a checksum counts only whole, so it has nothing to save on the way.
+        if self.checksum is not None or self.received == self.saved:
+            return math.inf
+        return self.saved_at + SAVE_SECONDS
+
+    async def save(self) -> None:
+        if self.checksum is None and self.received > self.saved:
+            await _save(self.uploads, self)
+        self.saved_at = time.monotonic()
+
+    def stop(self) -> None:
+        """Let go soon: the body reader stops at once if it is waiting for the client."""
+        self.stopping = True
+        if self.waiting is not None:
+            self.waiting.reschedule(asyncio.get_running_loop().time())
+
+
+# This process's writes in progress, by lock holder: a request asks one of them to stop directly.
+_writers: dict[str, Write] = {}
 
 
 @dataclass(frozen=True)
@@ -109,6 +172,15 @@ def expires(uploads: Uploads, upload: Upload) -> float | None:
 def check_size(uploads: Uploads, size: int) -> None:
     if size > uploads.settings.max_size_bytes:
         raise PayloadTooLarge(f"file is larger than the limit of {uploads.settings.max_size} MiB")
+
+
+async def release_dead_locks(uploads: Uploads) -> int:
+    """At the start of the only server process: write locks left by a crash belong to no one, and
+    a client retrying at once must not be refused while they run out."""
+    released = await uploads.db.run(books.release_all_locks)
+    if released:
+        log.warning("released %d tus lock(s) left by a previous run", released)
+    return released
 
 
 async def create(uploads: Uploads, new: NewUpload) -> Outcome:
@@ -161,7 +233,9 @@ async def begin_write(
         raise Forbidden("a final (concatenated) upload takes no more bytes")
     if upload.state != "receiving":
         raise Conflict("this upload is complete", offset=upload.byte_offset)
-    if offset != upload.byte_offset:
+    # While another request holds the lock the offset may still move: it is compared once the
+    # holder has let go (a 409 then carries the offset the holder saved).
+    if offset != upload.byte_offset and not _locked(uploads, upload):
         raise Conflict(
             f"Upload-Offset {offset} is not the upload's offset {upload.byte_offset}",
             offset=upload.byte_offset,
@@ -169,12 +243,11 @@ async def begin_write(
     if length is not None:
         upload = await _set_length(uploads, upload, length)
     holder = secrets.token_hex(8)
-    if not await uploads.db.run(
-        books.take_lock, upload.id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS
-    ):
-        await _explain_refused_lock(uploads, upload.id, offset)
-    keeper = asyncio.create_task(_keep_lock(uploads, upload.id, holder))
+    await _take_lock(uploads, upload.id, holder, offset)
     try:
+        # The length may have been set by the request that held the lock.
+        locked = await uploads.db.run(queries.get_upload, upload.id)
+        upload = locked if locked is not None else upload
         # A partial upload's own hash would be wasted: the final upload is hashed whole.
         file_hash = None if upload.concat == PARTIAL else await _hash_up_to(uploads, upload, offset)
         body_hash = hashlib.new(checksum.algorithm) if checksum is not None else None
@@ -189,19 +262,28 @@ async def begin_write(
         size_left = upload.size if upload.size is not None else uploads.settings.max_size_bytes
         sink = await uploads.storage.open_chunk(upload.id, offset, on_written)
     except BaseException:
-        await _unlock(uploads, upload.id, holder, keeper)
+        await uploads.db.run(books.release_lock, upload.id, holder)
         raise
-    return Write(
+    write = Write(
+        uploads=uploads,
         upload=upload,
         holder=holder,
         start=offset,
         limit=max(0, size_left - offset),
         sink=sink,
+        on_written=on_written,
         file_hash=file_hash,
         checksum=checksum,
         body_hash=body_hash,
-        keeper=keeper,
+        check_stream=(
+            guard.stream_guard(uploads.settings, uploads.db, uploads.storage, upload.owner)
+            if upload.size is None
+            else None
+        ),
     )
+    _writers[holder] = write
+    write.keeper = asyncio.create_task(_keep_lock(uploads, write))
+    return write
 
 
 async def end_write(uploads: Uploads, write: Write, whole: bool) -> Outcome:
@@ -215,22 +297,21 @@ async def end_write(uploads: Uploads, write: Write, whole: bool) -> Outcome:
                 return Outcome(upload)
             if write.body_hash.digest() != write.checksum.digest:
                 raise ChecksumMismatch(f"the body does not match its {write.checksum.algorithm}")
-        end = write.start + written
-        if not await uploads.db.run(
-            books.advance_offset, upload.id, write.holder, write.start, end, uploads.clock()
-        ):
-            raise Conflict("this upload changed while the request was written; ask its offset")
-        progress = uploads.hash_progress(upload.id)
-        if write.file_hash is not None and progress.position == write.start:
-            progress.hasher, progress.position = write.file_hash, end
+        end = write.offset + written
         fresh = await uploads.db.run(queries.get_upload, upload.id)
         if fresh is None:
             raise NotFound("the upload was terminated while it was written")
-        if fresh.size is not None and end == fresh.size and fresh.concat is None:
+        complete = fresh.size is not None and end == fresh.size and fresh.concat is None
+        # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
+        # bytes are in the page cache, which a crash of this process does not lose, and
+        # finalizing flushes the whole file. Only saves in the middle of a body flush first.
+        await _record(uploads, write, end)
+        if complete:
             return await _complete(uploads, fresh)
-        return Outcome(fresh)
+        recorded = await uploads.db.run(queries.get_upload, upload.id)
+        return Outcome(recorded if recorded is not None else fresh)
     finally:
-        await _unlock(uploads, upload.id, write.holder, write.keeper)
+        await _unlock(uploads, write)
 
 
 async def abort_write(uploads: Uploads, write: Write) -> None:
@@ -238,7 +319,7 @@ async def abort_write(uploads: Uploads, write: Write) -> None:
     try:
         await write.sink.abort()
     finally:
-        await _unlock(uploads, write.upload.id, write.holder, write.keeper)
+        await _unlock(uploads, write)
 
 
 async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload) -> Outcome:
@@ -246,6 +327,9 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
     if not part_ids:
         raise BadRequest("Upload-Concat: final needs at least one partial upload")
     parts = [await find(uploads, part_id) for part_id in part_ids]
+    if len({part.id for part in parts}) != len(parts):
+        # Each repetition would be new bytes that no admission saw (100 MiB sent, 97 GiB stored).
+        raise BadRequest("Upload-Concat: a partial upload may appear only once in a final upload")
     now = uploads.clock()
     for part in parts:
         if part.concat != PARTIAL:
@@ -257,7 +341,14 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
     total = sum(part.size or 0 for part in parts)
     check_size(uploads, total)
     upload = _new_upload(new, owner, total, now)
-    upload = await uploads.db.run(queries.insert_upload, upload)
+    # The parts were admitted when they were created (their owners' quotas count them), and they
+    # are removed once joined; the owner's quota takes the final's bytes that were someone else's.
+    # The disk needs the whole total until then: the parts stay while they are copied.
+    theirs = sum(part.size or 0 for part in parts if part.owner != owner)
+    async with uploads.admission:
+        await guard.check_quotas(uploads.settings, uploads.db, owner, theirs)
+        await guard.check_space(uploads.settings, uploads.db, uploads.storage, total)
+        upload = await uploads.db.run(queries.insert_upload, upload)
     started = time.perf_counter()
     try:
         how = await uploads.storage.join_partials(
@@ -286,8 +377,10 @@ async def terminate(uploads: Uploads, upload_id: str) -> None:
     """Free an upload: an unfinished one loses its bytes; a finished one only its URL (the file
     it became is managed as a file)."""
     upload = await find(uploads, upload_id)
-    if upload.state == "finalizing" or (upload.lock_until or 0) > uploads.clock():
-        raise Locked("the upload is being written or finished; try again")
+    if _locked(uploads, upload):
+        upload = await _let_go(uploads, upload)
+    if upload.state == "finalizing":
+        raise Locked("the upload is being finished; try again")
     await _discard(uploads, upload)
 
 
@@ -311,11 +404,51 @@ async def settle(uploads: Uploads, upload: Upload) -> Outcome:
 
 
 async def _complete(uploads: Uploads, upload: Upload) -> Outcome:
+    await _trim(uploads, upload)
     await uploads.db.run(queries.record_chunk, upload.id, 0, uploads.clock())
     uploads.counters["chunks_counted"] += 1
     stored = await uploads.finalize(upload.id, upload.owner)
     done = await uploads.db.run(queries.get_upload, upload.id)
     return Outcome(done or upload, stored)
+
+
+async def _trim(uploads: Uploads, upload: Upload) -> None:
+    """Cut the partial file to the upload's size: a refused request (a checksum mismatch, a cut
+    body that doesn't count) may have written past the offset, and those bytes must not be
+    published with the file (its SHA-256 covers exactly the first `size` bytes)."""
+    storage = uploads.storage
+    if upload.size is None or not isinstance(storage, LocalStorage):
+        return  # tus runs on local disk only (`check_available`)
+    with contextlib.suppress(FileNotFoundError):
+        if await storage.partial_size(upload.id) > upload.size:
+            await storage.truncate_partial(upload.id, upload.size)
+
+
+async def _save(uploads: Uploads, write: Write) -> None:
+    """Make what a long write has written so far count, as if the request ended here: after a
+    crash the offset holds the bytes that reached the disk (tusd does the same)."""
+    written = await write.sink.finish()
+    write.saved_at = time.monotonic()
+    end = write.offset + written
+    if written:
+        if uploads.settings.fsync:
+            await uploads.storage.flush_partial(write.upload.id)
+        await _record(uploads, write, end)
+    write.sink = await uploads.storage.open_chunk(write.upload.id, end, write.on_written)
+
+
+async def _record(uploads: Uploads, write: Write, end: int) -> None:
+    """Advance the upload's offset to `end` under the write's lock, and the process's hash."""
+    upload_id = write.upload.id
+    if not await uploads.db.run(
+        books.advance_offset, upload_id, write.holder, write.offset, end, uploads.clock()
+    ):
+        raise Conflict("this upload changed while the request was written; ask its offset")
+    progress = uploads.hash_progress(upload_id)
+    if write.file_hash is not None and progress.position == write.offset:
+        # A copy: the write's own hash goes on with the bytes still to come.
+        progress.hasher, progress.position = write.file_hash.copy(), end
+    write.saved = end - write.start
 
 
 async def _discard(uploads: Uploads, upload: Upload) -> None:
@@ -333,41 +466,107 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
     check_size(uploads, length)
     if length < upload.byte_offset:
         raise BadRequest("Upload-Length is less than the bytes already received")
-    await uploads.db.run(books.set_length, upload.id, length)
+    async with uploads.admission:
+        # Admitted now as a new upload of that size would be: the quotas take its whole length
+        # (an upload of unknown size is not counted in use), the disk what is still to come.
+        await guard.check_quotas(uploads.settings, uploads.db, upload.owner, length)
+        await guard.check_space(
+            uploads.settings, uploads.db, uploads.storage, length - upload.byte_offset
+        )
+        await uploads.db.run(books.set_length, upload.id, length)
     fresh = await uploads.db.run(queries.get_upload, upload.id)
     if fresh is None or fresh.size != length:
         raise Conflict("Upload-Length was set differently by another request")
     return fresh
 
 
-async def _explain_refused_lock(uploads: Uploads, upload_id: str, offset: int) -> None:
+async def _take_lock(uploads: Uploads, upload_id: str, holder: str, offset: int) -> None:
+    """Become the upload's one writer. A request holding the lock is asked to let go; it saves
+    what it wrote and releases, usually within a second. 423 only if it doesn't in time."""
+    deadline = time.monotonic() + TAKEOVER_WAIT_SECONDS
+    asked: str | None = None
+    while not await uploads.db.run(
+        books.take_lock, upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS
+    ):
+        fresh = await _explain_refused_lock(uploads, upload_id, offset)
+        if fresh.lock_owner != asked:
+            asked = fresh.lock_owner
+            await _ask_to_let_go(uploads, fresh)
+        if time.monotonic() > deadline:
+            raise Locked("another request is writing to this upload and did not let go in time")
+        await asyncio.sleep(TAKEOVER_POLL_SECONDS)
+
+
+async def _ask_to_let_go(uploads: Uploads, upload: Upload) -> None:
+    await uploads.db.run(books.want_lock, upload.id, uploads.clock())
+    local = _writers.get(upload.lock_owner or "")
+    if local is not None:
+        local.stop()  # in this process: at once, without waiting for its keeper
+
+
+async def _let_go(uploads: Uploads, upload: Upload) -> Upload:
+    """Ask the request writing to the upload to stop, and wait until it has (DELETE)."""
+    deadline = time.monotonic() + TAKEOVER_WAIT_SECONDS
+    asked: str | None = None
+    while _locked(uploads, upload):
+        if upload.lock_owner != asked:
+            asked = upload.lock_owner
+            await _ask_to_let_go(uploads, upload)
+        if time.monotonic() > deadline:
+            raise Locked("another request is writing to this upload and did not let go in time")
+        await asyncio.sleep(TAKEOVER_POLL_SECONDS)
+        fresh = await uploads.db.run(queries.get_upload, upload.id)
+        if fresh is None:
+            raise NotFound("no such upload")
+        upload = fresh
+    return upload
+
+
+async def _explain_refused_lock(uploads: Uploads, upload_id: str, offset: int) -> Upload:
+    """Why the lock was not taken: 404 or 409 here; else the upload (locked by another request,
+    or just released)."""
     fresh = await uploads.db.run(queries.get_upload, upload_id)
     if fresh is None:
         raise NotFound("no such upload")
     if fresh.state != "receiving":
         raise Conflict("this upload is complete", offset=fresh.byte_offset)
-    if fresh.byte_offset != offset:
+    if fresh.byte_offset != offset and not _locked(uploads, fresh):
         raise Conflict(
             f"Upload-Offset {offset} is not the upload's offset {fresh.byte_offset}",
             offset=fresh.byte_offset,
         )
-    raise Locked("another request is writing to this upload")
+    return fresh
 
 
-async def _keep_lock(uploads: Uploads, upload_id: str, holder: str) -> None:
+def _locked(uploads: Uploads, upload: Upload) -> bool:
+    return upload.lock_owner is not None and (upload.lock_until or 0) >= uploads.clock()
+
+
+async def _keep_lock(uploads: Uploads, write: Write) -> None:
+    """Renew the write's lease, and stop the write when another request (in any process) asks
+    for the lock or the lock was lost."""
     while True:
-        await asyncio.sleep(LOCK_LEASE_SECONDS / 3)
+        await asyncio.sleep(KEEP_SECONDS)
         now = uploads.clock()
-        await uploads.db.run(books.renew_lock, upload_id, holder, now + LOCK_LEASE_SECONDS, now)
+        try:
+            renewed = await uploads.db.run(
+                books.renew_lock, write.upload.id, write.holder, now + LOCK_LEASE_SECONDS, now
+            )
+        except Exception:
+            # Unrenewed, the lease soon lets another request in: stop writing before that.
+            log.warning("could not renew the lock of upload %s", write.upload.id, exc_info=True)
+            renewed = False
+        if not renewed:
+            write.stop()
 
 
-async def _unlock(
-    uploads: Uploads, upload_id: str, holder: str, keeper: asyncio.Task[None]
-) -> None:
-    keeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await keeper
-    await uploads.db.run(books.release_lock, upload_id, holder)
+async def _unlock(uploads: Uploads, write: Write) -> None:
+    _writers.pop(write.holder, None)
+    if write.keeper is not None:
+        write.keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await write.keeper
+    await uploads.db.run(books.release_lock, write.upload.id, write.holder)
 
 
 async def _hash_up_to(uploads: Uploads, upload: Upload, offset: int) -> Any:

@@ -63,3 +63,32 @@ def test_a_deferred_length_is_set_once(databases: list[Database]) -> None:  # no
     assert not databases[1].run_sync(books.set_length, "t1", 7)
     stored = databases[1].run_sync(queries.get_upload, "t1")
     assert stored is not None and stored.size == stored.chunk_size == 5 * 1024**4
+
+
+def test_a_lock_is_asked_for_renewed_while_saving_and_freed_at_start(
+    databases: list[Database],  # noqa: F811
+) -> None:
+    databases[0].run_sync(queries.insert_upload, a_tus_upload())
+    first, second = databases
+    assert first.run_sync(books.take_lock, "t1", "holder", 0, 200.0, 5.0)
+    assert first.run_sync(books.renew_lock, "t1", "holder", 210.0, 205.0)  # nobody asked
+    second.run_sync(books.want_lock, "t1", 206.0)
+    # Asked: the lease still runs on while the holder saves, but it is told to stop.
+    assert not first.run_sync(books.renew_lock, "t1", "holder", 212.0, 207.0)
+    upload = second.run_sync(queries.get_upload, "t1")
+    assert upload is not None
+    assert (upload.lock_owner, upload.lock_until, upload.lock_wanted) == ("holder", 212.0, 206.0)
+    assert not second.run_sync(books.renew_lock, "t1", "other", 300.0, 207.0)  # not its lock
+    first.run_sync(books.release_lock, "t1", "holder")
+    assert second.run_sync(books.take_lock, "t1", "newcomer", 0, 208.0, 5.0)
+    fresh = second.run_sync(queries.get_upload, "t1")
+    assert fresh is not None and fresh.lock_wanted is None  # a new holder starts unasked
+    assert second.run_sync(books.renew_lock, "t1", "newcomer", 215.0, 209.0)
+    assert first.run_sync(books.release_all_locks) == 1  # the only process, starting
+    assert first.run_sync(books.take_lock, "t1", "restarted", 0, 209.5, 5.0)
+    second.run_sync(books.want_lock, "t1", 210.0)
+    second.run_sync(books.release_lock, "t1", "restarted")
+    second.run_sync(books.want_lock, "t1", 211.0)  # nobody holds it: nothing to ask
+    released = second.run_sync(queries.get_upload, "t1")
+    assert released is not None
+    assert (released.lock_owner, released.lock_wanted) == (None, None)

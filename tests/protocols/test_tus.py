@@ -374,23 +374,143 @@ def test_patch_cut_mid_body_keeps_what_arrived(
     assert last.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_racing_patches_one_writes_the_other_gets_423(
-    client: httpx.Client, tus_server: Server
-) -> None:
-    data = b"r" * 500_000
+def test_a_stalled_patch_is_taken_over_at_once(client: httpx.Client, tus_server: Server) -> None:
+    """A client that stalls mid-body (or vanished without a FIN) holds the lock; its retry on a
+    new connection asks the holder to let go and writes within seconds, not after the idle cut."""
+    data = bytes(range(256)) * 2000
     url = create(client, len(data))
     first = raw_patch_start(tus_server, url, 0, len(data), data[:100_000])
-    time.sleep(0.3)
+    wait_for_offset(client, url, 100_000)  # saved by the stalled request, which holds the lock
     started = time.monotonic()
-    rival = patch(client, url, 0, data)
-    assert rival.status_code == 423
-    assert time.monotonic() - started < 2
-    first.sendall(data[100_000:])
+    rival = patch(client, url, 100_000, data[100_000:])
+    took = time.monotonic() - started
+    assert rival.status_code == 204, rival.text
+    assert took < 4, f"the takeover took {took:.1f} s"
+    assert rival.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
     reply = first.recv(4096)
     first.close()
-    assert reply.startswith(b"HTTP/1.1 204")
-    assert offset_of(client, url) == len(data)
+    assert reply.startswith(b"HTTP/1.1 423")  # the holder was told why it stopped
     assert patch(client, url, 0, data).status_code == 409
+
+
+def test_a_live_writer_asked_to_let_go_keeps_its_bytes_and_the_newcomer_gets_the_offset(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    data = bytes(range(256)) * 2000
+    url = create(client, len(data))
+    first = raw_patch_start(tus_server, url, 0, len(data), data[:100_000])
+    wait_for_offset(client, url, 100_000)
+    first.sendall(data[100_000:150_000])  # not saved yet: the holder saves it when it lets go
+    rival = patch(client, url, 0, data)
+    assert rival.status_code == 409
+    kept = int(rival.headers["upload-offset"])
+    assert 100_000 <= kept <= 150_000
+    first.close()
+    assert patch(client, url, kept, data[kept:]).status_code == 204
+    assert offset_of(client, url) == len(data)
+
+
+def test_delete_stops_a_stalled_patch_and_removes_the_upload(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    url = create(client, 300_000)
+    first = raw_patch_start(tus_server, url, 0, 300_000, b"d" * 100_000)
+    wait_for_offset(client, url, 100_000)
+    deleted = client.delete(url, headers=TUS)
+    assert deleted.status_code == 204, deleted.text
+    assert first.recv(4096).startswith(b"HTTP/1.1 423")
+    first.close()
+    assert client.head(url, headers=TUS).status_code == 404
+    upload_id = urlsplit(url).path.rsplit("/", 1)[-1]
+    assert not (tus_server.chunks_dir / f"{upload_id}.part").exists()
+
+
+def test_a_refused_patch_leaves_no_bytes_in_the_file(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    url = create(client, None, **{"Upload-Metadata": metadata(filename="after-460.txt")})
+    body = b"x" * (4 * MiB)
+    bad = patch(client, url, 0, body, **{"Upload-Checksum": checksum("sha256", b"other")})
+    assert bad.status_code == 460
+    assert offset_of(client, url) == 0
+    done = patch(client, url, 0, b"hello", **{"Upload-Length": "5"})
+    assert done.status_code == 204
+    assert done.headers["x-pyfiledrop-sha256"] == hashlib.sha256(b"hello").hexdigest()
+    stored = tus_server.storage_dir / "after-460.txt"
+    assert stored.read_bytes() == b"hello"
+    assert sha256_of(stored) == hashlib.sha256(b"hello").hexdigest()
+
+
+def test_an_empty_metadata_header_is_no_metadata(client: httpx.Client) -> None:
+    url = create(client, 3, **{"Upload-Metadata": ""})
+    head = client.head(url, headers=TUS)
+    assert "upload-metadata" not in head.headers
+    assert patch(client, url, 0, b"abc").status_code == 204
+
+
+def quota_refusal(client: httpx.Client, url: str, offset: int, size: int) -> int:
+    """PATCH `size` bytes; the server may answer before it has read them all (and close)."""
+    try:
+        return patch(client, url, offset, b"q" * size).status_code
+    except httpx.TransportError:
+        return 0  # the answer was lost with the connection; the offset tells what counted
+
+
+def test_a_deferred_length_is_admitted_as_it_grows_and_when_known(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--owner-quota", "10MiB", "--min-free", "0")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        url = create(client, None, **{"Upload-Metadata": metadata(filename="deferred.bin")})
+        assert quota_refusal(client, url, 0, 48 * MiB) in (507, 0)
+        kept = offset_of(client, url)
+        assert kept <= 10 * MiB
+        assert patch(client, url, kept, b"", **{"Upload-Length": str(48 * MiB)}).status_code == 507
+        head = client.head(url, headers=TUS)
+        assert head.headers["upload-defer-length"] == "1"  # the length was not taken either
+        assert client.get("/api/files").json()["files"] == []
+    assert server.stored_files() == []
+    # Within the quota the same upload goes through.
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        url = create(client, None)
+        assert patch(client, url, 0, b"s" * MiB, **{"Upload-Length": str(MiB)}).status_code == 204
+
+
+def test_a_partial_repeated_in_a_concatenation_is_refused(server_factory: ServerFactory) -> None:
+    server = server_factory("--owner-quota", "20MiB", "--min-free", "0")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        part = create(client, 8 * MiB, **{"Upload-Concat": "partial"})
+        assert patch(client, part, 0, b"p" * (8 * MiB)).status_code == 204
+        final = client.post(
+            "/files/", headers={**TUS, "Upload-Concat": "final;" + " ".join([part] * 5)}
+        )
+        assert final.status_code == 400
+        assert "only once" in final.json()["error"]
+        assert client.get("/api/files").json()["files"] == []
+    assert server.stored_files() == []
+    assert [p.name for p in server.chunks_dir.iterdir()] == [f"{part.rsplit('/', 1)[1]}.part"]
+
+
+def test_a_concatenation_of_other_owners_partials_is_admitted(
+    server_factory: ServerFactory,
+) -> None:
+    """Partials made without the owner cookie (each its own owner) join one owner's file: its
+    quota must take them before anything is copied."""
+    server = server_factory("--owner-quota", "10MiB", "--min-free", "0")
+    parts = []
+    for piece in (b"a", b"b"):
+        with httpx.Client(base_url=server.url, timeout=30) as stranger:
+            part = create(stranger, 6 * MiB, **{"Upload-Concat": "partial"})
+            assert patch(stranger, part, 0, piece * (6 * MiB)).status_code == 204
+            parts.append(part)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        final = client.post("/files/", headers={**TUS, "Upload-Concat": "final;" + " ".join(parts)})
+        assert final.status_code == 507
+        assert client.get("/api/files").json()["files"] == []
+    assert server.stored_files() == []
 
 
 def test_cors_exposes_tus_headers(server_factory: ServerFactory) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -20,6 +22,10 @@ MiB = 1024 * 1024
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def octets_at(offset: int) -> dict[str, str]:
+    return {"Content-Type": "application/offset+octet-stream", "Upload-Offset": str(offset)}
 
 
 def owner_cookie(server: Server) -> str:
@@ -115,8 +121,9 @@ def test_tuspy_with_checksums(server_factory: ServerFactory, tmp_path: Path) -> 
     assert sha256_of(server.storage_dir / "tuspy-sum.bin") == sha256_of(source)
 
 
-def node_client(server: Server, source: Path, parallel: int, chunk: int, cookie: str,
-                checksum: str) -> dict[str, Any]:  # fmt: skip
+def node_client(server: Server, source: Path, parallel: int, chunk: int | str, cookie: str,
+                checksum: str, retry: str = "", upload_url: str = "",
+                ) -> dict[str, Any]:  # fmt: skip
     node = shutil.which("node")
     if node is None or not (ROOT / "node_modules" / "tus-js-client").is_dir():
         pytest.skip("node or tus-js-client missing (make install runs npm ci)")
@@ -130,6 +137,8 @@ def node_client(server: Server, source: Path, parallel: int, chunk: int, cookie:
             str(chunk),
             cookie,
             checksum,
+            retry,
+            upload_url,
         ],
         capture_output=True,
         text=True,
@@ -176,3 +185,62 @@ def test_tuspy_across_two_worker_processes(server_factory: ServerFactory, tmp_pa
     lines = lines_of(tuspy(server, source, tmp_path / "u.json", owner_cookie(server), chunk=MiB))
     assert lines[-1]["sha256"] == sha256_of(source)
     assert sha256_of(server.storage_dir / "two-workers.bin") == sha256_of(source)
+
+
+def test_sigkill_mid_patch_then_tus_js_client_resumes_at_once(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A PATCH cut by a crash keeps what it saved, and the restarted server holds no lock of the
+    dead one: tus-js-client with its default retry delays (about 9 s in all) finishes the file."""
+    server = server_factory()
+    source = random_file(tmp_path / "crash.bin", 40 * MiB + 7)
+    data = source.read_bytes()
+    created = httpx.post(
+        f"{server.url}/files/",
+        headers={
+            **TUS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": "filename Y3Jhc2guYmlu",
+        },
+    )
+    url = created.headers["location"]
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    connection.sendall(
+        (
+            f"PATCH {urlsplit(url).path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        + data[: 16 * MiB]
+    )
+    deadline = time.monotonic() + 30
+    while int(httpx.head(url, headers=TUS).headers["upload-offset"]) < 16 * MiB:
+        assert time.monotonic() < deadline, "the PATCH in progress saved nothing"
+        time.sleep(0.05)
+    connection.sendall(data[16 * MiB : 20 * MiB])  # in the middle of the body, not saved yet
+    server.kill()
+    connection.close()
+    server.start()
+    kept = int(httpx.head(url, headers=TUS).headers["upload-offset"])
+    assert 16 * MiB <= kept <= 20 * MiB
+    started = time.monotonic()
+    empty = httpx.patch(url, headers={**TUS, **octets_at(kept)})
+    assert empty.status_code == 204, empty.text  # the dead process's lock was freed at start
+    assert time.monotonic() - started < 2
+    answer = node_client(server, source, 1, "Infinity", "", "", "default", url)
+    assert answer["sha256"] == sha256_of(source)
+    assert sha256_of(server.storage_dir / "crash.bin") == sha256_of(source)
+    assert list(server.chunks_dir.iterdir()) == []
+
+
+def test_tuspy_with_its_defaults(server_factory: ServerFactory, tmp_path: Path) -> None:
+    """No metadata given: tuspy sends an empty `Upload-Metadata:` header, which means none."""
+    from tusclient import client as tus_client
+
+    server = server_factory()
+    source = random_file(tmp_path / "defaults.bin", 3 * MiB + 1)
+    uploader = tus_client.TusClient(f"{server.url}/files/").uploader(str(source))
+    uploader.upload()
+    assert uploader.offset == source.stat().st_size
+    state = httpx.get(uploader.url).json()
+    assert state["file"]["sha256"] == sha256_of(source)

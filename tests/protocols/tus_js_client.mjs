@@ -1,15 +1,18 @@
 // tus-js-client (npm) under Node, run by test_tus_clients.py:
-//   node tus_js_client.mjs ENDPOINT FILE PARALLEL CHUNK_SIZE COOKIE CHECKSUM
+//   node tus_js_client.mjs ENDPOINT FILE PARALLEL CHUNK_SIZE COOKIE CHECKSUM [RETRY [UPLOAD_URL]]
 // Uploads FILE with `parallelUploads: PARALLEL` (partial uploads joined by concatenation) and
 // prints one JSON line with the upload URL and the server's X-Pyfiledrop-* answer headers.
 // tus-js-client has no checksum option, so with CHECKSUM=sha1 an onBeforeRequest hook adds
 // Upload-Checksum to every PATCH: the body is the file's slice at the part's start + Upload-Offset.
+// RETRY `default` keeps tus-js-client's own retryDelays ([0, 1000, 3000, 5000]); UPLOAD_URL resumes
+// an upload that exists already (as a client that stored its URL does after a crash).
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import * as tus from 'tus-js-client'
 
-const [endpoint, file, parallelText, chunkText, cookie, algorithm] = process.argv.slice(2)
+const [endpoint, file, parallelText, chunkText, cookie, algorithm, retry, uploadUrl] =
+  process.argv.slice(2)
 const data = fs.readFileSync(file)
 const parallel = Number(parallelText)
 const chunkSize = Number(chunkText)
@@ -32,7 +35,8 @@ const upload = new tus.Upload(data, {
   chunkSize,
   parallelUploads: parallel,
   parallelUploadBoundaries: parallel > 1 ? boundaries : null,
-  retryDelays: [100, 300, 1000],
+  ...(retry === 'default' ? {} : { retryDelays: [100, 300, 1000] }),
+  uploadUrl: uploadUrl || null,
   headers: cookie ? { Cookie: cookie } : {},
   metadata: { filename: path.basename(file), filetype: 'application/octet-stream' },
   onBeforeRequest(req) {

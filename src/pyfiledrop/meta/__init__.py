@@ -50,6 +50,7 @@ class Upload:
     lock_until: float | None = None
     expires_in: int | None = None  # the uploader's choice, applied when the file is published
     max_downloads: int | None = None
+    lock_wanted: float | None = None  # tus: when another request asked the lock's holder to stop
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Statements for uploads received in order at a byte offset (tus), and their write lock.
 
 The lock is a lease in the upload's row, taken with a conditional UPDATE like `claim_finalize`, so
-two requests (in one process or several) can never both write to one upload.
+two requests (in one process or several) can never both write to one upload. The lease is short and
+renewed by its holder; a request that finds it held sets `lock_wanted`, which the holder's renewal
+reports, so the holder stops and lets go (tusd 2.x's lock release on request).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ def take_lock(
 ) -> bool:
     """Become the one writer, if the upload still stands at `offset` and nobody holds a lease."""
     cursor = connection.execute(
-        "UPDATE uploads SET lock_owner = ?, lock_until = ?, updated = ?"
+        "UPDATE uploads SET lock_owner = ?, lock_until = ?, lock_wanted = NULL, updated = ?"
         " WHERE id = ? AND state = 'receiving' AND byte_offset = ?"
         " AND (lock_until IS NULL OR lock_until < ?)",
         (holder, now + lease, now, upload_id, offset, now),
@@ -24,16 +26,42 @@ def take_lock(
 
 def renew_lock(
     connection: Connection, upload_id: str, holder: str, until: float, now: float
-) -> None:
-    connection.execute(
+) -> bool:
+    """Extend the holder's lease; False when it should stop: another request asked for the lock,
+    or the lock is no longer its own (the lease ran out and was taken, or the upload is gone).
+    A holder that was asked keeps its lease while it saves what it wrote, then releases."""
+    cursor = connection.execute(
         "UPDATE uploads SET lock_until = ?, updated = ? WHERE id = ? AND lock_owner = ?",
         (until, now, upload_id, holder),
     )
+    if cursor.rowcount != 1:
+        return False
+    row = connection.execute("SELECT lock_wanted FROM uploads WHERE id = ?", (upload_id,))
+    wanted = row.fetchone()
+    return wanted is not None and wanted[0] is None
+
+
+def want_lock(connection: Connection, upload_id: str, now: float) -> None:
+    """Ask whoever holds the upload's lock to save what it wrote and let go."""
+    connection.execute(
+        "UPDATE uploads SET lock_wanted = ? WHERE id = ? AND lock_owner IS NOT NULL",
+        (now, upload_id),
+    )
+
+
+def release_all_locks(connection: Connection) -> int:
+    """Free every write lock: for the only server process, at its start (a crash left them)."""
+    cursor = connection.execute(
+        "UPDATE uploads SET lock_owner = NULL, lock_until = NULL, lock_wanted = NULL"
+        " WHERE lock_owner IS NOT NULL"
+    )
+    return int(cursor.rowcount)
 
 
 def release_lock(connection: Connection, upload_id: str, holder: str) -> None:
     connection.execute(
-        "UPDATE uploads SET lock_owner = NULL, lock_until = NULL WHERE id = ? AND lock_owner = ?",
+        "UPDATE uploads SET lock_owner = NULL, lock_until = NULL, lock_wanted = NULL"
+        " WHERE id = ? AND lock_owner = ?",
         (upload_id, holder),
     )
 

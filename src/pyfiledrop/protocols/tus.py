@@ -8,11 +8,13 @@ creating POST decides whose list the finished file joins.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
 import email.utils
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +31,7 @@ from pyfiledrop.errors import (
     PyfiledropError,
     UnsupportedMediaType,
 )
-from pyfiledrop.protocols.body import body_pieces, declared_length, idle_timeout
+from pyfiledrop.protocols.body import declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
 
 TUS_VERSION = "1.0.0"
@@ -152,7 +154,7 @@ async def collection(request: Request) -> Response:
 async def create(request: Request) -> Response:
     uploads = _uploads(request)
     owner: str = request.scope["state"]["owner"]
-    metadata_header = request.headers.get("upload-metadata")
+    metadata_header = request.headers.get("upload-metadata", "").strip() or None
     fields = parse_metadata(metadata_header)
     concat = request.headers.get("upload-concat")
     new = offsets.NewUpload(
@@ -269,16 +271,51 @@ async def _write(
         declared = declared_length(request)
         if declared is not None and declared > write.limit:
             raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
-        async for piece in body_pieces(request, idle_timeout(uploads)):
-            await write.feed(piece)
-    except (ClientDisconnect, BadRequest):
-        # Cut off or stalled: keep what arrived, so the client resumes from there.
+        await _read_body(request, write, idle_timeout(uploads))
+    except (ClientDisconnect, BadRequest, offsets.Interrupted):
+        # Cut off, stalled or taken over: keep what arrived, so the client resumes from there.
         await offsets.end_write(uploads, write, whole=False)
         raise
     except BaseException:
         await offsets.abort_write(uploads, write)
         raise
     return await offsets.end_write(uploads, write, whole=True)
+
+
+async def _read_body(request: Request, write: offsets.Write, idle: float) -> None:
+    """Feed the body to the write, straight from ASGI `receive` (whose wait may be cut short and
+    resumed, unlike `request.stream()`). While the sender is silent the write still saves what
+    it has (a client that vanished keeps its bytes); a sender silent for `idle` seconds is cut
+    off (slow-loris); and the wait ends at once when another request asks for the upload's lock
+    (`Write.stop`)."""
+    receive = request.receive
+    last_piece = time.monotonic()
+    while True:
+        now = time.monotonic()
+        delay = min(last_piece + idle, write.save_due()) - now
+        try:
+            async with asyncio.timeout(max(0.0, delay)) as waiting:
+                write.waiting = waiting
+                if write.stopping:
+                    raise TimeoutError
+                message = await receive()
+        except TimeoutError:
+            if write.stopping:
+                raise offsets.Interrupted("another request for this upload took over") from None
+            if time.monotonic() - last_piece >= idle:
+                raise BadRequest(f"the request body stalled for {idle:.0f} s") from None
+            await write.save()
+            continue
+        finally:
+            write.waiting = None
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body = message.get("body", b"")
+        if body:
+            last_piece = time.monotonic()
+            await write.feed(body)
+        if not message.get("more_body", False):
+            return
 
 
 async def _describe(uploads: Uploads, upload_id: str) -> Response:
@@ -331,8 +368,8 @@ def _non_negative(value: str | None, name: str) -> int:
 
 def parse_metadata(header: str | None) -> dict[str, bytes]:
     """`key base64,key2 base64,flag`: keys unique and without spaces, values Base64."""
-    if header is None:
-        return {}
+    if header is None or not header.strip():
+        return {}  # tuspy sends an empty header when there is no metadata
     if len(header) > MAX_METADATA_BYTES or not _PRINTABLE_ASCII.match(header):
         raise BadRequest("Upload-Metadata must be printable ASCII and at most 16 KiB")
     fields: dict[str, bytes] = {}

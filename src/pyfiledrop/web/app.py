@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pyfiledrop import keepawake
+from pyfiledrop import keepawake, offsets
 from pyfiledrop.config import S3Location, Settings
 from pyfiledrop.errors import PyfiledropError
 from pyfiledrop.logs import loggable_path, printable
@@ -170,6 +170,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         app.state.uploads = core
         if settings.workers == 1 and settings.database is None:
             await core.release_dead_finishers()
+            await offsets.release_dead_locks(core)
         tasks = [asyncio.create_task(core.run_janitor())]
         if awake is not None:
             tasks.append(asyncio.create_task(awake.run()))
