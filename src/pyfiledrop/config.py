@@ -74,6 +74,7 @@ class Settings:
     s3_access_key: str | None = None  # else the standard AWS_* variables and files
     s3_secret_key: str | None = None
     s3_presign: bool = False  # downloads redirect to presigned URLs instead of passing through
+    public_url: str | None = None  # how people reach the server (behind a proxy); None: as asked
 
     @property
     def local_storage(self) -> Path:
@@ -183,6 +184,16 @@ def _text(value: Any) -> str:
 
 def _optional_text(value: Any) -> str | None:
     return None if value is None else _text(value)
+
+
+def _public_url(value: Any) -> str | None:
+    """An http(s) origin, maybe with a path prefix; kept without its trailing slash."""
+    if value is None:
+        return None
+    url = _text(value).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        raise ValueError
+    return url
 
 
 def _path(value: Any) -> Path:
@@ -448,6 +459,14 @@ SPECS += (
         _secrets,
         "a list of texts (TOML array, or comma-separated in the environment)",
         "more secrets accepted like the password (config file or environment only)",
+    ),
+    Spec(
+        "public_url",
+        _public_url,
+        "an http:// or https:// URL such as https://files.example.org",
+        "the address people use to reach this server, for the links it shows (default: as asked)",
+        ("--public-url",),
+        metavar="URL",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

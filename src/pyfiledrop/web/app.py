@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pyfiledrop.config import S3Location, Settings
@@ -22,7 +22,7 @@ from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
-from pyfiledrop.web import downloads, manage
+from pyfiledrop.web import downloads, manage, shares
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
@@ -73,7 +73,13 @@ async def upload_state(request: Request) -> Response:
 
 async def put_file(request: Request) -> Response:
     name = request.path_params["name"]
-    record = await put.receive(request, _uploads(request), _owner(request), name)
+    uploads = _uploads(request)
+    record = await put.receive(request, uploads, _owner(request), name)
+    # curl users paste these links: absolute, transfer.sh style (the other answers stay relative).
+    record["url"] = shares.download_link(request, uploads.settings, record["id"])
+    record["page_url"] = shares.page_link(request, uploads.settings, record["id"])
+    if put.wants_text(request):
+        return PlainTextResponse(record["url"] + "\n", status_code=201)
     return JSONResponse(record, status_code=201)
 
 
@@ -163,7 +169,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
                 core.db.close()
 
     app = Starlette(
-        routes=[*api_routes(), *auth_routes(), *page_routes(settings)],
+        routes=[*api_routes(), *shares.routes(), *auth_routes(), *page_routes(settings)],
         lifespan=lifespan,
         exception_handlers={
             PyfiledropError: _domain_error,

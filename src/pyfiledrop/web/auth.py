@@ -33,7 +33,7 @@ from pyfiledrop.config import Settings
 SESSION_COOKIE = "pfd_session"
 SESSION_SECONDS = 30 * 24 * 3600
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout", "/favicon.ico"})
-OPEN_PREFIXES = ("/download/", "/static/")
+OPEN_PREFIXES = ("/download/", "/static/", "/f/", "/s/")  # links shared with recipients
 FAILURE_WINDOW_SECONDS = 15 * 60
 FIRST_DELAY_SECONDS = 0.25
 MAX_DELAY_SECONDS = 8.0

@@ -655,6 +655,112 @@
     setPart(file, "eta", rate ? formatDuration((file.size - sent) / rate) + " left" : "");
   });
 
+  // ---- Sharing: the link people can use, a Copy button and a QR code ----------------------
+
+  function shareLink(record) {
+    // Built from the id, not taken from the reply as a URL, so it can only ever point here.
+    var base = config.publicUrl || window.location.origin;
+    return base + config.pageUrl.replace("{id}", encodeURIComponent(record.id));
+  }
+
+  function copyText(text, button, field) {
+    function copied() {
+      button.textContent = "Copied";
+      announce("Link copied.");
+      window.setTimeout(function () {
+        button.textContent = "Copy";
+      }, 2000);
+    }
+    function fallback() {
+      // Plain http on another host has no clipboard API: select the link for Ctrl+C instead.
+      field.focus();
+      field.select();
+      var ok = false;
+      try {
+        ok = document.execCommand("copy");
+      } catch (e) {
+        ok = false;
+      }
+      if (ok) copied();
+      else button.textContent = "Press Ctrl+C";
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(copied, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  // Drawn on a canvas (the CSP allows no data: images), with the 4-module quiet zone readers need.
+  function qrCanvas(text) {
+    if (typeof window.qrcode !== "function") return null;
+    var qr = window.qrcode(0, "M");
+    qr.addData(text);
+    qr.make();
+    var modules = qr.getModuleCount();
+    var cell = 4;
+    var size = (modules + 8) * cell;
+    var canvas = el("canvas", "qr");
+    canvas.width = size;
+    canvas.height = size;
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", "QR code of the link");
+    var context = canvas.getContext("2d");
+    context.fillStyle = "#ffffff";
+    context.fillRect(0, 0, size, size);
+    context.fillStyle = "#000000";
+    for (var row = 0; row < modules; row++) {
+      for (var col = 0; col < modules; col++) {
+        if (qr.isDark(row, col)) context.fillRect((col + 4) * cell, (row + 4) * cell, cell, cell);
+      }
+    }
+    return canvas;
+  }
+
+  function shareBlock(file, record) {
+    var block = el("div", "file-share");
+    if (file.name !== record.name) {
+      var stored = el("div", "stored-as muted");
+      stored.appendChild(document.createTextNode("Stored as "));
+      stored.appendChild(el("strong", "stored-name", record.name));
+      block.appendChild(stored);
+    }
+    if (!config.allowDownloads) {
+      block.appendChild(
+        el(
+          "p",
+          "downloads-off",
+          "Downloads are off on this server (it was started without -a / --allow-downloads), " +
+            "so there is no link to share. The file is stored."
+        )
+      );
+      return block;
+    }
+    var link = shareLink(record);
+    var row = el("div", "share-row");
+    var field = el("input", "share-link");
+    field.type = "text";
+    field.readOnly = true;
+    field.value = link;
+    field.setAttribute("aria-label", "Link to " + record.name);
+    var copy = el("button", "copy", "Copy");
+    copy.type = "button";
+    copy.addEventListener("click", function () {
+      copyText(link, copy, field);
+    });
+    var open = el("a", "open-link", "Open");
+    open.href = link;
+    open.target = "_blank";
+    open.rel = "noopener";
+    row.appendChild(field);
+    row.appendChild(copy);
+    row.appendChild(open);
+    block.appendChild(row);
+    var canvas = qrCanvas(link);
+    if (canvas) block.appendChild(canvas);
+    return block;
+  }
+
   dz.on("success", function (file, response) {
     var record = file.pfdRecord || (response && response.file) || null;
     var progress = file.previewElement && file.previewElement.querySelector("progress");
@@ -666,6 +772,9 @@
     var fresh = file.size - (file.pfdSkipped || 0);
     setPart(file, "speed", seconds > 0.05 && fresh ? averageText(fresh, seconds) : "");
     setPart(file, "eta", record && record.sha256 ? "SHA-256 " + record.sha256 : "");
+    if (record && record.id && file.previewElement) {
+      file.previewElement.appendChild(shareBlock(file, record));
+    }
     refreshUploaded();
   });
 
