@@ -75,6 +75,7 @@ class Settings:
     s3_secret_key: str | None = None
     s3_presign: bool = False  # downloads redirect to presigned URLs instead of passing through
     public_url: str | None = None  # how people reach the server (behind a proxy); None: as asked
+    retry_for: int = 300  # seconds the page keeps retrying a failed chunk before giving up
 
     @property
     def local_storage(self) -> Path:
@@ -468,6 +469,14 @@ SPECS += (
         ("--public-url",),
         metavar="URL",
     ),
+    Spec(
+        "retry_for",
+        _positive_duration,
+        "a duration such as 5m, 90s or 1h",
+        "how long the page keeps retrying a failed chunk (server restart, lost connection)",
+        ("--retry-for",),
+        metavar="DURATION",
+    ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 SECRET_SETTINGS = ("password", "tokens", "s3_secret_key")
@@ -617,7 +626,7 @@ def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, 
         value = getattr(settings, spec.name)
         if spec.name in SECRET_SETTINGS:
             shown = "(set)" if value else "(none)"
-        elif spec.name in ("abandon_after", "expire_after") and value is not None:
+        elif spec.name in ("abandon_after", "expire_after", "retry_for") and value is not None:
             shown = format_duration(value)
         elif spec.name in ("min_free", "quota", "owner_quota") and value is not None:
             shown = format_size(value)

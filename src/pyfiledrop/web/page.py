@@ -86,6 +86,7 @@ def page_config(settings: Settings) -> dict[str, Any]:
         "allowDownloads": settings.allow_downloads,
         "publicUrl": settings.public_url,  # None: the page's own origin
         "pageUrl": "/f/{id}",
+        "retryFor": settings.retry_for,  # seconds; a failed chunk is retried this long
         "expireAfter": settings.expire_after,  # seconds, or None: files stay until deleted
         "filesUrl": "/api/files",
         "finishUrl": "/upload/{uuid}/finish",

@@ -8,7 +8,6 @@
   var RESUME_KEY = "pyfiledrop.unfinished";
   var RESUME_ENTRIES = 200;
   var SPEED_WINDOW_MS = 3000;
-  var FINISH_ATTEMPTS = 4;
 
   function $(id) {
     return document.getElementById(id);
@@ -361,6 +360,8 @@
     setState(file, "finishing", "Finishing\u2026");
     setPart(file, "eta", "");
     var attempt = 0;
+    var began = Date.now();
+    var retryFor = Number(config.retryFor) * 1000;
     function fail(message) {
       dz._errorProcessing([file], { error: message });
     }
@@ -371,8 +372,10 @@
           if (result.ok && result.body && result.body.status === "done" && result.body.file) {
             file.pfdRecord = result.body.file;
             done();
-          } else if (result.status >= 500 && attempt < FINISH_ATTEMPTS) {
-            setTimeout(tryFinish, 500 * attempt);
+          } else if (retryable(result.status) && Date.now() - began < retryFor) {
+            setState(file, "finishing", "Finishing: " + faultText({ status: result.status }) +
+              ". Trying again\u2026");
+            setTimeout(tryFinish, retryPause(attempt));
           } else {
             fail(
               (result.body && result.body.error) ||
@@ -381,8 +384,12 @@
           }
         })
         .catch(function () {
-          if (attempt < FINISH_ATTEMPTS) setTimeout(tryFinish, 500 * attempt);
-          else fail("Finishing failed: the server could not be reached.");
+          if (Date.now() - began < retryFor) {
+            setState(file, "finishing", "Finishing: the server cannot be reached. Trying again\u2026");
+            setTimeout(tryFinish, retryPause(attempt));
+          } else {
+            fail("Finishing failed: the server could not be reached.");
+          }
         });
     }
     tryFinish();
@@ -504,7 +511,10 @@
   dz._uploadData = function (files, dataBlocks) {
     var file = files[0];
     var block = dataBlocks[0];
-    var have = file.upload.chunked && file.pfdHave && block && file.pfdHave[block.chunkIndex];
+    var index = block ? block.chunkIndex : -1;
+    var have =
+      file.upload.chunked &&
+      ((file.pfdHave && file.pfdHave[index]) || (file.pfdArrived && file.pfdArrived[index]));
     if (!have) return sendChunk.call(dz, files, dataBlocks);
     var chunk = file.upload.chunks[block.chunkIndex];
     var length = chunkLength(file, block.chunkIndex);
@@ -522,6 +532,151 @@
       dz._updateFilesUploadProgress(files, standIn);
       file.upload.finishedChunkUpload(chunk, { status: "duplicate" });
     });
+  };
+
+  // ---- Riding out faults: a chunk that fails for a reason that passes (the server restarting,
+  // a cut connection, a 5xx, 423 while the server still holds the chunk) is sent again after a
+  // growing pause, for up to config.retryFor seconds. Before sending it again the page asks the
+  // server which chunks it has (GET /upload/<uuid>): a chunk that arrived although its answer
+  // was lost is not sent twice, and while the server is still away nothing is sent at all.
+
+  var RETRY_FIRST_PAUSE_MS = 500;
+  var RETRY_LONGEST_PAUSE_MS = 15000;
+
+  function retryable(status) {
+    return status === 0 || status === 408 || status === 423 || status === 429 || status >= 500;
+  }
+
+  // Plain words for what went wrong, shown while the page waits to try again.
+  function faultText(xhr, timedOut) {
+    var status = xhr ? xhr.status : 0;
+    if (timedOut) return "The server took too long to answer";
+    if (status === 0) return "The connection to the server was lost";
+    if (status === 423) return "The server is still busy with part of this file";
+    if (status === 429) return "The server is busy";
+    if (status === 502 || status === 503 || status === 504) {
+      return "The server is not available (it may be restarting)";
+    }
+    if (status === 507) return "The server is out of disk space";
+    return "The server had a problem (error " + status + ")";
+  }
+
+  function retryPause(attempt) {
+    return Math.min(RETRY_LONGEST_PAUSE_MS, RETRY_FIRST_PAUSE_MS * Math.pow(2, attempt));
+  }
+
+  // One question to the server per file at a time, shared by the chunks that failed together.
+  function askReceived(file) {
+    if (!file.pfdAsking) {
+      var url = config.statusUrl.replace("{uuid}", encodeURIComponent(file.upload.uuid));
+      file.pfdAsking = fetch(url, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+        cache: "no-store",
+      })
+        .then(function (response) {
+          if (response.status === 404) return { received: [] }; // nothing of it arrived yet
+          if (!response.ok) throw new Error("status " + response.status);
+          return response.json();
+        })
+        .then(
+          function (state) {
+            file.pfdAsking = null;
+            return state;
+          },
+          function (err) {
+            file.pfdAsking = null;
+            throw err;
+          }
+        );
+    }
+    return file.pfdAsking;
+  }
+
+  function noteReceived(file, state) {
+    if (!state || !Array.isArray(state.received)) return;
+    // Kept apart from pfdHave: these chunks did go over the wire, and count as sent bytes.
+    file.pfdArrived = file.pfdArrived || {};
+    state.received.forEach(function (index) {
+      file.pfdArrived[index] = true;
+    });
+  }
+
+  var giveUp = dz._handleUploadError;
+  dz._handleUploadError = function (files, xhr, response) {
+    var file = files[0];
+    if (file.status !== Dropzone.UPLOADING || !file.upload.chunked) {
+      return giveUp.call(dz, files, xhr, response);
+    }
+    var chunk = dz._getChunk(file, xhr);
+    var timedOut = typeof response === "string" && response.indexOf("timedout") >= 0;
+    if (!chunk || chunk.status !== Dropzone.UPLOADING || !(timedOut || retryable(xhr.status))) {
+      return giveUp.call(dz, files, xhr, response);
+    }
+    var now = Date.now();
+    // Counted per chunk: with chunks in parallel, others may go through while this one fails.
+    if (!chunk.pfdFault) chunk.pfdFault = { since: now, attempt: 0 };
+    var fault = chunk.pfdFault;
+    file.pfdRetrying = true;
+    var reason = faultText(xhr, timedOut);
+    if (now - fault.since > Number(config.retryFor) * 1000) {
+      var minutes = Math.round((now - fault.since) / 6000) / 10;
+      var detail = response && response.error ? " (" + response.error + ")" : "";
+      return dz._errorProcessing(
+        files,
+        { error: reason + detail + "; gave up after trying for " + minutes + " min." },
+        xhr
+      );
+    }
+    chunk.progress = 0;
+    chunk.bytesSent = 0;
+    chunk.xhr = null;
+    var pause = retryPause(fault.attempt++);
+    setState(file, "retrying", reason + ". Trying again in " + formatDuration(pause / 1000) + "\u2026");
+    setPart(file, "speed", "");
+    setPart(file, "eta", "");
+    window.setTimeout(function resend() {
+      if (file.status !== Dropzone.UPLOADING || chunk.status !== Dropzone.UPLOADING) return;
+      askReceived(file).then(
+        function (state) {
+          if (file.status !== Dropzone.UPLOADING || chunk.status !== Dropzone.UPLOADING) return;
+          noteReceived(file, state);
+          setState(file, "uploading", "Uploading (the server is back)");
+          dz._uploadData(files, [chunk.dataBlock]);
+        },
+        function () {
+          // Still away: wait longer, within the same time limit, before asking again.
+          var fakeXhr = { status: 0 };
+          if (Date.now() - fault.since > Number(config.retryFor) * 1000) {
+            dz._errorProcessing(
+              files,
+              { error: "The server could not be reached; gave up after " +
+                Math.round((Date.now() - fault.since) / 1000) + " s." },
+              fakeXhr
+            );
+            return;
+          }
+          var wait = retryPause(fault.attempt++);
+          setState(
+            file,
+            "retrying",
+            "The server cannot be reached. Trying again in " + formatDuration(wait / 1000) + "\u2026"
+          );
+          window.setTimeout(resend, wait);
+        }
+      );
+    }, pause);
+  };
+
+  // A chunk that went through: the row says "Uploading" again.
+  var chunkAnswered = dz._finishedUploading;
+  dz._finishedUploading = function (files, xhr, e) {
+    var file = files[0];
+    if (xhr.readyState === 4 && xhr.status >= 200 && xhr.status < 300 && file.pfdRetrying) {
+      file.pfdRetrying = false;
+      if (file.status === Dropzone.UPLOADING) setState(file, "uploading", "Uploading");
+    }
+    return chunkAnswered.call(dz, files, xhr, e);
   };
 
   // Keyboard: the drop area is a focusable button that opens the file chooser.
