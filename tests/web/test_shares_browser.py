@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,4 +174,73 @@ def test_recipient_page_of_a_used_up_link_is_the_410_page(
     response = page.goto(link)
     assert response is not None and response.status == 410
     expect(page.locator("h1")).to_have_text("Link no longer available")
+    context.close()
+
+
+def test_one_link_for_a_drop_downloads_all_as_a_zip(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server()
+    sources = []
+    for number in range(3):
+        path = tmp_path / f"part-{number}.bin"
+        path.write_bytes(bytes([number]) * (300_000 + number))
+        sources.append(path)
+    context, page, _ = open_page(browser, server.url)
+    page.check("#group-share")
+    choose_files(page, *sources)
+    wait_finished(page, 3)
+    block = page.locator("#share-result .drop-share")
+    expect(block).to_contain_text("One link for these 3 files")
+    field = block.locator(".share-link")
+    expect(field).to_have_value(re.compile(re.escape(server.url) + r"/s/[A-Za-z0-9_-]{22}$"))
+    link = field.input_value()
+    assert decode_qr(block.locator("canvas.qr").screenshot()) == link
+    expect(page.locator("#previews .share-link")).to_have_count(0)  # no link per file
+    context.close()
+
+    context = browser.new_context(accept_downloads=True, **PHONE)
+    page = context.new_page()
+    page.goto(link)
+    expect(page.locator(".share-file")).to_have_count(3)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    with page.expect_download() as info:
+        page.locator("#download-all").click()
+    saved = tmp_path / "all.zip"
+    info.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        got = {i.filename: hashlib.sha256(archive.read(i)).hexdigest() for i in archive.infolist()}
+    assert got == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sources}
+    context.close()
+
+
+def test_download_password_form_in_the_browser(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server()
+    source = tmp_path / "secret-plans.txt"
+    source.write_bytes(b"plans\n" * 5000)
+    context, page, _ = open_page(browser, server.url)
+    page.fill("#download-password", "correct horse")
+    row = upload_one(page, source)
+    expect(row.locator(".file-share")).to_contain_text("Protected by the download password")
+    link = row.locator(".share-link").input_value()
+    context.close()
+
+    context = browser.new_context(accept_downloads=True, **PHONE)
+    page = context.new_page()
+    page.goto(link)
+    expect(page.locator("h1")).to_have_text("This link is protected")
+    expect(page.locator("body")).not_to_contain_text("secret-plans")
+    page.fill("#password", "wrong horse")
+    page.click("button[type=submit]")
+    expect(page.locator("[role=alert]")).to_have_text("Wrong password.")
+    page.fill("#password", "correct horse")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("secret-plans.txt")
+    with page.expect_download() as info:
+        page.locator("#download").click()
+    saved = tmp_path / "got.txt"
+    info.value.save_as(saved)
+    assert saved.read_bytes() == source.read_bytes()
     context.close()

@@ -13,6 +13,7 @@ from pyfiledrop import lifecycle
 from pyfiledrop.errors import Forbidden, Gone, NotFound, RangeNotSatisfiable
 from pyfiledrop.meta import StoredFile, queries
 from pyfiledrop.uploads import Uploads
+from pyfiledrop.web import passwords
 
 PUBLIC_ID_FORM = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _RANGE_FORM = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -95,6 +96,7 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
     if not uploads.settings.allow_downloads:
         raise Forbidden("downloads are disabled on this server")
     stored = await find_file(uploads, file_id, allow_used_up=True)
+    await passwords.require_access(request, uploads, stored.id)  # a download password, if set
     etag = f'"{stored.sha256}"'
     headers = {
         "Content-Disposition": content_disposition(stored.name),

@@ -767,6 +767,8 @@
 
   dz.on("addedfile", function (file) {
     file.pfdOptions = uploadOptions(); // every chunk of the file carries the same choice
+    file.pfdGroup = $("group-share").checked;
+    file.pfdPassword = $("download-password").value;
     // A new batch starts when files are added after the previous one has finished.
     if (!dz.getUploadingFiles().length && !dz.getQueuedFiles().length) {
       batch.files = batch.files.filter(function (f) {
@@ -872,32 +874,23 @@
     return canvas;
   }
 
-  function shareBlock(file, record) {
-    var block = el("div", "file-share");
-    if (file.name !== record.name) {
-      var stored = el("div", "stored-as muted");
-      stored.appendChild(document.createTextNode("Stored as "));
-      stored.appendChild(el("strong", "stored-name", record.name));
-      block.appendChild(stored);
-    }
-    if (!config.allowDownloads) {
-      block.appendChild(
-        el(
-          "p",
-          "downloads-off",
-          "Downloads are off on this server (it was started without -a / --allow-downloads), " +
-            "so there is no link to share. The file is stored."
-        )
-      );
-      return block;
-    }
-    var link = shareLink(record);
+  function downloadsOff() {
+    return el(
+      "p",
+      "downloads-off",
+      "Downloads are off on this server (it was started without -a / --allow-downloads), " +
+        "so there is no link to share. The file is stored."
+    );
+  }
+
+  // The link, Copy, Open and the QR code; `label` names what the link is to.
+  function linkBlock(block, link, label) {
     var row = el("div", "share-row");
     var field = el("input", "share-link");
     field.type = "text";
     field.readOnly = true;
     field.value = link;
-    field.setAttribute("aria-label", "Link to " + record.name);
+    field.setAttribute("aria-label", "Link to " + label);
     var copy = el("button", "copy", "Copy");
     copy.type = "button";
     copy.addEventListener("click", function () {
@@ -916,6 +909,101 @@
     return block;
   }
 
+  function postJson(url, body) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }).then(function (response) {
+      return response
+        .json()
+        .catch(function () {
+          return {};
+        })
+        .then(function (answer) {
+          if (!response.ok) {
+            throw new Error(answer.error || "the server answered " + response.status);
+          }
+          return answer;
+        });
+    });
+  }
+
+  function shareBlock(file, record) {
+    var block = el("div", "file-share");
+    if (file.name !== record.name) {
+      var stored = el("div", "stored-as muted");
+      stored.appendChild(document.createTextNode("Stored as "));
+      stored.appendChild(el("strong", "stored-name", record.name));
+      block.appendChild(stored);
+    }
+    if (!config.allowDownloads) {
+      block.appendChild(downloadsOff());
+      return block;
+    }
+    if (file.pfdGroup) return block; // one link for the whole drop comes when it is done
+    var password = file.pfdPassword;
+    if (!password) return linkBlock(block, shareLink(record), record.name);
+    var waiting = el("p", "muted", "Setting the download password\u2026");
+    block.appendChild(waiting);
+    postJson("/api/files/" + encodeURIComponent(record.id) + "/password", { password: password })
+      .then(function () {
+        waiting.textContent = "Protected by the download password.";
+        linkBlock(block, shareLink(record), record.name);
+      })
+      .catch(function (err) {
+        waiting.className = "error";
+        waiting.textContent =
+          "The download password could not be set (" + err.message + "): do not share this link.";
+      });
+    return block;
+  }
+
+  // With "one link for the drop": when the drop is done, its stored files get one share.
+  function shareDrop(files) {
+    var records = [];
+    var first = null;
+    files.forEach(function (file) {
+      if (file.status === Dropzone.SUCCESS && file.pfdGroup && file.pfdFinal) {
+        records.push(file.pfdFinal);
+        first = first || file;
+      }
+    });
+    if (!records.length || !config.allowDownloads) return;
+    var box = $("share-result");
+    var block = el("div", "file-share drop-share");
+    var title = el(
+      "strong",
+      "",
+      "One link for " + (records.length === 1 ? "this file" : "these " + records.length + " files")
+    );
+    block.appendChild(title);
+    var waiting = el("p", "muted", "Making the link\u2026");
+    block.appendChild(waiting);
+    box.prepend(block);
+    box.hidden = false;
+    var body = Object.assign({}, first.pfdOptions, {
+      files: records.map(function (record) {
+        return record.id;
+      }),
+    });
+    if (first.pfdPassword) body.password = first.pfdPassword;
+    postJson("/api/shares", body)
+      .then(function (share) {
+        waiting.remove();
+        var base = config.publicUrl || window.location.origin;
+        var link = base + "/s/" + encodeURIComponent(share.id);
+        if (share.password) block.appendChild(el("p", "muted", "Protected by the download password."));
+        linkBlock(block, link, records.length + " files");
+        announce("One link for " + records.length + " files is ready.");
+      })
+      .catch(function (err) {
+        waiting.className = "error";
+        waiting.textContent = "The link could not be made: " + err.message;
+      });
+  }
+
   dz.on("success", function (file, response) {
     var record = file.pfdRecord || (response && response.file) || null;
     var progress = file.previewElement && file.previewElement.querySelector("progress");
@@ -927,11 +1015,22 @@
     var fresh = file.size - (file.pfdSkipped || 0);
     setPart(file, "speed", seconds > 0.05 && fresh ? averageText(fresh, seconds) : "");
     setPart(file, "eta", record && record.sha256 ? "SHA-256 " + record.sha256 : "");
+    file.pfdFinal = record;
     if (record && record.id && file.previewElement) {
       file.previewElement.appendChild(shareBlock(file, record));
     }
     refreshUploaded();
   });
 
-  dz.on("queuecomplete", stopTicker);
+  dz.on("queuecomplete", function () {
+    stopTicker();
+    // Each drop is shared once, even if more files are added later.
+    var unshared = batch.files.filter(function (file) {
+      return !file.pfdShared;
+    });
+    unshared.forEach(function (file) {
+      file.pfdShared = true;
+    });
+    shareDrop(unshared);
+  });
 })();
