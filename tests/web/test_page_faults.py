@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,9 @@ def test_upload_rides_out_a_server_restart_with_no_click(
     server.kill()  # as in a crash: in-flight chunks are cut off
     expect(row).to_have_attribute("data-state", "retrying", timeout=20_000)
     expect(row.locator("[data-pfd-state]")).to_contain_text("Trying again in")
+    folder = os.environ.get("PYFILEDROP_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / "screenshot-retrying.png"), full_page=True)
     server.start()
 
     wait_finished(page, 1, timeout_s=120)

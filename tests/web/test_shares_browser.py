@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -30,6 +31,13 @@ Image = pytest.importorskip("PIL.Image")
 pytestmark = pytest.mark.browser
 
 PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
+
+
+def screenshot(page: Any, name: str) -> None:
+    """With PYFILEDROP_SCREENSHOTS=docs, saves the README's pictures of the new page states."""
+    folder = os.environ.get("PYFILEDROP_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"screenshot-{name}.png"), full_page=True)
 
 
 def decode_qr(png: bytes) -> str:
@@ -67,6 +75,7 @@ def test_link_copy_and_qr_code_after_an_upload(
 
     assert decode_qr(row.locator("canvas.qr").screenshot()) == link
     expect(row.locator(".stored-as")).to_have_count(0)  # stored under the name it was sent
+    screenshot(page, "link")
     context.close()
 
 
@@ -145,6 +154,7 @@ def test_recipient_page_on_a_phone_downloads_the_file(
     expect(page.locator(".facts")).to_contain_text(hashlib.sha256(data).hexdigest())
     expect(page.locator(".facts")).to_contain_text("no limit")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "recipient-phone")
     with page.expect_download() as info:
         page.locator("#download").click()
     saved = tmp_path / "saved.bin"
@@ -204,6 +214,7 @@ def test_one_link_for_a_drop_downloads_all_as_a_zip(
     page.goto(link)
     expect(page.locator(".share-file")).to_have_count(3)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "share-phone")
     with page.expect_download() as info:
         page.locator("#download-all").click()
     saved = tmp_path / "all.zip"
@@ -235,6 +246,7 @@ def test_download_password_form_in_the_browser(
     page.fill("#password", "wrong horse")
     page.click("button[type=submit]")
     expect(page.locator("[role=alert]")).to_have_text("Wrong password.")
+    screenshot(page, "password-phone")
     page.fill("#password", "correct horse")
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text("secret-plans.txt")
