@@ -100,6 +100,9 @@ def test_page_says_plainly_when_downloads_are_off(
     source = tmp_path / "a.txt"
     source.write_bytes(b"a" * 1000)
     context, page, _ = open_page(browser, server.url)
+    expect(page.locator("#limits")).to_contain_text("Downloads are off on this server")
+    expect(page.locator("#group-share")).to_be_hidden()
+    expect(page.locator("#download-password")).to_be_hidden()
     row = upload_one(page, source)
     expect(row.locator(".downloads-off")).to_contain_text("Downloads are off on this server")
     expect(row.locator(".share-link")).to_have_count(0)

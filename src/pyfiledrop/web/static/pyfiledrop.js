@@ -271,6 +271,16 @@
     (dzOptions.parallelChunkUploads ? ", " + dzOptions.parallelChunkUploads + " at a time" : "") +
     ".";
 
+  if (!config.allowDownloads) {
+    // Nothing to share: say so once, and hide the sharing options.
+    $("limits").textContent +=
+      " Downloads are off on this server (started without -a / --allow-downloads): files are" +
+      " stored but there are no links to share.";
+    Array.prototype.forEach.call(document.querySelectorAll("[data-pfd-sharing]"), function (node) {
+      node.hidden = true;
+    });
+  }
+
   refreshUploaded();
 
   if (typeof window.Dropzone !== "function") {
