@@ -262,3 +262,14 @@ def test_file_password_and_throttle(tmp_path: Path) -> None:
         assert locked.status_code == 429 and "too many wrong passwords" in locked.text.lower()
         raw = client.get(f"/download/{file_id}", headers={"X-Download-Password": "pw"})
         assert raw.status_code == 403 and "too many" in raw.json()["error"]
+
+
+def test_put_with_a_download_password(tmp_path: Path) -> None:
+    with app_client(tmp_path) as client:
+        header = {"X-Download-Password": "hunter2"}
+        record = client.put("/put/p.txt", content=DATA, headers=header).json()
+        assert client.get(record["url"]).status_code == 403
+        assert client.get(record["url"], headers=header).content == DATA
+        too_long = {"X-Download-Password": "x" * 2000}
+        assert client.put("/put/q.txt", content=DATA, headers=too_long).status_code == 400
+        assert [f["name"] for f in client.get("/api/files").json()["files"]] == ["p.txt"]

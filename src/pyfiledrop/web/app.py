@@ -22,7 +22,7 @@ from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
-from pyfiledrop.web import downloads, manage, shares
+from pyfiledrop.web import downloads, manage, passwords, shares
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
@@ -74,7 +74,13 @@ async def upload_state(request: Request) -> Response:
 async def put_file(request: Request) -> Response:
     name = request.path_params["name"]
     uploads = _uploads(request)
+    # Checked before the body is read; set before the answer names the link.
+    password = request.headers.get(passwords.PASSWORD_HEADER)
+    if password is not None:
+        passwords.valid_password(password)
     record = await put.receive(request, uploads, _owner(request), name)
+    if password is not None:
+        await shares.protect(uploads, record["id"], password)
     # curl users paste these links: absolute, transfer.sh style (the other answers stay relative).
     record["url"] = shares.download_link(request, uploads.settings, record["id"])
     record["page_url"] = shares.page_link(request, uploads.settings, record["id"])

@@ -426,6 +426,11 @@ async def create_share(request: Request) -> Response:
     )
 
 
+async def protect(uploads: Uploads, file_id: str, password: str) -> None:
+    secret = await passwords.hash_password(passwords.valid_password(password))
+    await uploads.db.run(books.set_password, [file_id], secret)
+
+
 async def set_file_password(request: Request) -> Response:
     """`{"password": "..."}`: the caller's own file asks for it from now on."""
     uploads = _uploads(request)
@@ -433,8 +438,8 @@ async def set_file_password(request: Request) -> Response:
         uploads, request.path_params["file_id"], owner=_owner(request)
     )
     body = await json_body(request)
-    secret = await passwords.hash_password(passwords.valid_password(body.get("password")))
-    await uploads.db.run(books.set_password, [stored.id], secret)
+    password = body.get("password")
+    await protect(uploads, stored.id, passwords.valid_password(password))
     return JSONResponse({"status": "protected", "id": stored.id})
 
 
