@@ -129,3 +129,32 @@ def test_busy_or_unavailable_chunk_is_retried_with_plain_words(
     [stored] = stored_files(server.settings.storage)
     assert sha256_of(stored) == sha256_of(source)
     context.close()
+
+
+def test_upload_rides_out_a_network_cut_with_no_click(
+    browser: Any, live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server(chunk_size=CHUNK)
+    source = random_file(tmp_path / "through-a-cut.bin", 32 * CHUNK + 99)
+    context, page, _ = open_page(browser, server.url)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    conditions = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": 2 * MIB}
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, **conditions})
+    choose_files(page, source)
+    row = file_row(page, source.name)
+    deadline = time.monotonic() + 60
+    while progress_of(row) < 20:
+        assert time.monotonic() < deadline, "the upload did not get going"
+        page.wait_for_timeout(100)
+
+    cdp.send("Network.emulateNetworkConditions", {"offline": True, **conditions})
+    expect(row).to_have_attribute("data-state", "retrying", timeout=20_000)
+    expect(row.locator("[data-pfd-state]")).to_contain_text("cannot be reached", timeout=20_000)
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, **conditions})
+
+    wait_finished(page, 1, timeout_s=120)
+    expect(row).to_have_attribute("data-state", "done")
+    [stored] = stored_files(server.settings.storage)
+    assert sha256_of(stored) == sha256_of(source)
+    context.close()
