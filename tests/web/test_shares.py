@@ -273,3 +273,15 @@ def test_put_with_a_download_password(tmp_path: Path) -> None:
         too_long = {"X-Download-Password": "x" * 2000}
         assert client.put("/put/q.txt", content=DATA, headers=too_long).status_code == 400
         assert [f["name"] for f in client.get("/api/files").json()["files"]] == ["p.txt"]
+
+
+def test_a_protected_file_is_not_shared_without_a_password(tmp_path: Path) -> None:
+    with app_client(tmp_path) as client:
+        [record] = put_files(client, 1)
+        client.post(f"/api/files/{record['id']}/password", json={"password": "pw"})
+        refused = client.post("/api/shares", json={"files": [record["id"]]})
+        assert refused.status_code == 400 and "download password" in refused.json()["error"]
+        shared = client.post("/api/shares", json={"files": [record["id"]], "password": "new"})
+        assert shared.status_code == 201
+        header = {"X-Download-Password": "new"}
+        assert client.get(f"/download/{record['id']}", headers=header).status_code == 200

@@ -399,6 +399,11 @@ async def create_share(request: Request) -> Response:
     password = body.get("password")
     secret = await passwords.hash_password(passwords.valid_password(password)) if password else None
     files = [await downloads.find_file(uploads, file_id, owner=owner) for file_id in file_ids]
+    if secret is None:
+        for stored in files:
+            if await passwords.is_protected(uploads, stored.id):
+                # The share would be a way around the file's password.
+                raise BadRequest(f"{stored.name} has a download password: give the share one")
     now = uploads.clock()
     share = books.Share(
         id=secrets.token_urlsafe(16),
