@@ -29,7 +29,8 @@ BUNDLED_QRCODE = "/static/vendor/qrcode-generator/qrcode.js"
 DEFAULT_DZ_CDN = "https://cdnjs.cloudflare.com/ajax/libs/dropzone"
 DEFAULT_DZ_VERSION = "5.7.6"
 
-# A failed chunk is sent again this many times before the file is marked as failed.
+# Dropzone's own immediate retries, for a custom --index page without pyfiledrop.js; ours replaces
+# them with growing pauses for `retry_for` seconds (see _handleUploadError in pyfiledrop.js).
 RETRY_CHUNKS_LIMIT = 3
 # Files uploaded side by side; each one has up to chunks_in_flight chunks in flight.
 PARALLEL_FILES = 2
