@@ -16,13 +16,16 @@ $(STAMP): pyproject.toml
 install: $(STAMP) assets
 
 # Front-end libraries come pinned from npm (package-lock.json) and are copied, not built.
-# Only Dropzone's script and licence: the page has its own stylesheet.
+# Only Dropzone's script and licence, and qrcode-generator's script (its licence is in its header):
+# the page has its own stylesheet.
 assets: $(VENDOR)/.copied
 
 $(VENDOR)/.copied: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/dropzone
 	cp node_modules/dropzone/dist/dropzone-min.js node_modules/dropzone/LICENSE $(VENDOR)/dropzone/
+	mkdir -p $(VENDOR)/qrcode-generator
+	cp node_modules/qrcode-generator/dist/qrcode.js $(VENDOR)/qrcode-generator/
 	touch $@
 
 run: install

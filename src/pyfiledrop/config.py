@@ -78,6 +78,8 @@ class Settings:
     access_log: bool = True  # one line per request
     log_format: str = "text"  # or "json": one JSON object per line
     keep_awake: bool = False  # keep the host from sleeping while uploads are in progress
+    public_url: str | None = None  # how people reach the server (behind a proxy); None: as asked
+    retry_for: int = 300  # seconds the page keeps retrying a failed chunk before giving up
 
     @property
     def local_storage(self) -> Path:
@@ -187,6 +189,16 @@ def _text(value: Any) -> str:
 
 def _optional_text(value: Any) -> str | None:
     return None if value is None else _text(value)
+
+
+def _public_url(value: Any) -> str | None:
+    """An http(s) origin, maybe with a path prefix; kept without its trailing slash."""
+    if value is None:
+        return None
+    url = _text(value).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+        raise ValueError
+    return url
 
 
 def _path(value: Any) -> Path:
@@ -453,6 +465,22 @@ SPECS += (
         "a list of texts (TOML array, or comma-separated in the environment)",
         "more secrets accepted like the password (config file or environment only)",
     ),
+    Spec(
+        "public_url",
+        _public_url,
+        "an http:// or https:// URL such as https://files.example.org",
+        "the address people use to reach this server, for the links it shows (default: as asked)",
+        ("--public-url",),
+        metavar="URL",
+    ),
+    Spec(
+        "retry_for",
+        _positive_duration,
+        "a duration such as 5m, 90s or 1h",
+        "how long the page keeps retrying a failed chunk (server restart, lost connection)",
+        ("--retry-for",),
+        metavar="DURATION",
+    ),
 )
 # Watching it: metrics, logs, and the host's sleep.
 LOG_FORMATS = ("text", "json")
@@ -647,7 +675,7 @@ def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, 
         value = getattr(settings, spec.name)
         if spec.name in SECRET_SETTINGS:
             shown = "(set)" if value else "(none)"
-        elif spec.name in ("abandon_after", "expire_after") and value is not None:
+        elif spec.name in ("abandon_after", "expire_after", "retry_for") and value is not None:
             shown = format_duration(value)
         elif spec.name in ("min_free", "quota", "owner_quota") and value is not None:
             shown = format_size(value)

@@ -126,6 +126,7 @@ def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
         "size": stored.size,
         "sha256": stored.sha256,
         "url": f"/download/{stored.id}",
+        "page_url": f"/f/{stored.id}",  # the recipient page (web/shares.py)
         "created": _iso_time(stored.created),
         "deduplicated": stored.linked_from is not None,
         "expires": _iso_time(stored.expires) if stored.expires is not None else None,

@@ -136,5 +136,5 @@ def test_password_over_real_http(server_factory: ServerFactory) -> None:
     headers = {"Authorization": f"Bearer {PASSWORD}"}
     created = httpx.put(f"{server.url}/put/r.txt", content=b"r", headers=headers)
     assert created.status_code == 201
-    assert httpx.get(f"{server.url}{created.json()['url']}").content == b"r"
+    assert httpx.get(created.json()["url"]).content == b"r"  # absolute in the PUT answer
     assert server.stored_files() == [server.storage_dir / "r.txt"]

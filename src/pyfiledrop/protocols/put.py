@@ -13,6 +13,14 @@ from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.watch import note_upload
 
 
+def wants_text(request: Request) -> bool:
+    """`?text`, or an Accept naming text/plain but not JSON: answer with the bare link."""
+    if "text" in request.query_params:
+        return True
+    accept = request.headers.get("accept", "")
+    return "text/plain" in accept and "application/json" not in accept
+
+
 async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> dict[str, Any]:
     if not name.strip():
         raise BadRequest("the URL must end with a file name: /put/<name>")

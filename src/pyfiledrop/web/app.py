@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pyfiledrop import keepawake, offsets
@@ -24,7 +24,7 @@ from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
-from pyfiledrop.web import downloads, manage
+from pyfiledrop.web import downloads, manage, passwords, shares
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
@@ -82,7 +82,19 @@ async def upload_state(request: Request) -> Response:
 
 async def put_file(request: Request) -> Response:
     name = request.path_params["name"]
-    record = await put.receive(request, _uploads(request), _owner(request), name)
+    uploads = _uploads(request)
+    # Checked before the body is read; set before the answer names the link.
+    password = request.headers.get(passwords.PASSWORD_HEADER)
+    if password is not None:
+        passwords.valid_password(password)
+    record = await put.receive(request, uploads, _owner(request), name)
+    if password is not None:
+        await shares.protect(uploads, record["id"], password)
+    # curl users paste these links: absolute, transfer.sh style (the other answers stay relative).
+    record["url"] = shares.download_link(request, uploads.settings, record["id"])
+    record["page_url"] = shares.page_link(request, uploads.settings, record["id"])
+    if put.wants_text(request):
+        return PlainTextResponse(record["url"] + "\n", status_code=201)
     return JSONResponse(record, status_code=201)
 
 
@@ -189,7 +201,13 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
 
     metrics = [Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []
     app = Starlette(
-        routes=[*api_routes(), *metrics, *auth_routes(), *page_routes(settings)],
+        routes=[
+            *api_routes(),
+            *metrics,
+            *shares.routes(),
+            *auth_routes(),
+            *page_routes(settings),
+        ],
         lifespan=lifespan,
         exception_handlers={
             PyfiledropError: _domain_error,

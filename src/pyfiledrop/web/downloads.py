@@ -15,6 +15,7 @@ from pyfiledrop.errors import Forbidden, Gone, NotFound, RangeNotSatisfiable
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import StoredFile, queries
 from pyfiledrop.uploads import Uploads
+from pyfiledrop.web import passwords
 from pyfiledrop.web.watch import client_address
 
 log = logging.getLogger("pyfiledrop")
@@ -100,6 +101,7 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
     if not uploads.settings.allow_downloads:
         raise Forbidden("downloads are disabled on this server")
     stored = await find_file(uploads, file_id, allow_used_up=True)
+    await passwords.require_access(request, uploads, stored.id)  # a download password, if set
     etag = f'"{stored.sha256}"'
     headers = {
         "Content-Disposition": content_disposition(stored.name),

@@ -23,12 +23,14 @@ STATIC_DIR = WEB_DIR / "static"
 TEMPLATE_PATH = WEB_DIR / "templates" / "index.html"
 FAVICON_PATH = STATIC_DIR / "favicon.ico"
 BUNDLED_DROPZONE = "/static/vendor/dropzone/dropzone-min.js"
+BUNDLED_QRCODE = "/static/vendor/qrcode-generator/qrcode.js"
 
 # The article's CDN and version, used when only one of --dz-cdn / --dz-version is given.
 DEFAULT_DZ_CDN = "https://cdnjs.cloudflare.com/ajax/libs/dropzone"
 DEFAULT_DZ_VERSION = "5.7.6"
 
-# A failed chunk is sent again this many times before the file is marked as failed.
+# Dropzone's own immediate retries, for a custom --index page without pyfiledrop.js; ours replaces
+# them with growing pauses for `retry_for` seconds (see _handleUploadError in pyfiledrop.js).
 RETRY_CHUNKS_LIMIT = 3
 # Files uploaded side by side; each one has up to chunks_in_flight chunks in flight.
 PARALLEL_FILES = 2
@@ -83,6 +85,9 @@ def page_config(settings: Settings) -> dict[str, Any]:
             "filesizeBase": 1024,
         },
         "allowDownloads": settings.allow_downloads,
+        "publicUrl": settings.public_url,  # None: the page's own origin
+        "pageUrl": "/f/{id}",
+        "retryFor": settings.retry_for,  # seconds; a failed chunk is retried this long
         "expireAfter": settings.expire_after,  # seconds, or None: files stay until deleted
         "filesUrl": "/api/files",
         "finishUrl": "/upload/{uuid}/finish",
@@ -101,6 +106,7 @@ def template_values(settings: Settings) -> dict[str, str]:
         "version": html.escape(__version__),
         "config_json": json_for_html(page_config(settings)),
         "dropzone_src": html.escape(dropzone_script_url(settings)),
+        "qrcode_src": html.escape(f"{BUNDLED_QRCODE}?v={__version__}"),
     }
 
 

@@ -8,7 +8,6 @@
   var RESUME_KEY = "pyfiledrop.unfinished";
   var RESUME_ENTRIES = 200;
   var SPEED_WINDOW_MS = 3000;
-  var FINISH_ATTEMPTS = 4;
 
   function $(id) {
     return document.getElementById(id);
@@ -272,6 +271,16 @@
     (dzOptions.parallelChunkUploads ? ", " + dzOptions.parallelChunkUploads + " at a time" : "") +
     ".";
 
+  if (!config.allowDownloads) {
+    // Nothing to share: say so once, and hide the sharing options.
+    $("limits").textContent +=
+      " Downloads are off on this server (started without -a / --allow-downloads): files are" +
+      " stored but there are no links to share.";
+    Array.prototype.forEach.call(document.querySelectorAll("[data-pfd-sharing]"), function (node) {
+      node.hidden = true;
+    });
+  }
+
   refreshUploaded();
 
   if (typeof window.Dropzone !== "function") {
@@ -361,6 +370,8 @@
     setState(file, "finishing", "Finishing\u2026");
     setPart(file, "eta", "");
     var attempt = 0;
+    var began = Date.now();
+    var retryFor = Number(config.retryFor) * 1000;
     function fail(message) {
       dz._errorProcessing([file], { error: message });
     }
@@ -371,8 +382,10 @@
           if (result.ok && result.body && result.body.status === "done" && result.body.file) {
             file.pfdRecord = result.body.file;
             done();
-          } else if (result.status >= 500 && attempt < FINISH_ATTEMPTS) {
-            setTimeout(tryFinish, 500 * attempt);
+          } else if (retryable(result.status) && Date.now() - began < retryFor) {
+            setState(file, "finishing", "Finishing: " + faultText({ status: result.status }) +
+              ". Trying again\u2026");
+            setTimeout(tryFinish, retryPause(attempt));
           } else {
             fail(
               (result.body && result.body.error) ||
@@ -381,8 +394,12 @@
           }
         })
         .catch(function () {
-          if (attempt < FINISH_ATTEMPTS) setTimeout(tryFinish, 500 * attempt);
-          else fail("Finishing failed: the server could not be reached.");
+          if (Date.now() - began < retryFor) {
+            setState(file, "finishing", "Finishing: the server cannot be reached. Trying again\u2026");
+            setTimeout(tryFinish, retryPause(attempt));
+          } else {
+            fail("Finishing failed: the server could not be reached.");
+          }
         });
     }
     tryFinish();
@@ -504,7 +521,10 @@
   dz._uploadData = function (files, dataBlocks) {
     var file = files[0];
     var block = dataBlocks[0];
-    var have = file.upload.chunked && file.pfdHave && block && file.pfdHave[block.chunkIndex];
+    var index = block ? block.chunkIndex : -1;
+    var have =
+      file.upload.chunked &&
+      ((file.pfdHave && file.pfdHave[index]) || (file.pfdArrived && file.pfdArrived[index]));
     if (!have) return sendChunk.call(dz, files, dataBlocks);
     var chunk = file.upload.chunks[block.chunkIndex];
     var length = chunkLength(file, block.chunkIndex);
@@ -522,6 +542,151 @@
       dz._updateFilesUploadProgress(files, standIn);
       file.upload.finishedChunkUpload(chunk, { status: "duplicate" });
     });
+  };
+
+  // ---- Riding out faults: a chunk that fails for a reason that passes (the server restarting,
+  // a cut connection, a 5xx, 423 while the server still holds the chunk) is sent again after a
+  // growing pause, for up to config.retryFor seconds. Before sending it again the page asks the
+  // server which chunks it has (GET /upload/<uuid>): a chunk that arrived although its answer
+  // was lost is not sent twice, and while the server is still away nothing is sent at all.
+
+  var RETRY_FIRST_PAUSE_MS = 500;
+  var RETRY_LONGEST_PAUSE_MS = 15000;
+
+  function retryable(status) {
+    return status === 0 || status === 408 || status === 423 || status === 429 || status >= 500;
+  }
+
+  // Plain words for what went wrong, shown while the page waits to try again.
+  function faultText(xhr, timedOut) {
+    var status = xhr ? xhr.status : 0;
+    if (timedOut) return "The server took too long to answer";
+    if (status === 0) return "The connection to the server was lost";
+    if (status === 423) return "The server is still busy with part of this file";
+    if (status === 429) return "The server is busy";
+    if (status === 502 || status === 503 || status === 504) {
+      return "The server is not available (it may be restarting)";
+    }
+    if (status === 507) return "The server is out of disk space";
+    return "The server had a problem (error " + status + ")";
+  }
+
+  function retryPause(attempt) {
+    return Math.min(RETRY_LONGEST_PAUSE_MS, RETRY_FIRST_PAUSE_MS * Math.pow(2, attempt));
+  }
+
+  // One question to the server per file at a time, shared by the chunks that failed together.
+  function askReceived(file) {
+    if (!file.pfdAsking) {
+      var url = config.statusUrl.replace("{uuid}", encodeURIComponent(file.upload.uuid));
+      file.pfdAsking = fetch(url, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+        cache: "no-store",
+      })
+        .then(function (response) {
+          if (response.status === 404) return { received: [] }; // nothing of it arrived yet
+          if (!response.ok) throw new Error("status " + response.status);
+          return response.json();
+        })
+        .then(
+          function (state) {
+            file.pfdAsking = null;
+            return state;
+          },
+          function (err) {
+            file.pfdAsking = null;
+            throw err;
+          }
+        );
+    }
+    return file.pfdAsking;
+  }
+
+  function noteReceived(file, state) {
+    if (!state || !Array.isArray(state.received)) return;
+    // Kept apart from pfdHave: these chunks did go over the wire, and count as sent bytes.
+    file.pfdArrived = file.pfdArrived || {};
+    state.received.forEach(function (index) {
+      file.pfdArrived[index] = true;
+    });
+  }
+
+  var giveUp = dz._handleUploadError;
+  dz._handleUploadError = function (files, xhr, response) {
+    var file = files[0];
+    if (file.status !== Dropzone.UPLOADING || !file.upload.chunked) {
+      return giveUp.call(dz, files, xhr, response);
+    }
+    var chunk = dz._getChunk(file, xhr);
+    var timedOut = typeof response === "string" && response.indexOf("timedout") >= 0;
+    if (!chunk || chunk.status !== Dropzone.UPLOADING || !(timedOut || retryable(xhr.status))) {
+      return giveUp.call(dz, files, xhr, response);
+    }
+    var now = Date.now();
+    // Counted per chunk: with chunks in parallel, others may go through while this one fails.
+    if (!chunk.pfdFault) chunk.pfdFault = { since: now, attempt: 0 };
+    var fault = chunk.pfdFault;
+    file.pfdRetrying = true;
+    var reason = faultText(xhr, timedOut);
+    if (now - fault.since > Number(config.retryFor) * 1000) {
+      var minutes = Math.round((now - fault.since) / 6000) / 10;
+      var detail = response && response.error ? " (" + response.error + ")" : "";
+      return dz._errorProcessing(
+        files,
+        { error: reason + detail + "; gave up after trying for " + minutes + " min." },
+        xhr
+      );
+    }
+    chunk.progress = 0;
+    chunk.bytesSent = 0;
+    chunk.xhr = null;
+    var pause = retryPause(fault.attempt++);
+    setState(file, "retrying", reason + ". Trying again in " + formatDuration(pause / 1000) + "\u2026");
+    setPart(file, "speed", "");
+    setPart(file, "eta", "");
+    window.setTimeout(function resend() {
+      if (file.status !== Dropzone.UPLOADING || chunk.status !== Dropzone.UPLOADING) return;
+      askReceived(file).then(
+        function (state) {
+          if (file.status !== Dropzone.UPLOADING || chunk.status !== Dropzone.UPLOADING) return;
+          noteReceived(file, state);
+          setState(file, "uploading", "Uploading (the server is back)");
+          dz._uploadData(files, [chunk.dataBlock]);
+        },
+        function () {
+          // Still away: wait longer, within the same time limit, before asking again.
+          var fakeXhr = { status: 0 };
+          if (Date.now() - fault.since > Number(config.retryFor) * 1000) {
+            dz._errorProcessing(
+              files,
+              { error: "The server could not be reached; gave up after " +
+                Math.round((Date.now() - fault.since) / 1000) + " s." },
+              fakeXhr
+            );
+            return;
+          }
+          var wait = retryPause(fault.attempt++);
+          setState(
+            file,
+            "retrying",
+            "The server cannot be reached. Trying again in " + formatDuration(wait / 1000) + "\u2026"
+          );
+          window.setTimeout(resend, wait);
+        }
+      );
+    }, pause);
+  };
+
+  // A chunk that went through: the row says "Uploading" again.
+  var chunkAnswered = dz._finishedUploading;
+  dz._finishedUploading = function (files, xhr, e) {
+    var file = files[0];
+    if (xhr.readyState === 4 && xhr.status >= 200 && xhr.status < 300 && file.pfdRetrying) {
+      file.pfdRetrying = false;
+      if (file.status === Dropzone.UPLOADING) setState(file, "uploading", "Uploading");
+    }
+    return chunkAnswered.call(dz, files, xhr, e);
   };
 
   // Keyboard: the drop area is a focusable button that opens the file chooser.
@@ -612,6 +777,8 @@
 
   dz.on("addedfile", function (file) {
     file.pfdOptions = uploadOptions(); // every chunk of the file carries the same choice
+    file.pfdGroup = $("group-share").checked;
+    file.pfdPassword = $("download-password").value;
     // A new batch starts when files are added after the previous one has finished.
     if (!dz.getUploadingFiles().length && !dz.getQueuedFiles().length) {
       batch.files = batch.files.filter(function (f) {
@@ -655,6 +822,198 @@
     setPart(file, "eta", rate ? formatDuration((file.size - sent) / rate) + " left" : "");
   });
 
+  // ---- Sharing: the link people can use, a Copy button and a QR code ----------------------
+
+  function shareLink(record) {
+    // Built from the id, not taken from the reply as a URL, so it can only ever point here.
+    var base = config.publicUrl || window.location.origin;
+    return base + config.pageUrl.replace("{id}", encodeURIComponent(record.id));
+  }
+
+  function copyText(text, button, field) {
+    function copied() {
+      button.textContent = "Copied";
+      announce("Link copied.");
+      window.setTimeout(function () {
+        button.textContent = "Copy";
+      }, 2000);
+    }
+    function fallback() {
+      // Plain http on another host has no clipboard API: select the link for Ctrl+C instead.
+      field.focus();
+      field.select();
+      var ok = false;
+      try {
+        ok = document.execCommand("copy");
+      } catch (e) {
+        ok = false;
+      }
+      if (ok) copied();
+      else button.textContent = "Press Ctrl+C";
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(copied, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  // Drawn on a canvas (the CSP allows no data: images), with the 4-module quiet zone readers need.
+  function qrCanvas(text) {
+    if (typeof window.qrcode !== "function") return null;
+    var qr = window.qrcode(0, "M");
+    qr.addData(text);
+    qr.make();
+    var modules = qr.getModuleCount();
+    var cell = 4;
+    var size = (modules + 8) * cell;
+    var canvas = el("canvas", "qr");
+    canvas.width = size;
+    canvas.height = size;
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", "QR code of the link");
+    var context = canvas.getContext("2d");
+    context.fillStyle = "#ffffff";
+    context.fillRect(0, 0, size, size);
+    context.fillStyle = "#000000";
+    for (var row = 0; row < modules; row++) {
+      for (var col = 0; col < modules; col++) {
+        if (qr.isDark(row, col)) context.fillRect((col + 4) * cell, (row + 4) * cell, cell, cell);
+      }
+    }
+    return canvas;
+  }
+
+  function downloadsOff() {
+    return el(
+      "p",
+      "downloads-off",
+      "Downloads are off on this server (it was started without -a / --allow-downloads), " +
+        "so there is no link to share. The file is stored."
+    );
+  }
+
+  // The link, Copy, Open and the QR code; `label` names what the link is to.
+  function linkBlock(block, link, label) {
+    var row = el("div", "share-row");
+    var field = el("input", "share-link");
+    field.type = "text";
+    field.readOnly = true;
+    field.value = link;
+    field.setAttribute("aria-label", "Link to " + label);
+    var copy = el("button", "copy", "Copy");
+    copy.type = "button";
+    copy.addEventListener("click", function () {
+      copyText(link, copy, field);
+    });
+    var open = el("a", "open-link", "Open");
+    open.href = link;
+    open.target = "_blank";
+    open.rel = "noopener";
+    row.appendChild(field);
+    row.appendChild(copy);
+    row.appendChild(open);
+    block.appendChild(row);
+    var canvas = qrCanvas(link);
+    if (canvas) block.appendChild(canvas);
+    return block;
+  }
+
+  function postJson(url, body) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    }).then(function (response) {
+      return response
+        .json()
+        .catch(function () {
+          return {};
+        })
+        .then(function (answer) {
+          if (!response.ok) {
+            throw new Error(answer.error || "the server answered " + response.status);
+          }
+          return answer;
+        });
+    });
+  }
+
+  function shareBlock(file, record) {
+    var block = el("div", "file-share");
+    if (file.name !== record.name) {
+      var stored = el("div", "stored-as muted");
+      stored.appendChild(document.createTextNode("Stored as "));
+      stored.appendChild(el("strong", "stored-name", record.name));
+      block.appendChild(stored);
+    }
+    if (!config.allowDownloads) {
+      block.appendChild(downloadsOff());
+      return block;
+    }
+    if (file.pfdGroup) return block; // one link for the whole drop comes when it is done
+    var password = file.pfdPassword;
+    if (!password) return linkBlock(block, shareLink(record), record.name);
+    var waiting = el("p", "muted", "Setting the download password\u2026");
+    block.appendChild(waiting);
+    postJson("/api/files/" + encodeURIComponent(record.id) + "/password", { password: password })
+      .then(function () {
+        waiting.textContent = "Protected by the download password.";
+        linkBlock(block, shareLink(record), record.name);
+      })
+      .catch(function (err) {
+        waiting.className = "error";
+        waiting.textContent =
+          "The download password could not be set (" + err.message + "): do not share this link.";
+      });
+    return block;
+  }
+
+  // With "one link for the drop": when the drop is done, its stored files get one share.
+  function shareDrop(files) {
+    var records = [];
+    var first = null;
+    files.forEach(function (file) {
+      if (file.status === Dropzone.SUCCESS && file.pfdGroup && file.pfdFinal) {
+        records.push(file.pfdFinal);
+        first = first || file;
+      }
+    });
+    if (!records.length || !config.allowDownloads) return;
+    var box = $("share-result");
+    var block = el("div", "file-share drop-share");
+    var title = el(
+      "strong",
+      "",
+      "One link for " + (records.length === 1 ? "this file" : "these " + records.length + " files")
+    );
+    block.appendChild(title);
+    var waiting = el("p", "muted", "Making the link\u2026");
+    block.appendChild(waiting);
+    box.prepend(block);
+    box.hidden = false;
+    var body = Object.assign({}, first.pfdOptions, {
+      files: records.map(function (record) {
+        return record.id;
+      }),
+    });
+    if (first.pfdPassword) body.password = first.pfdPassword;
+    postJson("/api/shares", body)
+      .then(function (share) {
+        waiting.remove();
+        var base = config.publicUrl || window.location.origin;
+        var link = base + "/s/" + encodeURIComponent(share.id);
+        if (share.password) block.appendChild(el("p", "muted", "Protected by the download password."));
+        linkBlock(block, link, records.length + " files");
+        announce("One link for " + records.length + " files is ready.");
+      })
+      .catch(function (err) {
+        waiting.className = "error";
+        waiting.textContent = "The link could not be made: " + err.message;
+      });
+  }
+
   dz.on("success", function (file, response) {
     var record = file.pfdRecord || (response && response.file) || null;
     var progress = file.previewElement && file.previewElement.querySelector("progress");
@@ -666,8 +1025,22 @@
     var fresh = file.size - (file.pfdSkipped || 0);
     setPart(file, "speed", seconds > 0.05 && fresh ? averageText(fresh, seconds) : "");
     setPart(file, "eta", record && record.sha256 ? "SHA-256 " + record.sha256 : "");
+    file.pfdFinal = record;
+    if (record && record.id && file.previewElement) {
+      file.previewElement.appendChild(shareBlock(file, record));
+    }
     refreshUploaded();
   });
 
-  dz.on("queuecomplete", stopTicker);
+  dz.on("queuecomplete", function () {
+    stopTicker();
+    // Each drop is shared once, even if more files are added later.
+    var unshared = batch.files.filter(function (file) {
+      return !file.pfdShared;
+    });
+    unshared.forEach(function (file) {
+      file.pfdShared = true;
+    });
+    shareDrop(unshared);
+  });
 })();
