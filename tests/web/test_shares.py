@@ -257,7 +257,7 @@ def test_file_password_and_throttle(tmp_path: Path) -> None:
 
         throttle = client.app.state.download_throttle  # type: ignore[attr-defined]
         for _ in range(LOCKOUT_FAILURES):
-            throttle.fail("testclient")
+            throttle.fail("testclient", "a download password")
         locked = client.post(f"/f/{file_id}", data={"password": "pw"})
         assert locked.status_code == 429 and "too many wrong passwords" in locked.text.lower()
         raw = client.get(f"/download/{file_id}", headers={"X-Download-Password": "pw"})
