@@ -62,8 +62,14 @@ def _settings_from(args: argparse.Namespace) -> Any:
 
 def run_serve(args: argparse.Namespace) -> int:
     from pyfiledrop.server import serve
+    from pyfiledrop.web.page import missing_assets
 
     loaded = _settings_from(args)
+    if missing := missing_assets(loaded.settings):
+        raise ConfigError(
+            f"page assets missing from this install: {missing[0]} "
+            "(from a checkout: `make assets`; a wheel must be built after `npm ci`)"
+        )
     prepare_folders(loaded.settings)
     if isinstance(loaded.settings.storage, S3Location):
         from pyfiledrop.storage.s3 import check_reachable
