@@ -10,15 +10,19 @@ is made from that wheel; the executable from the same source, with the package's
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("wheel", "pyz", "exe")
+# The zipapp carries compiled modules for each of these (see build_pyz).
+PYZ_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 SCALE_OUT_MODULES = ("boto3", "botocore", "s3transfer", "psycopg", "psycopg_binary", "psycopg_pool")
 
 
@@ -44,14 +48,45 @@ def the_wheel(outdir: Path) -> Path:
 
 
 def build_pyz(outdir: Path, wheel: Path) -> Path:
+    """The zipapp runs with any CPython in PYZ_PYTHONS: shiv packs one site-packages, built for
+    this Python, so the compiled modules (httptools, uvloop) of the others are added beside
+    this one's. Their file names carry the version (`*.cpython-312-*.so`), so they coexist."""
     target = outdir / "pyfiledrop.pyz"
-    # The interpreter is found at run time (`python3 pyfiledrop.pyz`, or ./pyfiledrop.pyz).
-    run(
-        sys.executable, "-m", "shiv", "--console-script", "pyfiledrop",
-        "--python", "/usr/bin/env python3", "--output-file", target, "--reproducible",
-        "--compressed", wheel,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="pyfiledrop-shiv-") as work:
+        site = Path(work) / "site-packages"
+        run(
+            sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+            "--target", site, wheel,
+        )  # fmt: skip
+        compiled = [
+            f"{dist.metadata['Name']}=={dist.version}"
+            for dist in importlib.metadata.distributions(path=[str(site)])
+            if any(str(name).endswith(".so") for name in dist.files or [])
+        ]
+        this = f"{sys.version_info.major}.{sys.version_info.minor}"
+        for version in (v for v in PYZ_PYTHONS if v != this and compiled):
+            wheels = Path(work) / f"wheels-{version}"
+            run(
+                sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                "--no-deps", "--only-binary=:all:", "--python-version", version,
+                "--dest", wheels, *compiled,
+            )  # fmt: skip
+            for other in wheels.glob("*.whl"):
+                add_missing_files(other, site)
+        # The interpreter is found at run time (`python3 pyfiledrop.pyz`, or ./pyfiledrop.pyz).
+        run(
+            sys.executable, "-m", "shiv", "--site-packages", site, "--console-script",
+            "pyfiledrop", "--python", "/usr/bin/env python3", "--output-file", target,
+            "--reproducible", "--compressed",
+        )  # fmt: skip
     return target
+
+
+def add_missing_files(wheel: Path, site: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if ".dist-info/" not in name and not (site / name).exists():
+                archive.extract(name, site)
 
 
 def build_exe(outdir: Path) -> Path:
