@@ -8,6 +8,7 @@ bytes; the wheel's page loads its bundled Dropzone in Chromium. Building takes a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -30,6 +31,9 @@ DROPZONE = "pyfiledrop/web/static/vendor/dropzone/dropzone-min.js"
 CHROMIUM = Path("/usr/bin/chromium")
 BUILD_TIMEOUT_SECONDS = 900
 MIB = 1024 * 1024
+
+# The first test that needs `dist` builds it (about a minute; several on a loaded machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_SECONDS + 300)]
 
 
 @dataclass
@@ -207,3 +211,36 @@ def test_server_without_its_page_assets_refuses_to_start(tmp_path: Path) -> None
     assert result.stderr.count("\n") == 1, result.stderr
     assert "page assets missing" in result.stderr and "dropzone-min.js" in result.stderr
     assert not (tmp_path / "storage").exists(), "refused before making any folder"
+
+
+def load_assets_tool(root: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    spec = importlib.util.spec_from_file_location("assets_tool", ROOT / "tools" / "assets.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "ROOT", root)
+    monkeypatch.setattr(tool, "NODE_MODULES", root / "node_modules")
+    monkeypatch.setattr(tool, "VENDOR", root / "vendor")
+    return tool
+
+
+def test_build_without_npm_or_assets_fails_saying_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = load_assets_tool(tmp_path, monkeypatch)
+    (tmp_path / "package-lock.json").write_text("{}")
+    monkeypatch.setattr(tool.shutil, "which", lambda name: None)
+    with pytest.raises(tool.AssetsMissing, match=r"run `npm ci` in"):
+        tool.copy_assets()
+
+
+def test_build_copies_the_assets_from_node_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = load_assets_tool(tmp_path, monkeypatch)
+    for source in tool.ASSETS.values():
+        (tmp_path / "node_modules" / source).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "node_modules" / source).write_text(source)
+    tool.copy_assets()
+    for target, source in tool.ASSETS.items():
+        assert (tmp_path / "vendor" / target).read_text() == source
