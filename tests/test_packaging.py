@@ -183,6 +183,17 @@ def test_executable_takes_an_upload_exact(
 ) -> None:
     server = start(shipped, tmp_path / "exe", [str(dist / "pyfiledrop")])
     round_trip(server, tmp_path)
+    # It holds the one-node server: asking for PostgreSQL is one line, not a traceback.
+    refused = subprocess.run(
+        [str(dist / "pyfiledrop"), "serve", "--database", "postgresql://u@127.0.0.1:1/db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("pyfiledrop: error: --database: PostgreSQL needs psycopg")
+    assert refused.stderr.count("\n") == 1, refused.stderr
 
 
 def test_server_without_its_page_assets_refuses_to_start(tmp_path: Path) -> None:
