@@ -142,11 +142,12 @@ def test_wheel_in_a_clean_venv_serves_a_page_whose_dropzone_loads(
 
 
 def page_uploads_with_dropzone(server: Shipped, tmp_path: Path) -> None:
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
     assert CHROMIUM.exists(), "Chromium missing: run `make browser-deps`"
     source = random_file(tmp_path / "from the page.bin", 3 * MIB)
     errors: list[str] = []
-    with playwright_api.sync_playwright() as pw:
+    with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
         )
@@ -154,11 +155,9 @@ def page_uploads_with_dropzone(server: Shipped, tmp_path: Path) -> None:
             page = browser.new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(server.url)
-            expect: Any = playwright_api.expect
-            # Dropzone makes the hidden input the page's files go through.
+            # The hidden input exists only once Dropzone has loaded and taken over the box.
             page.set_input_files("input.dz-hidden-input", [str(source)], timeout=15000)
-            row = page.locator("#previews .file[data-state=done]")
-            expect(row).to_have_count(1, timeout=60000)
+            expect(page.locator("#previews .file[data-state=done]")).to_have_count(1, timeout=60000)
             expect(page.locator("#loader-error")).to_be_hidden()
         finally:
             browser.close()
