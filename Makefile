@@ -2,30 +2,37 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 VENDOR := src/pyfiledrop/web/static/vendor
+DIST   ?= dist
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit install assets browser-deps services bench clean
+.PHONY: run test lint typecheck unit install install-dev assets dist browser-deps system-deps \
+	services bench clean
 
-$(STAMP): pyproject.toml
+# `make run` installs the runtime only; `make test` adds the test, lint and packaging tools and
+# the scale-out backends to the same venv.
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed-dev
+
+$(RUNTIME): pyproject.toml setup.py $(VENDOR)/.copied
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e .
+	touch $@
+
+$(DEV): $(RUNTIME)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,s3,postgres]'
 	touch $@
 
-install: $(STAMP) assets
+install: $(RUNTIME)
+install-dev: $(DEV)
 
-# Front-end libraries come pinned from npm (package-lock.json) and are copied, not built.
-# Only Dropzone's script and licence, and qrcode-generator's script (its licence is in its header):
-# the page has its own stylesheet.
+# Front-end libraries come pinned from npm (package-lock.json) and are copied, not built, by
+# tools/assets.py: the same step every wheel and sdist build runs (setup.py). Add new ones there.
 assets: $(VENDOR)/.copied
 
-$(VENDOR)/.copied: package.json package-lock.json
+$(VENDOR)/.copied: package.json package-lock.json tools/assets.py
 	npm ci --no-audit --no-fund --silent
-	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/dropzone
-	cp node_modules/dropzone/dist/dropzone-min.js node_modules/dropzone/LICENSE $(VENDOR)/dropzone/
-	mkdir -p $(VENDOR)/qrcode-generator
-	cp node_modules/qrcode-generator/dist/qrcode.js $(VENDOR)/qrcode-generator/
+	$(PYTHON) tools/assets.py
 	touch $@
 
 run: install
@@ -35,13 +42,17 @@ run: install
 browser-deps:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-CHECKED := src tests $(wildcard bench)
+# Debian tools the tests use: systemd-analyze checks the units in docs/DEPLOY.md.
+system-deps:
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
 
-lint: $(STAMP)
+CHECKED := src tests tools setup.py $(wildcard bench)
+
+lint: $(DEV)
 	$(BIN)/ruff format --check $(CHECKED)
 	$(BIN)/ruff check $(CHECKED)
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
 # PostgreSQL for the scale-out tests: Debian's package (the tests run their own cluster in /tmp;
@@ -49,14 +60,18 @@ typecheck: $(STAMP)
 services:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL could not be installed: its tests will be skipped"
 
-unit: install browser-deps services
+unit: install-dev browser-deps system-deps services
 	$(BIN)/pytest -q $(ARGS)
 
-test: install browser-deps lint typecheck unit
+test: install-dev browser-deps lint typecheck unit
+
+# The wheel and sdist, a zipapp (shiv) and a one-file executable (PyInstaller), in $(DIST)/.
+dist: install-dev
+	$(BIN)/python tools/dist.py --outdir $(DIST)
 
 # The benchmark's own needs: matplotlib (the `bench` extra), peers in their own venv, nginx.
 PEERS := bench/.peers
-$(VENV)/.bench-installed: $(STAMP)
+$(VENV)/.bench-installed: $(DEV)
 	$(BIN)/pip install -q -e '.[dev,s3,postgres,bench]'
 	touch $@
 
@@ -65,7 +80,7 @@ $(PEERS)/.installed: bench/peers.txt
 	$(PEERS)/bin/pip install -q -r bench/peers.txt
 	touch $@
 
-bench: install $(VENV)/.bench-installed $(PEERS)/.installed
+bench: install-dev $(VENV)/.bench-installed $(PEERS)/.installed
 	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 	$(BIN)/python -m bench $(ARGS)
 

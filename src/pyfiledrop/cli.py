@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -62,8 +63,20 @@ def _settings_from(args: argparse.Namespace) -> Any:
 
 def run_serve(args: argparse.Namespace) -> int:
     from pyfiledrop.server import serve
+    from pyfiledrop.web.page import missing_assets
 
     loaded = _settings_from(args)
+    if missing := missing_assets(loaded.settings):
+        raise ConfigError(
+            f"page assets missing from this install: {missing[0]} "
+            "(from a checkout: `make assets`; else reinstall from a wheel that has them)"
+        )
+    if loaded.settings.database is not None and importlib.util.find_spec("psycopg") is None:
+        # The zipapp, the executable and a wheel without extras have no PostgreSQL driver.
+        raise ConfigError(
+            "--database: PostgreSQL needs psycopg, which this install lacks; install the wheel "
+            "with its extra: pip install './pyfiledrop-<version>-py3-none-any.whl[postgres]'"
+        )
     prepare_folders(loaded.settings)
     if isinstance(loaded.settings.storage, S3Location):
         from pyfiledrop.storage.s3 import check_reachable

@@ -40,6 +40,16 @@ def uses_cdn(settings: Settings) -> bool:
     return bool(settings.dz_cdn or settings.dz_version)
 
 
+def missing_assets(settings: Settings) -> list[Path]:
+    """Files the page needs that are not in the package. Dropzone is copied in from npm at build
+    time (tools/assets.py), so a package built without it is possible; without it the page
+    can't upload, so the server refuses to start instead of serving a broken page."""
+    needed = [TEMPLATE_PATH, STATIC_DIR / "pyfiledrop.js", STATIC_DIR / "pyfiledrop.css"]
+    if not uses_cdn(settings):
+        needed.append(STATIC_DIR / BUNDLED_DROPZONE.removeprefix("/static/"))
+    return [path for path in needed if not path.is_file()]
+
+
 def dropzone_script_url(settings: Settings) -> str:
     """Where the page loads Dropzone from: the bundled copy unless a CDN was asked for.
 
