@@ -44,8 +44,6 @@ def test_curl_put_then_pyfiledrop_download(server: Server, tmp_path: Path) -> No
     source = random_file(tmp_path / "notes.txt", 3 * MiB + 1)
     record = curl_put(source, f"{server.url}/put/notes.txt")
     target = tmp_path / "back.txt"
-    result = run_cli(
-        tmp_path / "state", "download", f"{server.url}{record['url']}", "-o", str(target)
-    )
+    result = run_cli(tmp_path / "state", "download", str(record["url"]), "-o", str(target))
     assert result.returncode == 0, result.stderr
     assert sha256_of(target) == sha256_of(source) == record["sha256"]
