@@ -21,7 +21,7 @@ from pyfiledrop.meta import open_database
 from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
-from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
+from pyfiledrop.uploads import NO_OWNER, Uploads, file_record, parse_upload_id
 from pyfiledrop.web import downloads, manage
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
@@ -55,20 +55,27 @@ def _owner(request: Request) -> str:
     return owner
 
 
+def _claimant(request: Request) -> str:
+    """The owner a chunked upload gets: the cookie's, only if the request sent one."""
+    return _owner(request) if request.scope["state"].get("owner_sent") else NO_OWNER
+
+
 async def upload_chunk(request: Request) -> Response:
-    return JSONResponse(await dropzone.receive(request, _uploads(request), _owner(request)))
+    return JSONResponse(
+        await dropzone.receive(request, _uploads(request), _owner(request), _claimant(request))
+    )
 
 
 async def finish_upload(request: Request) -> Response:
     upload_id = parse_upload_id(request.path_params["upload_id"])
     uploads = _uploads(request)
-    stored = await uploads.finalize(upload_id, _owner(request))
+    stored = await uploads.finalize(upload_id, _claimant(request))
     return JSONResponse({"status": "done", "file": await uploads.uploader_record(stored)})
 
 
 async def upload_state(request: Request) -> Response:
     upload_id = parse_upload_id(request.path_params["upload_id"])
-    return JSONResponse(await _uploads(request).describe(upload_id, _owner(request)))
+    return JSONResponse(await _uploads(request).describe(upload_id))
 
 
 async def put_file(request: Request) -> Response:

@@ -88,7 +88,9 @@ class OwnerMiddleware:
         new_secret = secret is None
         if secret is None:
             secret = secrets.token_urlsafe(32)
-        scope.setdefault("state", {})["owner"] = owner_id(secret)
+        state = scope.setdefault("state", {})
+        state["owner"] = owner_id(secret)
+        state["owner_sent"] = not new_secret  # a fresh secret is only an offer until sent back
 
         extra = list(self.security_headers)
         if new_secret:
