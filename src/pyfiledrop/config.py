@@ -7,6 +7,7 @@ once, at start, and a bad value is reported by name with what is allowed (`Confi
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import tomllib
@@ -61,6 +62,8 @@ class Settings:
     fsync: bool = True
     abandon_after: int = 24 * 3600  # seconds a partial upload may stay idle
     cors_origins: tuple[str, ...] = ()
+    # Peers whose X-Forwarded-For/-Proto/-Host are believed (a reverse proxy); loopback only.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     workers: int = 1
     database: str | None = None  # None: SQLite in `data`; else a postgresql:// URL
     expire_after: int | None = None  # seconds a published file stays; None: forever
@@ -229,6 +232,14 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    texts = [str(item).strip() for item in items if str(item).strip()]
+    if texts in (["none"], ["None"]):
+        return ()
+    return tuple(str(ipaddress.ip_network(text, strict=False)) for text in texts)
+
+
 def _database_url(value: Any) -> str | None:
     if value is None:
         return None
@@ -364,6 +375,15 @@ SPECS: tuple[Spec, ...] = (
         ("--cors-origin",),
         "append",
         metavar="ORIGIN",
+    ),
+    Spec(
+        "trusted_proxies",
+        _networks,
+        "addresses or CIDRs such as 10.0.0.5 or 10.0.0.0/24, or none",
+        "believe X-Forwarded-For/-Proto/-Host only from these peers (default: loopback)",
+        ("--trusted-proxy",),
+        "append",
+        metavar="ADDRESS",
     ),
     Spec(
         "workers",
@@ -542,7 +562,9 @@ def load_settings(
         if spec is None:
             continue
         flag = spec.flags[-1] if spec.flags else name  # file-only settings, handed to workers
-        values[name] = _parse(spec, value, flag) if spec.kind == "value" else spec.parse(value)
+        values[name] = (
+            _parse(spec, value, flag) if spec.kind in ("value", "append") else spec.parse(value)
+        )
         sources[name] = f"flag {flag}"
 
     settings = Settings(**values)

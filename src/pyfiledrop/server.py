@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -108,11 +109,8 @@ def _limit_malloc_arenas() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt(m_arena_max, 2)
 
 
-def serve(settings: Settings) -> None:
-    _limit_malloc_arenas()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    print(summary(settings), flush=True)
-    options = dict(
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return dict(
         host=settings.host,
         port=settings.port,
         loop="auto",
@@ -122,15 +120,23 @@ def serve(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # web/proxy.py decides whom to believe, from --trusted-proxy
     )
+
+
+def serve(settings: Settings) -> None:
+    _limit_malloc_arenas()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    print(summary(settings), flush=True)
+    options = uvicorn_options(settings)
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = json.dumps(_settings_as_json(settings))
         uvicorn.run(
             "pyfiledrop.server:app_from_environment", factory=True, workers=settings.workers,
-            **options,  # type: ignore[arg-type]
+            **options,
         )  # fmt: skip
     else:
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **options)
     sys.stdout.flush()
 
 

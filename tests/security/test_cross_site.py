@@ -89,3 +89,21 @@ def test_a_configured_origin_is_allowed_and_only_it(server_factory: ServerFactor
         assert other.status_code == 403
         assert "access-control-allow-origin" not in other.headers
     assert [p.name for p in server.stored_files()] == ["x.txt"]
+
+
+def test_sec_fetch_site_decides_where_a_browser_sends_it(server: Server) -> None:
+    own = f"http://127.0.0.1:{server.port}"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        cases = [
+            # (headers, allowed): a browser's own word first, then Origin, then Referer.
+            ({"Sec-Fetch-Site": "same-origin", "Origin": "null"}, True),  # no-referrer forms
+            ({"Sec-Fetch-Site": "none"}, True),  # typed into the address bar
+            ({"Sec-Fetch-Site": "cross-site", "Origin": own}, False),
+            ({"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"}, False),
+            ({"Referer": f"{own}/login"}, True),
+            ({"Referer": "https://evil.example/page"}, False),
+            ({"Origin": "null", "Referer": f"{own}/"}, False),
+        ]
+        for headers, allowed in cases:
+            response = client.put("/put/h.txt", content=b"h", headers=headers)
+            assert response.status_code == (201 if allowed else 403), (headers, response.text)

@@ -157,7 +157,7 @@ def test_security_headers_on_the_page(tmp_path: Path) -> None:
     assert directives["object-src"] == "'none'"
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
 
 
 def test_nothing_external_by_default(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from pyfiledrop.web import downloads, manage
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
+from pyfiledrop.web.proxy import ProxyHeadersMiddleware, parse_networks
 
 log = logging.getLogger("pyfiledrop")
 
@@ -187,6 +188,8 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         security_headers=lambda: security_headers(settings),
         expose_headers=tus.EXPOSED_HEADERS,
     )
+    # Outermost: everything inside sees the real client, scheme and host.
+    app.add_middleware(ProxyHeadersMiddleware, trusted=parse_networks(settings.trusted_proxies))
     return app
 
 

@@ -45,6 +45,23 @@ def _same_origin(origin: str, host: str) -> bool:
     return bool(parts.netloc) and parts.netloc.lower() == host.lower()
 
 
+def _cross_site(headers: Mapping[str, str]) -> bool:
+    """Did a browser send this from another site's page? (Scripts and curl send none of these.)
+
+    Sec-Fetch-Site is the browser's own answer and holds behind any proxy. Without it (older
+    browsers), Origin, else Referer, is compared with the Host the browser used (behind a trusted
+    proxy, its X-Forwarded-Host: see web/proxy.py). `Origin: null` (a sandboxed or
+    privacy-stripped page) is refused: we can't tell where it came from.
+    """
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    source = headers.get("origin") or headers.get("referer")
+    if source is None:
+        return False
+    return source == "null" or not _same_origin(source, headers.get("host", ""))
+
+
 class OwnerMiddleware:
     def __init__(
         self,
@@ -74,13 +91,7 @@ class OwnerMiddleware:
         if method == "OPTIONS" and cors_allowed and "access-control-request-method" in headers:
             await self._preflight(send, origin or "", headers)
             return
-        if (
-            method in UNSAFE_METHODS
-            and origin is not None
-            and origin != "null"
-            and not cors_allowed
-            and not _same_origin(origin, headers.get("host", ""))
-        ) or (method in UNSAFE_METHODS and origin == "null"):
+        if method in UNSAFE_METHODS and not cors_allowed and _cross_site(headers):
             await _json(send, 403, {"error": "cross-site requests are not allowed"})
             return
 
