@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 VENDOR := src/pyfiledrop/web/static/vendor
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit install assets browser-deps services bench clean
+.PHONY: run test lint typecheck unit install assets browser-deps proxy-deps services bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: install
 browser-deps:
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's nginx for the reverse-proxy test (tests/web/test_nginx.py runs docs/DEPLOY.md's block).
+proxy-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+
 CHECKED := src tests $(wildcard bench)
 
 lint: $(STAMP)
@@ -46,10 +50,10 @@ typecheck: $(STAMP)
 services:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL could not be installed: its tests will be skipped"
 
-unit: install browser-deps services
+unit: install browser-deps proxy-deps services
 	$(BIN)/pytest -q $(ARGS)
 
-test: install browser-deps lint typecheck unit
+test: install browser-deps proxy-deps lint typecheck unit
 
 # The benchmark's own needs: matplotlib (the `bench` extra), peers in their own venv, nginx.
 PEERS := bench/.peers
