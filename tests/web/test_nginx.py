@@ -86,10 +86,11 @@ def nginx_in_front(server_factory: ServerFactory, tmp_path: Path) -> Iterator[tu
         f"    {kind}_temp_path {prefix}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    block = local_block(deploy_block(), port, node.port)
     config = (
         f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\ndaemon off;\n"
         f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 256; }}\n"
-        f"http {{\n    access_log off;\n{temp}\n{local_block(deploy_block(), port, node.port)}\n}}\n"
+        f"http {{\n    access_log off;\n{temp}\n{block}\n}}\n"
     )
     (prefix / "nginx.conf").write_text(config)
     process = subprocess.Popen(
