@@ -370,8 +370,9 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "cors_origins",
         _origins,
-        "origins such as https://example.org",
-        "allow these origins cross-site (default: none)",
+        "origins such as https://example.org, or *",
+        "let pages of this origin call the server, with the visitor's cookies (repeat for more;"
+        " '*': any origin, without cookies; default: none)",
         ("--cors-origin",),
         "append",
         metavar="ORIGIN",

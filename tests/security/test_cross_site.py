@@ -107,3 +107,44 @@ def test_sec_fetch_site_decides_where_a_browser_sends_it(server: Server) -> None
         for headers, allowed in cases:
             response = client.put("/put/h.txt", content=b"h", headers=headers)
             assert response.status_code == (201 if allowed else 403), (headers, response.text)
+
+
+def test_any_origin_means_without_credentials(server_factory: ServerFactory) -> None:
+    listed = "https://listed.example"
+    server = server_factory("--cors-origin", "*", "--cors-origin", listed)
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Length": "3"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        preflights = {
+            origin: client.request(
+                "OPTIONS",
+                "/files/",
+                headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            )
+            for origin in ("https://anyone.example", listed)
+        }
+        assert preflights[listed].headers["access-control-allow-credentials"] == "true"
+        assert preflights["https://anyone.example"].headers["access-control-allow-origin"] == "*"
+        assert (
+            "access-control-allow-credentials" not in preflights["https://anyone.example"].headers
+        )
+        # Any origin: `*`, never reflected, never with credentials, no delete token to read.
+        anyone = client.post("/files/", headers={"Origin": "https://anyone.example", **tus})
+        assert anyone.status_code == 201, anyone.text
+        assert anyone.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in anyone.headers
+        exposed = anyone.headers["access-control-expose-headers"]
+        assert "Location" in exposed and "Delete-Token" not in exposed
+        # A listed origin: named, with credentials, and it may read the delete token.
+        mine = client.post("/files/", headers={"Origin": listed, **tus})
+        assert mine.headers["access-control-allow-origin"] == listed
+        assert mine.headers["access-control-allow-credentials"] == "true"
+        assert "X-Pyfiledrop-Delete-Token" in mine.headers["access-control-expose-headers"]
+        # The visitor's cookies must not act for an unlisted site.
+        client.get("/healthz")
+        assert client.cookies.get("pfd_owner")
+        with_cookie = client.post("/files/", headers={"Origin": "https://anyone.example", **tus})
+        assert with_cookie.status_code == 403
+        assert "access-control-allow-credentials" not in with_cookie.headers
+        assert client.request("OPTIONS", "/files/", headers={"Origin": "null",
+            "Access-Control-Request-Method": "POST"}).headers.get(
+            "access-control-allow-origin") is None  # fmt: skip

@@ -187,6 +187,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         cors_origins=settings.cors_origins,
         security_headers=lambda: security_headers(settings),
         expose_headers=tus.EXPOSED_HEADERS,
+        listed_only_headers=(tus.DELETE_TOKEN_HEADER,),
     )
     # Outermost: everything inside sees the real client, scheme and host.
     app.add_middleware(ProxyHeadersMiddleware, trusted=parse_networks(settings.trusted_proxies))
