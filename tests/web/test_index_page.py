@@ -111,3 +111,30 @@ def test_the_article_page_uploads_in_chunks_with_its_own_options(
     assert [sha256_of(p) for p in server.stored_files()] == [sha256_of(source)]
     # Chunks of the page's own size: Dropzone's defaults (no chunking) would have sent one body.
     assert server.health()["chunks_counted"] == math.ceil(2_500_000 / ARTICLE_CHUNK_SIZE)
+
+
+def test_uppy_on_an_index_page_uploads_same_origin(
+    browser: Any,  # noqa: F811
+    server_factory: ServerFactory,
+    local_cdn: str,
+    tmp_path: Path,
+) -> None:
+    """The README's same-origin Uppy: the page is pyfiledrop's own (--index), Uppy's script from
+    the --dz-cdn origin, its inline code allowed by hash; no CORS setting at all."""
+    from tests.web.test_uppy import HERE, SIZE, build_uppy, expected_sha256
+
+    build_uppy(tmp_path / "cdn" / "dropzone" / "uppy.js")
+    page_file = tmp_path / "uppy.html"
+    page_file.write_text(
+        (HERE / "index.html").read_text().replace('src="uppy.js"', f'src="{local_cdn}/uppy.js"')
+    )
+    server = server_factory("--index", str(page_file), "--dz-cdn", local_cdn)
+    context, page, _ = open_page(browser, server.url)
+    try:
+        result = page.evaluate("([size]) => window.uploadWithUppy('/files/', size, false)", [SIZE])
+        assert result["successful"] == 1, result
+        mine = page.evaluate("fetch('/api/files').then(r => r.json()).then(b => b.files)")
+    finally:
+        context.close()
+    assert [f["sha256"] for f in mine] == [expected_sha256()]  # it joined the visitor's list
+    assert [sha256_of(p) for p in server.stored_files()] == [expected_sha256()]

@@ -36,25 +36,30 @@ class QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def uppy_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The page and its bundle, served from their own 127.0.0.1 port (another origin)."""
+def build_uppy(target: Path) -> None:
+    """Uppy's ES modules (and their CommonJS imports) bundled into one script for the page."""
     if not ESBUILD.exists():
         if os.environ.get("CI"):
             pytest.fail("node_modules missing: `make assets` runs npm ci")
         pytest.skip("node_modules missing: run `npm ci`")
-    folder = tmp_path_factory.mktemp("uppy-page")
-    shutil.copy(HERE / "index.html", folder / "index.html")
-    entry = ROOT / ".test-uppy-entry.mjs"  # inside the project, so node_modules resolves
+    entry = ROOT / f".test-uppy-entry-{os.getpid()}.mjs"  # in the project: node_modules resolves
     shutil.copy(HERE / "entry.mjs", entry)
     try:
         subprocess.run(
             [str(ESBUILD), str(entry), "--bundle", "--format=iife", "--log-level=warning",
-             f"--outfile={folder / 'uppy.js'}"],
+             f"--outfile={target}"],
             check=True, timeout=120,
         )  # fmt: skip
     finally:
         entry.unlink()
+
+
+@pytest.fixture(scope="module")
+def uppy_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The page and its bundle, served from their own 127.0.0.1 port (another origin)."""
+    folder = tmp_path_factory.mktemp("uppy-page")
+    shutil.copy(HERE / "index.html", folder / "index.html")
+    build_uppy(folder / "uppy.js")
     handler = functools.partial(QuietHandler, directory=str(folder))
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
