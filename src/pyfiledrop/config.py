@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyfiledrop.meta import SQLITE_FILE
-from pyfiledrop.units import format_duration, format_size, parse_duration, parse_size
+from pyfiledrop.units import SIZE_RULE, format_duration, format_size, parse_duration, parse_size
 
 DEFAULT_CONFIG_FILE = "pyfiledrop.toml"
 ENV_PREFIX = "PYFILEDROP_"
@@ -290,8 +290,8 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "chunk_size",
         _positive_size,
-        "a positive size in bytes (or with a unit: 8MiB)",
-        "chunk size (bytes) the page uses",
+        f"a positive size in bytes (or with a unit: {SIZE_RULE})",
+        f"chunk size the page uses: bytes, or 8MiB, 500k ({SIZE_RULE}; default 1000000)",
         ("--chunk-size",),
         metavar="BYTES",
     ),
@@ -299,7 +299,8 @@ SPECS: tuple[Spec, ...] = (
         "parallel_chunks",
         _bool,
         "true or false",
-        "upload chunks in parallel from the page",
+        "the page sends each file's chunks one at a time"
+        " (default: --chunks-in-flight of them at once)",
         ("--disable-parallel-chunks",),
         "store_false",
     ),
@@ -315,7 +316,8 @@ SPECS: tuple[Spec, ...] = (
         "force_chunking",
         _bool,
         "true or false",
-        "chunk even files smaller than a chunk",
+        "the page sends files smaller than a chunk in one request"
+        " (default: every file in chunks, so it can resume)",
         ("--disable-force-chunking",),
         "store_false",
     ),
@@ -355,7 +357,8 @@ SPECS: tuple[Spec, ...] = (
         "fsync",
         _bool,
         "true or false",
-        "flush each finished file to disk before answering (off: faster, not power-cut safe)",
+        "answer before a finished file is flushed to disk: faster, but a power cut may lose"
+        " files already reported done (default: flush first)",
         ("--no-fsync",),
         "store_false",
     ),
@@ -435,24 +438,25 @@ SPECS += (
     Spec(
         "min_free",
         _size,
-        "a size such as 1GiB or 500MB (0 to turn off)",
-        "refuse new uploads that would leave less free space than this (default 1GiB)",
+        f"a size such as 1GiB or 500MB, 0 to turn off ({SIZE_RULE})",
+        f"refuse new uploads that would leave less free space than this ({SIZE_RULE};"
+        " default 1GiB)",
         ("--min-free",),
         metavar="SIZE",
     ),
     Spec(
         "quota",
         _optional_size,
-        "a size such as 500GiB",
-        "most bytes all stored files may take (default: no limit)",
+        f"a size such as 500GiB ({SIZE_RULE})",
+        f"most bytes all stored files may take ({SIZE_RULE}; default: no limit)",
         ("--quota",),
         metavar="SIZE",
     ),
     Spec(
         "owner_quota",
         _optional_size,
-        "a size such as 10GiB",
-        "most bytes each owner's files may take (default: no limit)",
+        f"a size such as 10GiB ({SIZE_RULE})",
+        f"most bytes each owner's files may take ({SIZE_RULE}; default: no limit)",
         ("--owner-quota",),
         metavar="SIZE",
     ),

@@ -15,7 +15,7 @@ import httpx
 from pyfiledrop.client.download import describe as describe_download
 from pyfiledrop.client.download import download_file
 from pyfiledrop.client.progress import Reporter, make_reporter
-from pyfiledrop.client.sizes import format_size, parse_size
+from pyfiledrop.client.sizes import format_size
 from pyfiledrop.client.transport import PASSWORD_ENVIRONMENT, TransferError, make_client
 from pyfiledrop.client.upload import (
     DEFAULT_CHUNK_SIZE,
@@ -26,7 +26,7 @@ from pyfiledrop.client.upload import (
     upload_file,
 )
 from pyfiledrop.client.upload import describe as describe_upload
-from pyfiledrop.units import parse_duration
+from pyfiledrop.units import SIZE_RULE, parse_duration, parse_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_PARALLEL = 64
@@ -107,7 +107,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         type=_size,
         default=DEFAULT_CHUNK_SIZE,
         metavar="SIZE",
-        help=f"e.g. 8MiB, 32M, 500k or bytes (default {format_size(DEFAULT_CHUNK_SIZE)})",
+        help=f"bytes, or e.g. 8MiB, 32M, 500k ({SIZE_RULE}; default"
+        f" {format_size(DEFAULT_CHUNK_SIZE)})",
     )
     upload.add_argument(
         "--retries",
