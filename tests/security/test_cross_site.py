@@ -144,6 +144,10 @@ def test_any_origin_means_without_credentials(server_factory: ServerFactory) -> 
         assert client.cookies.get("pfd_owner")
         with_cookie = client.post("/files/", headers={"Origin": "https://anyone.example", **tus})
         assert with_cookie.status_code == 403
+        # The server's own page, with its cookie, is not "any origin".
+        own = f"http://127.0.0.1:{server.port}"
+        for headers in ({"Origin": own}, {"Origin": own, "Sec-Fetch-Site": "same-origin"}):
+            assert client.put("/put/own.txt", content=b"o", headers=headers).status_code == 201
         assert "access-control-allow-credentials" not in with_cookie.headers
         assert client.request("OPTIONS", "/files/", headers={"Origin": "null",
             "Access-Control-Request-Method": "POST"}).headers.get(

@@ -92,7 +92,12 @@ class OwnerMiddleware:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         origin = headers.get("origin")
         listed = origin is not None and origin in self.cors_origins
-        anyone = not listed and self.any_origin and origin not in (None, "null")
+        anyone = (
+            not listed
+            and self.any_origin
+            and origin not in (None, "null")
+            and _cross_site(headers)  # our own page sends its Origin too: not "anyone"
+        )
         cors_allowed = listed or anyone
         method = scope["method"]
         if method == "OPTIONS" and cors_allowed and "access-control-request-method" in headers:
