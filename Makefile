@@ -7,7 +7,7 @@ DIST   ?= dist
 ARGS   ?=
 
 .PHONY: run test lint typecheck unit install install-dev assets dist browser-deps system-deps \
-	services bench clean
+	proxy-deps node-deps services bench clean
 
 # `make run` installs the runtime only; `make test` adds the test, lint and packaging tools and
 # the scale-out backends to the same venv.
@@ -31,7 +31,7 @@ install-dev: $(DEV)
 assets: $(VENDOR)/.copied
 
 $(VENDOR)/.copied: package.json package-lock.json tools/assets.py
-	npm ci --no-audit --no-fund --silent
+	npm ci --omit=dev --no-audit --no-fund --silent
 	$(PYTHON) tools/assets.py
 	touch $@
 
@@ -45,6 +45,10 @@ browser-deps:
 # Debian tools the tests use: systemd-analyze checks the units in docs/DEPLOY.md.
 system-deps:
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
+
+# Debian's nginx for the reverse-proxy test (tests/web/test_nginx.py runs docs/DEPLOY.md's block).
+proxy-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 CHECKED := src tests tools setup.py $(wildcard bench)
 
@@ -60,7 +64,15 @@ typecheck: $(DEV)
 services:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL could not be installed: its tests will be skipped"
 
-unit: install-dev browser-deps system-deps services
+# npm packages only the tests use (tus-js-client, Uppy, Dropzone 5.7.6 for the article's page).
+NODE_DEV := node_modules/.installed-dev
+$(NODE_DEV): package.json package-lock.json $(VENDOR)/.copied
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+node-deps: $(NODE_DEV)
+
+unit: install-dev node-deps browser-deps system-deps proxy-deps services
 	$(BIN)/pytest -q $(ARGS)
 
 test: install-dev browser-deps lint typecheck unit

@@ -105,3 +105,34 @@ def test_config_command_prints_sources(tmp_path: Path) -> None:
     assert "77" in lines["max_size"] and "PYFILEDROP_MAX_SIZE" in lines["max_size"]
     assert "5000" in lines["timeout"] and "pyfiledrop.toml" in lines["timeout"]
     assert "(default)" in lines["host"]
+
+
+def test_inverted_flags_say_what_they_do_with_defaults() -> None:
+    """Each of these flags turns something off: the help said what the default does."""
+    import argparse
+    import re
+
+    from pyfiledrop.client.cli import register
+    from pyfiledrop.config import add_setting_flags
+
+    server = argparse.ArgumentParser(prog="pyfiledrop serve")
+    add_setting_flags(server)
+    helps = {
+        action.option_strings[-1]: " ".join((action.help or "").split())
+        for action in server._actions
+        if action.option_strings
+    }
+    assert re.search(
+        r"one at a time .*default: --chunks-in-flight", helps["--disable-parallel-chunks"]
+    )
+    assert re.search(
+        r"in one request .*default: every file in chunks", helps["--disable-force-chunking"]
+    )
+    assert re.search(r"answer before .*flushed.*default: flush first", helps["--no-fsync"])
+    # Sizes: one rule, said where sizes are typed, on the server and in the client.
+    client = argparse.ArgumentParser(prog="pyfiledrop")
+    register(client.add_subparsers())
+    upload = client._subparsers._group_actions[0].choices["upload"]  # type: ignore[union-attr]
+    client_chunk = next(a for a in upload._actions if "--chunk-size" in a.option_strings)
+    for text in (helps["--chunk-size"], helps["--min-free"], client_chunk.help or ""):
+        assert "8M and 8MiB are 8 MiB; 8MB is 8,000,000 bytes" in " ".join(text.split())

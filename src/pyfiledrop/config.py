@@ -7,6 +7,7 @@ once, at start, and a bad value is reported by name with what is allowed (`Confi
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import tomllib
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyfiledrop.meta import SQLITE_FILE
-from pyfiledrop.units import format_duration, format_size, parse_duration, parse_size
+from pyfiledrop.units import SIZE_RULE, format_duration, format_size, parse_duration, parse_size
 
 DEFAULT_CONFIG_FILE = "pyfiledrop.toml"
 ENV_PREFIX = "PYFILEDROP_"
@@ -61,6 +62,8 @@ class Settings:
     fsync: bool = True
     abandon_after: int = 24 * 3600  # seconds a partial upload may stay idle
     cors_origins: tuple[str, ...] = ()
+    # Peers whose X-Forwarded-For/-Proto/-Host are believed (a reverse proxy); loopback only.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     workers: int = 1
     database: str | None = None  # None: SQLite in `data`; else a postgresql:// URL
     expire_after: int | None = None  # seconds a published file stays; None: forever
@@ -245,6 +248,14 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    texts = [str(item).strip() for item in items if str(item).strip()]
+    if texts in (["none"], ["None"]):
+        return ()
+    return tuple(str(ipaddress.ip_network(text, strict=False)) for text in texts)
+
+
 def _database_url(value: Any) -> str | None:
     if value is None:
         return None
@@ -295,8 +306,8 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "chunk_size",
         _positive_size,
-        "a positive size in bytes (or with a unit: 8MiB)",
-        "chunk size (bytes) the page uses",
+        f"a positive size in bytes (or with a unit: {SIZE_RULE})",
+        f"chunk size the page uses: bytes, or 8MiB, 500k ({SIZE_RULE}; default 1000000)",
         ("--chunk-size",),
         metavar="BYTES",
     ),
@@ -304,7 +315,8 @@ SPECS: tuple[Spec, ...] = (
         "parallel_chunks",
         _bool,
         "true or false",
-        "upload chunks in parallel from the page",
+        "the page sends each file's chunks one at a time"
+        " (default: --chunks-in-flight of them at once)",
         ("--disable-parallel-chunks",),
         "store_false",
     ),
@@ -320,7 +332,8 @@ SPECS: tuple[Spec, ...] = (
         "force_chunking",
         _bool,
         "true or false",
-        "chunk even files smaller than a chunk",
+        "the page sends files smaller than a chunk in one request"
+        " (default: every file in chunks, so it can resume)",
         ("--disable-force-chunking",),
         "store_false",
     ),
@@ -360,7 +373,8 @@ SPECS: tuple[Spec, ...] = (
         "fsync",
         _bool,
         "true or false",
-        "flush each finished file to disk before answering (off: faster, not power-cut safe)",
+        "answer before a finished file is flushed to disk: faster, but a power cut may lose"
+        " files already reported done (default: flush first)",
         ("--no-fsync",),
         "store_false",
     ),
@@ -375,11 +389,21 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "cors_origins",
         _origins,
-        "origins such as https://example.org",
-        "allow these origins cross-site (default: none)",
+        "origins such as https://example.org, or *",
+        "let pages of this origin call the server, with the visitor's cookies (repeat for more;"
+        " '*': any origin, without cookies; default: none)",
         ("--cors-origin",),
         "append",
         metavar="ORIGIN",
+    ),
+    Spec(
+        "trusted_proxies",
+        _networks,
+        "addresses or CIDRs such as 10.0.0.5 or 10.0.0.0/24, or none",
+        "believe X-Forwarded-For/-Proto/-Host only from these peers (default: loopback)",
+        ("--trusted-proxy",),
+        "append",
+        metavar="ADDRESS",
     ),
     Spec(
         "workers",
@@ -430,24 +454,25 @@ SPECS += (
     Spec(
         "min_free",
         _size,
-        "a size such as 1GiB or 500MB (0 to turn off)",
-        "refuse new uploads that would leave less free space than this (default 1GiB)",
+        f"a size such as 1GiB or 500MB, 0 to turn off ({SIZE_RULE})",
+        f"refuse new uploads that would leave less free space than this ({SIZE_RULE};"
+        " default 1GiB)",
         ("--min-free",),
         metavar="SIZE",
     ),
     Spec(
         "quota",
         _optional_size,
-        "a size such as 500GiB",
-        "most bytes all stored files may take (default: no limit)",
+        f"a size such as 500GiB ({SIZE_RULE})",
+        f"most bytes all stored files may take ({SIZE_RULE}; default: no limit)",
         ("--quota",),
         metavar="SIZE",
     ),
     Spec(
         "owner_quota",
         _optional_size,
-        "a size such as 10GiB",
-        "most bytes each owner's files may take (default: no limit)",
+        f"a size such as 10GiB ({SIZE_RULE})",
+        f"most bytes each owner's files may take ({SIZE_RULE}; default: no limit)",
         ("--owner-quota",),
         metavar="SIZE",
     ),
@@ -619,7 +644,9 @@ def load_settings(
         if spec is None:
             continue
         flag = spec.flags[-1] if spec.flags else name  # file-only settings, handed to workers
-        values[name] = _parse(spec, value, flag) if spec.kind == "value" else spec.parse(value)
+        values[name] = (
+            _parse(spec, value, flag) if spec.kind in ("value", "append") else spec.parse(value)
+        )
         sources[name] = f"flag {flag}"
 
     settings = Settings(**values)

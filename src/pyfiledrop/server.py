@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -200,16 +201,8 @@ def _limit_malloc_arenas() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt(m_arena_max, 2)
 
 
-def serve(settings: Settings) -> None:
-    _limit_malloc_arenas()
-    logs.configure(settings.log_format)
-    print(summary(settings), flush=True)
-    if settings.keep_awake and not keepawake.check_at_start():
-        settings = dataclasses.replace(settings, keep_awake=False)  # warned once; runs on
-    sock = bind(settings)
-    port = int(sock.getsockname()[1])
-    print("\n".join(f"Listening on {url}" for url in listen_urls(settings.host, port)), flush=True)
-    options = dict(
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return dict(
         host=settings.host,
         port=settings.port,
         loop="auto",
@@ -219,20 +212,33 @@ def serve(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # web/proxy.py decides whom to believe, from --trusted-proxy
     )
+
+
+def serve(settings: Settings) -> None:
+    _limit_malloc_arenas()
+    logs.configure(settings.log_format)
+    print(summary(settings), flush=True)
+    if settings.keep_awake and not keepawake.check_at_start():
+        settings = dataclasses.replace(settings, keep_awake=False)  # warned once; runs on
+    sock = bind(settings)
+    port = int(sock.getsockname()[1])
+    print("\n".join(f"Listening on {url}" for url in listen_urls(settings.host, port)), flush=True)
+    options = uvicorn_options(settings)
     server: uvicorn.Server | None = None
     try:
         if settings.workers > 1:
             os.environ[SETTINGS_ENV] = json.dumps(_settings_as_json(settings))
             config = uvicorn.Config(
                 "pyfiledrop.server:app_from_environment", factory=True, workers=settings.workers,
-                **options,  # type: ignore[arg-type]
+                **options,
             )  # fmt: skip
             from uvicorn.supervisors import Multiprocess
 
             Multiprocess(config, sockets=[sock]).run()
         else:
-            config = uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]
+            config = uvicorn.Config(create_app(settings), **options)
             server = uvicorn.Server(config)
             server.run(sockets=[sock])
     except KeyboardInterrupt:

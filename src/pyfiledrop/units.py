@@ -4,35 +4,34 @@ from __future__ import annotations
 
 import re
 
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "tib": 1024**4,
-}
+# One reading of sizes for the server's settings and the client's flags, as GNU tools have it:
+# a bare or `i` prefix is binary (`8M` = `8MiB` = 8 MiB), `B` after a prefix is decimal (`8MB`).
+_BINARY = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
+SIZE_RULE = "8M and 8MiB are 8 MiB; 8MB is 8,000,000 bytes"
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _NUMBER_AND_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
 def parse_size(text: str | int) -> int:
-    """Bytes from `1048576`, `8MiB`, `8M` (decimal), `1.5GiB`. Raises ValueError."""
+    """Bytes from `1048576`, `8MiB`, `8M` (also MiB), `8MB` (decimal), `1.5G`. Raises ValueError."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text
-    match = _NUMBER_AND_UNIT.match(str(text))
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _SIZE_UNITS:
-        raise ValueError(f"{text!r} is not a size (examples: 1048576, 512KiB, 8MiB, 2GB)")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    match = _SIZE.fullmatch(str(text))
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (examples: 8MiB, 500k, 2GB, 1048576)")
+    number, prefix, suffix = match.group(1), match.group(2).lower(), match.group(3).lower()
+    if suffix == "b" and prefix:
+        factor = _DECIMAL[prefix]
+    elif suffix == "i":
+        raise ValueError(f"not a size: {text!r} (did you mean {number}{prefix.upper()}iB?)")
+    else:
+        factor = _BINARY[prefix]
+    value = float(number) * factor
+    if value != int(value):
+        raise ValueError(f"not a whole number of bytes: {text!r}")
+    return int(value)
 
 
 def parse_duration(text: str | int) -> int:

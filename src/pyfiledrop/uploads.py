@@ -26,7 +26,6 @@ from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
     BadRequest,
     Conflict,
-    Forbidden,
     Gone,
     NotFound,
     PayloadTooLarge,
@@ -49,6 +48,10 @@ PUBLIC_ID_BYTES = 18  # 144 random bits, 24 url-safe characters
 JANITOR_INTERVAL_SECONDS = 600.0
 
 Clock = Callable[[], float]
+
+# The owner of a chunked upload begun without a cookie, until a request with one claims it: no
+# owner id is empty (they are SHA-256 hex), so nobody lists or deletes by this one.
+NO_OWNER = ""
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,8 @@ class Uploads:
         upload, duplicate = await self.db.run(queries.chunk_status, claim.upload_id, claim.index)
         if upload is None:
             upload = await self._admit_chunked(owner, claim, now)
-        self._check_same_upload(upload, owner, claim)
+        self._check_same_upload(upload, claim)
+        upload = await self._claim_owner(upload, owner)
         if duplicate or upload.state != "receiving":
             self.counters["duplicate_chunks"] += 1
             return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
@@ -239,15 +243,21 @@ class Uploads:
                 ),
             )
 
-    def _check_same_upload(self, upload: Upload, owner: str, claim: ChunkClaim) -> None:
-        if not secrets.compare_digest(upload.owner, owner):
-            raise Forbidden("this upload belongs to someone else")
+    def _check_same_upload(self, upload: Upload, claim: ChunkClaim) -> None:
+        # No owner check: the dzuuid is the capability (as a tus upload URL is), so cookie-less
+        # clients and parallel first chunks work; the owner only decides lists and deletion.
         if (upload.size, upload.chunk_size, upload.chunk_count) != (
             claim.total_size,
             claim.chunk_size,
             claim.count,
         ):
             raise Conflict("chunk fields conflict with earlier chunks of this upload")
+
+    async def _claim_owner(self, upload: Upload, owner: str) -> Upload:
+        if upload.owner != NO_OWNER or owner == NO_OWNER:
+            return upload
+        await self.db.run(queries.claim_owner, upload.id, owner)
+        return await self.db.run(queries.get_upload, upload.id) or upload
 
     async def _open_sink(
         self, upload: Upload, offset: int, on_written: OnWritten | None = None
@@ -378,14 +388,15 @@ class Uploads:
     # --- finishing ---------------------------------------------------------------------------
 
     async def finalize(self, upload_id: str, owner: str) -> StoredFile:
-        """Publish the upload once every chunk is in; concurrent callers get the same file."""
+        """Publish the upload once every chunk is in; concurrent callers get the same file.
+
+        `owner` claims an upload that has none yet (see NO_OWNER); anyone may finish it."""
         deadline = self.clock() + FINALIZE_WAIT_SECONDS
         while True:
             upload = await self.db.run(queries.get_upload, upload_id)
             if upload is None:
                 raise NotFound("no such upload")
-            if not secrets.compare_digest(upload.owner, owner):
-                raise Forbidden("this upload belongs to someone else")
+            upload = await self._claim_owner(upload, owner)
             if upload.state == "done" and upload.file_id:
                 stored = await self.db.run(queries.get_file, upload.file_id)
                 if stored is None:
@@ -521,9 +532,10 @@ class Uploads:
 
     # --- reading the books -------------------------------------------------------------------
 
-    async def describe(self, upload_id: str, owner: str) -> dict[str, Any]:
+    async def describe(self, upload_id: str) -> dict[str, Any]:
+        """The state of an upload, for whoever names it (its id is the capability)."""
         upload = await self.db.run(queries.get_upload, upload_id)
-        if upload is None or not secrets.compare_digest(upload.owner, owner):
+        if upload is None:
             raise NotFound("no such upload")
         state: dict[str, Any] = {
             "id": upload.id,

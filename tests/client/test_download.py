@@ -160,3 +160,26 @@ def test_download_errors_are_one_line(
     nowhere = run_cli(state_dir, "download", "http://127.0.0.1:9/download/x", "--retries", "0")
     assert nowhere.returncode == 1 and "cannot reach" in nowhere.stderr
     assert "Traceback" not in nowhere.stderr
+
+
+def test_an_existing_output_is_refused_before_the_link_is_used(
+    server: Server, tmp_path: Path, state_dir: Path
+) -> None:
+    record = httpx.put(
+        f"{server.url}/put/once.txt", params={"max_downloads": "1"}, content=b"only once"
+    ).json()
+    url = download_url(server, record)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "once.txt").write_bytes(b"mine")
+    for output in (taken, taken / "once.txt"):  # named by the server, or by -o
+        refused = run_cli(state_dir, "download", url, "-o", str(output))
+        assert refused.returncode == 1
+        assert "exists; choose another name with -o PATH" in refused.stderr
+    assert (taken / "once.txt").read_bytes() == b"mine"
+    # The one-time link still works: nothing above downloaded it.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    result = run_cli(state_dir, "download", url, "-o", str(fresh))
+    assert result.returncode == 0, result.stderr
+    assert (fresh / "once.txt").read_bytes() == b"only once"

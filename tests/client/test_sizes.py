@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pyfiledrop.client.sizes import format_size, megabytes_per_second, parse_size
+from pyfiledrop.client.sizes import format_size, megabytes_per_second
+from pyfiledrop.config import load_settings
+from pyfiledrop.units import parse_size
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,14 @@ def test_parse_size(text: str, size: int) -> None:
 def test_parse_size_refuses(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_size(text)
+
+
+def test_the_server_reads_sizes_as_the_client_does() -> None:
+    # One parser: `8M` was 8,000,000 bytes to the server and 8 MiB to the client.
+    flags = {"chunk_size": "8M", "min_free": "8M", "quota": "8MB"}
+    settings = load_settings(flags, environ={}).settings
+    assert settings.chunk_size == settings.min_free == parse_size("8M") == 8 * 1024 * 1024
+    assert settings.quota == 8_000_000
 
 
 def test_format_size() -> None:

@@ -53,3 +53,23 @@ def test_identity_differences_in_words(tmp_path: Path) -> None:
     assert before.difference(state.FileIdentity(11, 5, 7)) == "its size changed from 10 to 11 bytes"
     assert before.difference(state.FileIdentity(10, 5, 8)) == "it was replaced by another file"
     assert before.difference(state.FileIdentity(10, 6, 7)) == "it was modified"
+
+
+def test_state_files_are_private(tmp_path: Path) -> None:
+    """They hold the owner secret: 0600 in a 0700 folder, whatever the umask."""
+    import os
+
+    source = tmp_path / "p.bin"
+    source.write_bytes(b"p")
+    saved = state.UploadState(
+        str(source), "http://h:1", "u-2", 1024, state.FileIdentity.of(source), "secret"
+    )
+    old_umask = os.umask(0o022)
+    try:
+        state.save_upload(saved)
+    finally:
+        os.umask(old_umask)
+    folder = state.state_dir()
+    assert folder.stat().st_mode & 0o777 == 0o700
+    (written,) = folder.iterdir()
+    assert written.stat().st_mode & 0o777 == 0o600

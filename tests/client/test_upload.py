@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,31 @@ def test_memory_stays_bounded_when_the_whole_file_could_be_in_flight(
         source.unlink()
         for stored in server.stored_files():
             stored.unlink()
+
+
+def test_wrong_password_stops_at_once_with_one_line(
+    server_factory: ServerFactory, tmp_path: Path, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No "starting over", no retries, no second file: each try is one more wrong password."""
+    from pyfiledrop.client import state as saved
+
+    server = server_factory("--password", "the right one")
+    files = [random_file(tmp_path / f"f{n}.bin", 2 * MiB) for n in range(3)]
+    # An interrupted upload of the first file, as an earlier run with the password would leave.
+    monkeypatch.setenv("PYFILEDROP_STATE_DIR", str(state_dir))
+    identity = saved.FileIdentity.of(files[0].absolute())
+    saved.save_upload(
+        saved.UploadState(
+            str(files[0].absolute()), server.url, str(uuid.uuid4()), MiB, identity, None
+        )
+    )
+    result = run_cli(
+        state_dir, "upload", *map(str, files), "--url", server.url,
+        "--password", "wrong", "--chunk-size", "1MiB", "--retries", "5",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "401" in lines[0] and "--password" in lines[0]
+    assert saved.load_upload(files[0].absolute(), server.url) is not None  # still resumable
+    assert server.stored_files() == []

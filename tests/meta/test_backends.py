@@ -122,3 +122,14 @@ def test_failed_transaction_rolls_back(databases: list[Database]) -> None:
         db.run_sync(half_then_fail)
     assert databases[1].run_sync(queries.get_upload, "u1") is not None
     assert db.run_sync(queries.get_upload, "u1") is not None
+
+
+def test_an_ownerless_upload_is_claimed_once(databases: list[Database]) -> None:
+    """A chunked upload begun without a cookie: the first cookie seen owns it, on both backends."""
+    import dataclasses
+
+    first, second = databases
+    first.run_sync(queries.insert_upload, dataclasses.replace(an_upload("u9"), owner=""))
+    first.run_sync(queries.claim_owner, "u9", "alice")
+    second.run_sync(queries.claim_owner, "u9", "mallory")
+    assert second.run_sync(queries.get_upload, "u9").owner == "alice"  # type: ignore[union-attr]

@@ -89,3 +89,66 @@ def test_a_configured_origin_is_allowed_and_only_it(server_factory: ServerFactor
         assert other.status_code == 403
         assert "access-control-allow-origin" not in other.headers
     assert [p.name for p in server.stored_files()] == ["x.txt"]
+
+
+def test_sec_fetch_site_decides_where_a_browser_sends_it(server: Server) -> None:
+    own = f"http://127.0.0.1:{server.port}"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        cases = [
+            # (headers, allowed): a browser's own word first, then Origin, then Referer.
+            ({"Sec-Fetch-Site": "same-origin", "Origin": "null"}, True),  # no-referrer forms
+            ({"Sec-Fetch-Site": "none"}, True),  # typed into the address bar
+            ({"Sec-Fetch-Site": "cross-site", "Origin": own}, False),
+            ({"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"}, False),
+            ({"Referer": f"{own}/login"}, True),
+            ({"Referer": "https://evil.example/page"}, False),
+            ({"Origin": "null", "Referer": f"{own}/"}, False),
+        ]
+        for headers, allowed in cases:
+            response = client.put("/put/h.txt", content=b"h", headers=headers)
+            assert response.status_code == (201 if allowed else 403), (headers, response.text)
+
+
+def test_any_origin_means_without_credentials(server_factory: ServerFactory) -> None:
+    listed = "https://listed.example"
+    server = server_factory("--cors-origin", "*", "--cors-origin", listed)
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Length": "3"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        preflights = {
+            origin: client.request(
+                "OPTIONS",
+                "/files/",
+                headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            )
+            for origin in ("https://anyone.example", listed)
+        }
+        assert preflights[listed].headers["access-control-allow-credentials"] == "true"
+        assert preflights["https://anyone.example"].headers["access-control-allow-origin"] == "*"
+        assert (
+            "access-control-allow-credentials" not in preflights["https://anyone.example"].headers
+        )
+        # Any origin: `*`, never reflected, never with credentials, no delete token to read.
+        anyone = client.post("/files/", headers={"Origin": "https://anyone.example", **tus})
+        assert anyone.status_code == 201, anyone.text
+        assert anyone.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-credentials" not in anyone.headers
+        exposed = anyone.headers["access-control-expose-headers"]
+        assert "Location" in exposed and "Delete-Token" not in exposed
+        # A listed origin: named, with credentials, and it may read the delete token.
+        mine = client.post("/files/", headers={"Origin": listed, **tus})
+        assert mine.headers["access-control-allow-origin"] == listed
+        assert mine.headers["access-control-allow-credentials"] == "true"
+        assert "X-Pyfiledrop-Delete-Token" in mine.headers["access-control-expose-headers"]
+        # The visitor's cookies must not act for an unlisted site.
+        client.get("/healthz")
+        assert client.cookies.get("pfd_owner")
+        with_cookie = client.post("/files/", headers={"Origin": "https://anyone.example", **tus})
+        assert with_cookie.status_code == 403
+        # The server's own page, with its cookie, is not "any origin".
+        own = f"http://127.0.0.1:{server.port}"
+        for headers in ({"Origin": own}, {"Origin": own, "Sec-Fetch-Site": "same-origin"}):
+            assert client.put("/put/own.txt", content=b"o", headers=headers).status_code == 201
+        assert "access-control-allow-credentials" not in with_cookie.headers
+        assert client.request("OPTIONS", "/files/", headers={"Origin": "null",
+            "Access-Control-Request-Method": "POST"}).headers.get(
+            "access-control-allow-origin") is None  # fmt: skip

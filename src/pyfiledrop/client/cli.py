@@ -1,6 +1,7 @@
 """The `upload` and `download` subcommands, added to the `pyfiledrop` command by `register`.
 
-Exit codes: 0 every file went through, 1 some file failed, 2 bad usage, 130 interrupted.
+Exit codes: 0 every file went through, 1 some file failed, 2 bad usage, 3 the server refused the
+password (401/403, or locked out after wrong ones: nothing more is tried), 130 interrupted.
 """
 
 import argparse
@@ -15,8 +16,13 @@ import httpx
 from pyfiledrop.client.download import describe as describe_download
 from pyfiledrop.client.download import download_file
 from pyfiledrop.client.progress import Reporter, make_reporter
-from pyfiledrop.client.sizes import format_size, parse_size
-from pyfiledrop.client.transport import PASSWORD_ENVIRONMENT, TransferError, make_client
+from pyfiledrop.client.sizes import format_size
+from pyfiledrop.client.transport import (
+    PASSWORD_ENVIRONMENT,
+    AuthError,
+    TransferError,
+    make_client,
+)
 from pyfiledrop.client.upload import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PARALLEL,
@@ -26,9 +32,9 @@ from pyfiledrop.client.upload import (
     upload_file,
 )
 from pyfiledrop.client.upload import describe as describe_upload
-from pyfiledrop.units import parse_duration
+from pyfiledrop.units import SIZE_RULE, parse_duration, parse_size
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_PARALLEL = 64
 URL_ENVIRONMENT = "PYFILEDROP_URL"
 
@@ -107,7 +113,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         type=_size,
         default=DEFAULT_CHUNK_SIZE,
         metavar="SIZE",
-        help=f"e.g. 8MiB, 32M, 500k or bytes (default {format_size(DEFAULT_CHUNK_SIZE)})",
+        help=f"bytes, or e.g. 8MiB, 32M, 500k ({SIZE_RULE}; default"
+        f" {format_size(DEFAULT_CHUNK_SIZE)})",
     )
     upload.add_argument(
         "--retries",
@@ -196,6 +203,10 @@ def run_upload(args: argparse.Namespace) -> int:
             for path, handle in zip(files, handles, strict=True):
                 try:
                     result = upload_file(session, path, handle)
+                except AuthError as error:
+                    reporter.end_file(handle)
+                    reporter.note(f"error: {_one_line(error)}")
+                    return EXIT_REFUSED  # every other file would be refused the same way
                 except (TransferError, OSError, httpx.HTTPError) as error:
                     failed += 1
                     reporter.end_file(handle)

@@ -188,6 +188,18 @@ class _Attempt:
         return actual, expected is not None
 
 
+def _name_by_head(http: httpx.Client, url: str, folder: Path) -> Path | None:
+    """The file's name from a HEAD (which counts as no download); None if HEAD doesn't tell,
+    and then the GET names it (and its answer explains any refusal better than a HEAD's)."""
+    try:
+        response = http.head(url)
+    except httpx.TransportError:
+        return None
+    if not response.is_success:
+        return None
+    return (folder / filename_from(response)).absolute()
+
+
 def download_file(
     http: httpx.Client,
     url: str,
@@ -198,6 +210,11 @@ def download_file(
     """Into `output` (a file, or a folder for the server's name; the current folder if None)."""
     folder = output if output is not None and output.is_dir() else Path.cwd()
     target = output.absolute() if output is not None and not output.is_dir() else None
+    # Refuse an existing file before any GET: a GET may use up a one-time link.
+    if target is None:
+        target = _name_by_head(http, url, folder)
+    if target is not None and target.exists():
+        raise TransferError(f"{target} exists; choose another name with -o PATH")
     attempt: _Attempt | None = None
     started = time.monotonic()
     failures = 0

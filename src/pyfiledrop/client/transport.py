@@ -17,6 +17,24 @@ class TransferError(Exception):
     """A failure worth one line to the user; never shown with a traceback."""
 
 
+class AuthError(TransferError):
+    """The server refused our password (or its absence): stop everything at once, since every
+    further request is one more wrong try counted against this address."""
+
+
+def refuse_unauthorized(response: httpx.Response) -> None:
+    """Raise AuthError for 401/403, and for the 429 of a password lockout."""
+    locked = response.status_code == 429 and (json_body(response) or {}).get("code") == (
+        "too_many_attempts"
+    )
+    if response.status_code in (401, 403) or locked:
+        raise AuthError(
+            f"{server_error(response)}; check --password or ${PASSWORD_ENVIRONMENT}"
+            if response.status_code != 403
+            else server_error(response)
+        )
+
+
 def make_client(connections: int, password: str | None = None) -> httpx.Client:
     # The owner cookie is handled explicitly per file (a resumed upload must present the owner it
     # started with), so the client's own cookie jar accepts nothing.

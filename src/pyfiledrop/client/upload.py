@@ -40,6 +40,7 @@ from pyfiledrop.client.transport import (
     json_body,
     owner_from,
     owner_headers,
+    refuse_unauthorized,
     server_error,
 )
 
@@ -141,6 +142,8 @@ def _probe(session: Session, dzuuid: str, owner: str | None) -> tuple[httpx.Resp
         response = session.http.get(url, headers=owner_headers(owner))
     except httpx.TransportError as error:
         raise TransferError(describe_transport_error(error, session.options.url)) from error
+    response.read()
+    refuse_unauthorized(response)  # before anything is sent, started over or retried
     return response, owner_from(response) or owner
 
 
@@ -369,6 +372,7 @@ class _Transfer:
                 if response.is_success:
                     self._accepted(response, length)
                     return
+                refuse_unauthorized(response)
                 failure = f"the server refused chunk {index}: {server_error(response)}"
                 retry = response.status_code >= 500 or response.status_code in RETRIED_CLIENT_ERRORS
             finally:
@@ -445,6 +449,7 @@ def _finish(transfer: _Transfer) -> dict[str, Any] | None:
         data = json_body(response)
         if response.is_success and data and isinstance(data.get("file"), dict):
             return dict(data["file"])
+        refuse_unauthorized(response)
         if response.status_code in (404, 405) or response.is_success:
             return None  # a Dropzone server without pyfiledrop's finish call
         missing = data.get("missing") if data and response.status_code == 409 else None

@@ -51,6 +51,13 @@ def get_upload(connection: Connection, upload_id: str) -> Upload | None:
     return upload_from_row(row) if row else None
 
 
+def claim_owner(connection: Connection, upload_id: str, owner: str) -> None:
+    """Give an upload begun without a cookie its owner: the first cookie seen for it wins."""
+    connection.execute(
+        "UPDATE uploads SET owner = ? WHERE id = ? AND owner = ''", (owner, upload_id)
+    )
+
+
 def record_chunk(
     connection: Connection, upload_id: str, index: int, now: float
 ) -> tuple[bool, int]:

@@ -148,8 +148,13 @@ def claim_from_fields(fields: dict[str, str], filename: str | None) -> ChunkClai
     )
 
 
-async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, Any]:
-    """Handle one `POST /upload`: a Dropzone chunk, or a one-shot file without `dzuuid`."""
+async def receive(
+    request: Request, uploads: Uploads, owner: str, claimant: str | None = None
+) -> dict[str, Any]:
+    """Handle one `POST /upload`: a Dropzone chunk, or a one-shot file without `dzuuid`.
+
+    A one-shot file belongs to `owner`; a chunk claims its upload for `claimant` (the owner when
+    the request sent its cookie, else uploads.NO_OWNER)."""
     boundary = boundary_of(request)
     content_length = declared_length(request)
     if content_length is not None and content_length > (
@@ -168,7 +173,9 @@ async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, A
                 raise BadRequest(parts.error)
             if parts.file_started and feeder is None:
                 _note_upload_id(request, parts.fields)
-                feeder = ChunkFeeder(await _begin(uploads, owner, parts))
+                feeder = ChunkFeeder(
+                    await _begin(uploads, owner, owner if claimant is None else claimant, parts)
+                )
                 _refuse_oversized_body(feeder, content_length, consumed, parts)
             if feeder is not None and parts.file_pieces:
                 pieces, parts.file_pieces = parts.file_pieces, []
@@ -199,9 +206,9 @@ def _note_upload_id(request: Request, fields: dict[str, str]) -> None:
         note_upload(request.scope, parse_upload_id(fields.get("dzuuid", "")))
 
 
-async def _begin(uploads: Uploads, owner: str, parts: _Parts) -> Any:
+async def _begin(uploads: Uploads, owner: str, claimant: str, parts: _Parts) -> Any:
     if "dzuuid" in parts.fields:
-        return await uploads.begin_chunk(owner, claim_from_fields(parts.fields, parts.filename))
+        return await uploads.begin_chunk(claimant, claim_from_fields(parts.fields, parts.filename))
     if any(name in parts.fields for name in DZ_FIELDS):
         raise BadRequest("dz* fields without dzuuid")
     return await uploads.begin_stream(owner, parts.filename, None, file_options(parts.fields))

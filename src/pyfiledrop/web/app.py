@@ -23,11 +23,12 @@ from pyfiledrop.meta import open_database
 from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
-from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
+from pyfiledrop.uploads import NO_OWNER, Uploads, file_record, parse_upload_id
 from pyfiledrop.web import downloads, manage, passwords, shares
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
+from pyfiledrop.web.proxy import ProxyHeadersMiddleware, parse_networks
 from pyfiledrop.web.watch import (
     WatchMiddleware,
     client_address,
@@ -64,20 +65,27 @@ def _owner(request: Request) -> str:
     return owner
 
 
+def _claimant(request: Request) -> str:
+    """The owner a chunked upload gets: the cookie's, only if the request sent one."""
+    return _owner(request) if request.scope["state"].get("owner_sent") else NO_OWNER
+
+
 async def upload_chunk(request: Request) -> Response:
-    return JSONResponse(await dropzone.receive(request, _uploads(request), _owner(request)))
+    return JSONResponse(
+        await dropzone.receive(request, _uploads(request), _owner(request), _claimant(request))
+    )
 
 
 async def finish_upload(request: Request) -> Response:
     upload_id = parse_upload_id(request.path_params["upload_id"])
     uploads = _uploads(request)
-    stored = await uploads.finalize(upload_id, _owner(request))
+    stored = await uploads.finalize(upload_id, _claimant(request))
     return JSONResponse({"status": "done", "file": await uploads.uploader_record(stored)})
 
 
 async def upload_state(request: Request) -> Response:
     upload_id = parse_upload_id(request.path_params["upload_id"])
-    return JSONResponse(await _uploads(request).describe(upload_id, _owner(request)))
+    return JSONResponse(await _uploads(request).describe(upload_id))
 
 
 async def put_file(request: Request) -> Response:
@@ -223,14 +231,17 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         cors_origins=settings.cors_origins,
         security_headers=lambda: security_headers(settings),
         expose_headers=tus.EXPOSED_HEADERS,
+        listed_only_headers=(tus.DELETE_TOKEN_HEADER,),
     )
     app.state.keep_awake = awake
-    # Outermost: sees every answer, the password check's too.
+    # Sees every answer, the password check's too.
     app.add_middleware(
         WatchMiddleware,
         log_requests=settings.access_log,
         activity=awake.activity if awake is not None else None,
     )
+    # Outermost: everything inside sees the real client, scheme and host.
+    app.add_middleware(ProxyHeadersMiddleware, trusted=parse_networks(settings.trusted_proxies))
     return app
 
 

@@ -45,6 +45,23 @@ def _same_origin(origin: str, host: str) -> bool:
     return bool(parts.netloc) and parts.netloc.lower() == host.lower()
 
 
+def _cross_site(headers: Mapping[str, str]) -> bool:
+    """Did a browser send this from another site's page? (Scripts and curl send none of these.)
+
+    Sec-Fetch-Site is the browser's own answer and holds behind any proxy. Without it (older
+    browsers), Origin, else Referer, is compared with the Host the browser used (behind a trusted
+    proxy, its X-Forwarded-Host: see web/proxy.py). `Origin: null` (a sandboxed or
+    privacy-stripped page) is refused: we can't tell where it came from.
+    """
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    source = headers.get("origin") or headers.get("referer")
+    if source is None:
+        return False
+    return source == "null" or not _same_origin(source, headers.get("host", ""))
+
+
 class OwnerMiddleware:
     def __init__(
         self,
@@ -52,11 +69,18 @@ class OwnerMiddleware:
         cors_origins: tuple[str, ...],
         security_headers: Callable[[], Mapping[str, str]],
         expose_headers: Sequence[str] = (),
+        listed_only_headers: Sequence[str] = (),
     ) -> None:
         self.app = app
-        self.cors_origins = set(cors_origins)
-        # Response headers a cross-origin script may read (tus clients need Location, offsets).
+        self.cors_origins = set(cors_origins) - {"*"}
+        # `*`: any origin, but never with credentials (see __call__).
+        self.any_origin = "*" in cors_origins
+        # Response headers a cross-origin script may read (tus clients need Location, offsets);
+        # the delete token only by the origins named, not by every site under `*`.
         self.expose_headers = ", ".join(expose_headers).encode()
+        self.expose_to_any = ", ".join(
+            h for h in expose_headers if h not in listed_only_headers
+        ).encode()
         self.security_headers = [
             (name.lower().encode(), value.encode()) for name, value in security_headers().items()
         ]
@@ -67,20 +91,24 @@ class OwnerMiddleware:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         origin = headers.get("origin")
-        cors_allowed = origin is not None and (
-            origin in self.cors_origins or "*" in self.cors_origins
+        listed = origin is not None and origin in self.cors_origins
+        anyone = (
+            not listed
+            and self.any_origin
+            and origin not in (None, "null")
+            and _cross_site(headers)  # our own page sends its Origin too: not "anyone"
         )
+        cors_allowed = listed or anyone
         method = scope["method"]
         if method == "OPTIONS" and cors_allowed and "access-control-request-method" in headers:
-            await self._preflight(send, origin or "", headers)
+            await self._preflight(send, origin or "", headers, listed)
             return
-        if (
-            method in UNSAFE_METHODS
-            and origin is not None
-            and origin != "null"
-            and not cors_allowed
-            and not _same_origin(origin, headers.get("host", ""))
-        ) or (method in UNSAFE_METHODS and origin == "null"):
+        if anyone and any(k.lower() == b"cookie" for k, _ in scope["headers"]):
+            # Any site may call us under `*`, so the visitor's cookies must not act for it:
+            # credentialed requests from unlisted origins are refused, not served anonymously.
+            await _json(send, 403, {"error": "credentials are allowed only from listed origins"})
+            return
+        if method in UNSAFE_METHODS and not cors_allowed and _cross_site(headers):
             await _json(send, 403, {"error": "cross-site requests are not allowed"})
             return
 
@@ -88,7 +116,9 @@ class OwnerMiddleware:
         new_secret = secret is None
         if secret is None:
             secret = secrets.token_urlsafe(32)
-        scope.setdefault("state", {})["owner"] = owner_id(secret)
+        state = scope.setdefault("state", {})
+        state["owner"] = owner_id(secret)
+        state["owner_sent"] = not new_secret  # a fresh secret is only an offer until sent back
 
         extra = list(self.security_headers)
         if new_secret:
@@ -99,9 +129,10 @@ class OwnerMiddleware:
             )
             extra.append((b"set-cookie", cookie.encode()))
         if cors_allowed:
-            extra += _cors_headers(origin or "")
-            if self.expose_headers:
-                extra.append((b"access-control-expose-headers", self.expose_headers))
+            extra += _cors_headers(origin or "", listed)
+            exposed = self.expose_headers if listed else self.expose_to_any
+            if exposed:
+                extra.append((b"access-control-expose-headers", exposed))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -115,11 +146,13 @@ class OwnerMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    async def _preflight(self, send: Send, origin: str, request: Mapping[str, str]) -> None:
+    async def _preflight(
+        self, send: Send, origin: str, request: Mapping[str, str], listed: bool
+    ) -> None:
         # With credentials a browser takes `*` literally, so name the headers it asked for.
         asked = request.get("access-control-request-headers", "").encode("latin-1") or b"*"
         headers = [
-            *_cors_headers(origin),
+            *_cors_headers(origin, listed),
             (b"access-control-allow-methods", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
             (b"access-control-allow-headers", asked),
             (b"access-control-max-age", b"600"),
@@ -128,9 +161,12 @@ class OwnerMiddleware:
         await send({"type": "http.response.body", "body": b""})
 
 
-def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+def _cors_headers(origin: str, listed: bool) -> list[tuple[bytes, bytes]]:
+    """A listed origin is named, with credentials; any other (under `*`) gets `*`, without."""
+    if not listed:
+        return [(b"access-control-allow-origin", b"*"), (b"vary", b"Origin")]
     return [
-        (b"access-control-allow-origin", origin.encode()),
+        (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"access-control-allow-credentials", b"true"),
         (b"vary", b"Origin"),
     ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -130,15 +134,80 @@ def render_custom_index(path: Path, settings: Settings) -> str:
     return Template(path.read_text(encoding="utf-8")).safe_substitute(template_values(settings))
 
 
-def security_headers(settings: Settings) -> dict[str, str]:
-    """Headers the app adds to every response (the page, the API and downloads alike)."""
+@dataclass(frozen=True)
+class InlineCode:
+    """SHA-256 CSP sources for what a page runs inline: elements, and attributes (`onclick`,
+    `style`), which CSP allows by hash only together with 'unsafe-hashes'."""
+
+    scripts: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+    script_attributes: tuple[str, ...] = ()
+    style_attributes: tuple[str, ...] = ()
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+class _InlineFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: dict[str, list[str]] = {
+            "scripts": [], "styles": [], "script_attributes": [], "style_attributes": []
+        }  # fmt: skip
+        self._inside: str | None = None  # "scripts" or "styles" while in an inline element
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name.startswith("on") and value:
+                self.found["script_attributes"].append(value)
+            elif name == "style" and value:
+                self.found["style_attributes"].append(value)
+        if tag == "style" or (tag == "script" and not any(n == "src" for n, _ in attrs)):
+            self._inside, self._text = ("styles" if tag == "style" else "scripts"), []
+
+    def handle_data(self, data: str) -> None:
+        if self._inside is not None:
+            self._text.append(data)  # script and style text comes raw (no entity decoding)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._inside is not None and tag in ("script", "style"):
+            self.found[self._inside].append("".join(self._text))
+            self._inside = None
+
+
+def inline_code(page: str) -> InlineCode:
+    """What a browser would hash: the text of each inline `<script>`/`<style>` (line ends
+    normalized to LF, as HTML parsing does), and each event-handler and style attribute."""
+    finder = _InlineFinder()
+    finder.feed(page.replace("\r\n", "\n").replace("\r", "\n"))
+    finder.close()
+    return InlineCode(
+        **{
+            kind: tuple(dict.fromkeys(map(_csp_hash, texts)))
+            for kind, texts in finder.found.items()
+        }
+    )
+
+
+def _sources(base: str, hashes: tuple[str, ...], attribute_hashes: tuple[str, ...]) -> str:
+    extra = list(hashes)
+    if attribute_hashes:
+        extra += ["'unsafe-hashes'", *attribute_hashes]
+    return " ".join([base, *extra])
+
+
+def content_security_policy(settings: Settings, inline: InlineCode = InlineCode()) -> str:
     extra = cdn_origin(settings)
-    script_src = "'self'" + (f" {extra}" if extra else "")
-    csp = "; ".join(
+    # Dropzone's CDN serves its stylesheets beside its script (the article's page uses both).
+    own = "'self'" + (f" {extra}" if extra else "")
+    return "; ".join(
         [
             "default-src 'self'",
-            f"script-src {script_src}",
-            "style-src 'self'",
+            f"script-src {_sources(own, inline.scripts, inline.script_attributes)}",
+            f"style-src {_sources(own, inline.styles, inline.style_attributes)}",
             "img-src 'self'",
             "connect-src 'self'",
             "object-src 'none'",
@@ -147,10 +216,16 @@ def security_headers(settings: Settings) -> dict[str, str]:
             "frame-ancestors 'none'",
         ]
     )
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    """Headers the app adds to every response (the page, the API and downloads alike)."""
     return {
-        "Content-Security-Policy": csp,
+        "Content-Security-Policy": content_security_policy(settings),
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        # Keeps the Origin on our own form posts (no-referrer made Chromium send `Origin: null`,
+        # refused as cross-site) and gives other sites nothing, not even a download link's path.
+        "Referrer-Policy": "same-origin",
         "X-Frame-Options": "DENY",
     }
 
@@ -159,10 +234,24 @@ def index_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response
     no_cache = {"Cache-Control": "no-cache"}
     custom = settings.index
     if custom is not None:
+        rendered: dict[tuple[int, int], tuple[str, str]] = {}
+
+        def current() -> tuple[str, str]:
+            """The page and its CSP, which allows exactly its own inline code (by hash). Made at
+            start, and again when the file changes: an operator may edit it without a restart."""
+            stat = custom.stat()
+            key = (stat.st_mtime_ns, stat.st_size)
+            if key not in rendered:
+                body = render_custom_index(custom, settings)
+                rendered.clear()
+                rendered[key] = (body, content_security_policy(settings, inline_code(body)))
+            return rendered[key]
+
+        current()
 
         async def custom_index(request: Request) -> Response:
-            # Read on each request so an operator can edit the page without a restart.
-            return HTMLResponse(render_custom_index(custom, settings), headers=no_cache)
+            body, csp = current()
+            return HTMLResponse(body, headers={**no_cache, "Content-Security-Policy": csp})
 
         return custom_index
 
