@@ -41,6 +41,11 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
+# An upload in progress holds space for its unwritten bytes (disk guard, quotas) only while a
+# chunk arrived within this window; then it is admitted again when it resumes (issue 12).
+RESERVE_IDLE_SECONDS = 5 * 60
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "0.0.0.0"
@@ -60,6 +65,7 @@ class Settings:
     index: Path | None = None
     fsync: bool = True
     abandon_after: int = 24 * 3600  # seconds a partial upload may stay idle
+    reserve_idle: int = RESERVE_IDLE_SECONDS  # seconds an idle upload still holds its space
     cors_origins: tuple[str, ...] = ()
     workers: int = 1
     database: str | None = None  # None: SQLite in `data`; else a postgresql:// URL
@@ -357,6 +363,14 @@ SPECS: tuple[Spec, ...] = (
         metavar="DURATION",
     ),
     Spec(
+        "reserve_idle",
+        _positive_duration,
+        "a duration such as 5m or 300s",
+        "an upload idle this long stops holding space; admitted again when it resumes",
+        ("--reserve-idle",),
+        metavar="DURATION",
+    ),
+    Spec(
         "cors_origins",
         _origins,
         "origins such as https://example.org",
@@ -598,7 +612,7 @@ def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, 
         value = getattr(settings, spec.name)
         if spec.name in SECRET_SETTINGS:
             shown = "(set)" if value else "(none)"
-        elif spec.name in ("abandon_after", "expire_after") and value is not None:
+        elif spec.name in ("abandon_after", "expire_after", "reserve_idle") and value is not None:
             shown = format_duration(value)
         elif spec.name in ("min_free", "quota", "owner_quota") and value is not None:
             shown = format_size(value)

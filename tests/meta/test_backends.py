@@ -122,3 +122,21 @@ def test_failed_transaction_rolls_back(databases: list[Database]) -> None:
         db.run_sync(half_then_fail)
     assert databases[1].run_sync(queries.get_upload, "u1") is not None
     assert db.run_sync(queries.get_upload, "u1") is not None
+
+
+def test_one_writer_per_chunk_across_processes(databases: list[Database]) -> None:
+    """The chunk lease of issue 12: one conditional statement, so of two handles (processes)
+    only one becomes the writer; an expired lease is taken over; a counted chunk gets none."""
+    first, second = databases
+    first.run_sync(queries.insert_upload, an_upload())
+    now = 1795624300.0
+    assert first.run_sync(queries.claim_chunk_writer, "u1", 3, "a", now, 60.0)
+    assert not second.run_sync(queries.claim_chunk_writer, "u1", 3, "b", now + 1, 60.0)
+    assert second.run_sync(queries.chunk_writer_state, "u1", 3, now + 1) == (False, True)
+    # The writer died: after its lease, a retry takes over; the dead writer can't count it.
+    assert second.run_sync(queries.claim_chunk_writer, "u1", 3, "b", now + 61, 60.0)
+    assert first.run_sync(queries.record_written_chunk, "u1", 3, "a", now + 62) is None
+    assert second.run_sync(queries.record_written_chunk, "u1", 3, "b", now + 62) == (True, 1)
+    assert not first.run_sync(queries.claim_chunk_writer, "u1", 3, "c", now + 500, 60.0)
+    assert first.run_sync(queries.chunk_writer_state, "u1", 3, now + 500) == (True, False)
+    assert first.run_sync(queries.release_all_chunk_writers) == 0
