@@ -219,7 +219,6 @@ class Uploads:
                 upload, claim.index, claim.offset, claim.length, None, claim.length, busy=True
             )
         try:
-            await self.db.run(queries.touch_upload, upload.id, self.clock())
             inline = self._start_inline_hash(upload.id, claim.offset)
             sink = await self._open_sink(
                 upload, claim.offset, inline.feed if inline else None, claim.length

@@ -56,7 +56,7 @@ def claim_chunk_writer(
 ) -> bool:
     """Become the one writer of a chunk: not counted yet, its upload still receiving, and no
     other writer holding an unexpired lease. One conditional statement, so two processes can't
-    both win; the upload's `updated` is touched by the caller (it is alive)."""
+    both win; the winner also marks the upload active (`updated`)."""
     cursor = connection.execute(
         "INSERT INTO chunk_writers (upload_id, idx, writer, until)"
         " SELECT ?, ?, ?, ? WHERE NOT EXISTS"
@@ -66,7 +66,10 @@ def claim_chunk_writer(
         " until = excluded.until WHERE chunk_writers.until < ?",
         (upload_id, index, writer, now + lease, upload_id, index, upload_id, now),
     )
-    return bool(cursor.rowcount == 1)
+    if cursor.rowcount != 1:
+        return False
+    connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
+    return True
 
 
 def renew_chunk_writer(
