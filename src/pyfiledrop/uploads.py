@@ -244,17 +244,24 @@ class Uploads:
         return HashProgress(hasher=progress.hasher.copy(), position=offset)
 
     async def _keep_chunk_lease(self, plan: ChunkPlan) -> None:
-        assert plan.writer is not None
+        """While a body is written: renew the chunk's lease, and keep the upload counted as
+        active (its space held, see guard.py) however long the body takes."""
         while True:
             await asyncio.sleep(CHUNK_LEASE_SECONDS / 3)
-            await self.db.run(
-                queries.renew_chunk_writer,
-                plan.upload.id,
-                plan.index,
-                plan.writer,
-                self.clock(),
-                CHUNK_LEASE_SECONDS,
-            )
+            try:
+                if plan.writer is None:
+                    await self.db.run(queries.touch_upload, plan.upload.id, self.clock())
+                    continue
+                await self.db.run(
+                    queries.renew_chunk_writer,
+                    plan.upload.id,
+                    plan.index,
+                    plan.writer,
+                    self.clock(),
+                    CHUNK_LEASE_SECONDS,
+                )
+            except Exception:
+                log.warning("could not renew the lease of %s", plan.upload.id, exc_info=True)
 
     async def _claim_writer(self, upload: Upload, index: int, writer: str) -> bool:
         """Become the chunk's one writer. While another request holds it, wait (the body stays
@@ -442,9 +449,11 @@ class Uploads:
         # A stream arrives in order: hash it on the I/O thread as it is written, not read back.
         sink = await self._open_sink(upload, 0, self.hash_progress(upload.id).feed, size)
         stream_guard = self.stream_guard(owner, upload.id) if size is None else None
-        return ChunkPlan(
+        plan = ChunkPlan(
             upload, 0, 0, size, sink, size if size is not None else limit, stream_guard
         )
+        plan.keep_lease = asyncio.create_task(self._keep_chunk_lease(plan))
+        return plan
 
     async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
         """Count a chunk whose bytes are all written; finalize when it was the last one."""
