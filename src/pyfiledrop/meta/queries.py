@@ -55,21 +55,42 @@ def claim_chunk_writer(
     connection: Connection, upload_id: str, index: int, writer: str, now: float, lease: float
 ) -> bool:
     """Become the one writer of a chunk: not counted yet, its upload still receiving, and no
-    other writer holding an unexpired lease. One conditional statement, so two processes can't
-    both win; the winner also marks the upload active (`updated`)."""
-    cursor = connection.execute(
-        "INSERT INTO chunk_writers (upload_id, idx, writer, until)"
-        " SELECT ?, ?, ?, ? WHERE NOT EXISTS"
-        " (SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?)"
-        " AND EXISTS (SELECT 1 FROM uploads WHERE id = ? AND state = 'receiving')"
-        " ON CONFLICT (upload_id, idx) DO UPDATE SET writer = excluded.writer,"
-        " until = excluded.until WHERE chunk_writers.until < ?",
-        (upload_id, index, writer, now + lease, upload_id, index, upload_id, now),
-    )
-    if cursor.rowcount != 1:
-        return False
-    connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
-    return True
+    other writer holding an unexpired lease. The claim is one conditional statement, so two
+    processes can't both win; the winner also marks the upload active (`updated`)."""
+    with transaction(connection):
+        cursor = connection.execute(
+            "INSERT INTO chunk_writers (upload_id, idx, writer, until)"
+            " SELECT ?, ?, ?, ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?)"
+            " AND EXISTS (SELECT 1 FROM uploads WHERE id = ? AND state = 'receiving')"
+            " ON CONFLICT (upload_id, idx) DO UPDATE SET writer = excluded.writer,"
+            " until = excluded.until WHERE chunk_writers.until < ?",
+            (upload_id, index, writer, now + lease, upload_id, index, upload_id, now),
+        )
+        if cursor.rowcount != 1:
+            return False
+        # Under PostgreSQL's READ COMMITTED the NOT EXISTS above may have seen a snapshot from
+        # before a writer whose lease had expired counted the chunk (and freed its row, which
+        # let this insert through); this statement sees that commit.
+        if _counted(connection, upload_id, index):
+            connection.execute(
+                "DELETE FROM chunk_writers WHERE upload_id = ? AND idx = ? AND writer = ?",
+                (upload_id, index, writer),
+            )
+            return False
+        connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
+        return True
+
+
+def _counted(connection: Connection, upload_id: str, index: int) -> bool:
+    """Is the chunk counted? Every chunk of an upload past `receiving` is (publishing forgets
+    the chunk rows)."""
+    row = connection.execute(
+        "SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?"
+        " UNION ALL SELECT 1 FROM uploads WHERE id = ? AND state != 'receiving'",
+        (upload_id, index, upload_id),
+    ).fetchone()
+    return row is not None
 
 
 def renew_chunk_writer(
@@ -88,18 +109,12 @@ def renew_chunk_writer(
 def chunk_writer_state(
     connection: Connection, upload_id: str, index: int, now: float
 ) -> tuple[bool, bool]:
-    """(is the chunk counted, is a writer holding an unexpired lease on it). Every chunk of an
-    upload past `receiving` counted (publishing forgets the chunk rows)."""
-    counted = connection.execute(
-        "SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?"
-        " UNION ALL SELECT 1 FROM uploads WHERE id = ? AND state != 'receiving'",
-        (upload_id, index, upload_id),
-    ).fetchone()
+    """(is the chunk counted, is a writer holding an unexpired lease on it)."""
     writing = connection.execute(
         "SELECT 1 FROM chunk_writers WHERE upload_id = ? AND idx = ? AND until >= ?",
         (upload_id, index, now),
     ).fetchone()
-    return counted is not None, writing is not None
+    return _counted(connection, upload_id, index), writing is not None
 
 
 def release_chunk_writer(connection: Connection, upload_id: str, index: int, writer: str) -> None:
