@@ -42,10 +42,13 @@ log = logging.getLogger("pyfiledrop")
 MAX_CHUNK_COUNT = 1_000_000
 MAX_CHUNK_SIZE = 4 * 1024**3
 FINALIZE_LEASE_SECONDS = 60.0
-# A chunk's writer holds a lease on it in the database, renewed while it writes; a writer that
-# died (its process gone) loses it after this long, and a retry of the chunk may then take over.
-CHUNK_LEASE_SECONDS = 60.0
-BUSY_WAIT_SECONDS = 10.0  # how long a duplicate waits for the copy being written to count
+# A chunk's writer holds a lease on it in the database. One task per process renews the leases
+# of all its writers every CHUNK_LEASE_RENEW_SECONDS, so a killed process's leases run out within
+# CHUNK_LEASE_SECONDS, and a retry (which waits up to BUSY_WAIT_SECONDS) takes over.
+CHUNK_LEASE_SECONDS = 15.0
+CHUNK_LEASE_RENEW_SECONDS = 3.0
+BUSY_WAIT_SECONDS = 20.0  # how long a duplicate waits for the copy being written
+ACTIVE_TOUCH_SECONDS = 20.0  # a stream marks its upload active this often (see guard.py)
 FINALIZE_WAIT_SECONDS = 600.0
 FINALIZE_POLL_SECONDS = 0.05
 PUBLIC_ID_BYTES = 18  # 144 random bits, 24 url-safe characters
@@ -87,7 +90,8 @@ class ChunkPlan:
     writer: str | None = None  # this request's lease on the chunk (None: a stream, or no sink)
     busy: bool = False  # another request holds the chunk: drop the body, answer "busy" or done
     inline_hash: HashProgress | None = None  # the file's hash continued over this chunk's bytes
-    keep_lease: asyncio.Task[None] | None = None
+    keep_lease: asyncio.Task[None] | None = None  # a stream's: keeps its upload active
+    lease_done: bool = False  # this writer no longer counts for the process's lease keeper
 
 
 @dataclass
@@ -162,6 +166,10 @@ class Uploads:
         self._hashing: dict[str, HashProgress] = {}
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
         self._key: bytes | None = None
+        # Chunk leases are named after this process, so one task renews them all.
+        self.process_token = secrets.token_hex(8)
+        self._writers = 0
+        self._lease_keeper: asyncio.Task[None] | None = None
         # New uploads are admitted one at a time, so two can't both take the last free space.
         self.admission = asyncio.Lock()
 
@@ -211,7 +219,7 @@ class Uploads:
             return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
         if upload.updated < self.active_since():
             await self._readmit(upload)
-        writer = secrets.token_hex(8)
+        writer = f"{self.process_token}:{secrets.token_hex(6)}"
         if not await self._claim_writer(upload, claim.index, writer):
             # Counted meanwhile, or another request (any process) is still writing it: never two
             # writers of one byte range, so this body is read and dropped.
@@ -230,7 +238,9 @@ class Uploads:
             upload, claim.index, claim.offset, claim.length, sink, claim.length, writer=writer
         )
         plan.inline_hash = inline
-        plan.keep_lease = asyncio.create_task(self._keep_chunk_lease(plan))
+        self._writers += 1
+        if self._lease_keeper is None or self._lease_keeper.done():
+            self._lease_keeper = asyncio.create_task(self._keep_chunk_leases())
         return plan
 
     def _start_inline_hash(self, upload_id: str, offset: int) -> HashProgress | None:
@@ -243,25 +253,29 @@ class Uploads:
             return None  # not its turn, or the hash is being read back right now
         return HashProgress(hasher=progress.hasher.copy(), position=offset)
 
-    async def _keep_chunk_lease(self, plan: ChunkPlan) -> None:
-        """While a body is written: renew the chunk's lease, and keep the upload counted as
-        active (its space held, see guard.py) however long the body takes."""
-        while True:
-            await asyncio.sleep(CHUNK_LEASE_SECONDS / 3)
+    async def _keep_chunk_leases(self) -> None:
+        """While this process writes chunks: renew all their leases (and keep their uploads
+        counted as active, see guard.py) in one statement; ends when no chunk is written."""
+        while self._writers > 0:
+            await asyncio.sleep(CHUNK_LEASE_RENEW_SECONDS)
             try:
-                if plan.writer is None:
-                    await self.db.run(queries.touch_upload, plan.upload.id, self.clock())
-                    continue
                 await self.db.run(
-                    queries.renew_chunk_writer,
-                    plan.upload.id,
-                    plan.index,
-                    plan.writer,
+                    queries.renew_chunk_writers,
+                    self.process_token,
                     self.clock(),
                     CHUNK_LEASE_SECONDS,
                 )
             except Exception:
-                log.warning("could not renew the lease of %s", plan.upload.id, exc_info=True)
+                log.warning("could not renew this process's chunk leases", exc_info=True)
+
+    async def _keep_active(self, plan: ChunkPlan) -> None:
+        """While a stream's body arrives, however long it takes, its upload stays active."""
+        while True:
+            await asyncio.sleep(ACTIVE_TOUCH_SECONDS)
+            try:
+                await self.db.run(queries.touch_upload, plan.upload.id, self.clock())
+            except Exception:
+                log.warning("could not mark %s active", plan.upload.id, exc_info=True)
 
     async def _claim_writer(self, upload: Upload, index: int, writer: str) -> bool:
         """Become the chunk's one writer. While another request holds it, wait (the body stays
@@ -301,6 +315,9 @@ class Uploads:
         if plan.keep_lease is not None:
             plan.keep_lease.cancel()
             plan.keep_lease = None
+        if plan.writer is not None and not plan.lease_done:
+            plan.lease_done = True
+            self._writers -= 1
 
     async def abort_chunk(self, plan: ChunkPlan) -> None:
         """A chunk that failed or was cut: its bytes don't count and its lease is given back."""
@@ -452,7 +469,7 @@ class Uploads:
         plan = ChunkPlan(
             upload, 0, 0, size, sink, size if size is not None else limit, stream_guard
         )
-        plan.keep_lease = asyncio.create_task(self._keep_chunk_lease(plan))
+        plan.keep_lease = asyncio.create_task(self._keep_active(plan))
         return plan
 
     async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:

@@ -140,3 +140,9 @@ def test_one_writer_per_chunk_across_processes(databases: list[Database]) -> Non
     assert not first.run_sync(queries.claim_chunk_writer, "u1", 3, "c", now + 500, 60.0)
     assert first.run_sync(queries.chunk_writer_state, "u1", 3, now + 500) == (True, False)
     assert first.run_sync(queries.release_all_chunk_writers) == 0
+    # One statement renews every lease of one process, and only that process's.
+    assert first.run_sync(queries.claim_chunk_writer, "u1", 4, "p1:x", now, 15.0)
+    assert first.run_sync(queries.claim_chunk_writer, "u1", 5, "p2:y", now, 15.0)
+    assert second.run_sync(queries.renew_chunk_writers, "p1", now + 10, 15.0) == 1
+    assert not second.run_sync(queries.claim_chunk_writer, "u1", 4, "p3:z", now + 20, 15.0)
+    assert second.run_sync(queries.claim_chunk_writer, "u1", 5, "p3:z", now + 20, 15.0)

@@ -93,17 +93,20 @@ def _counted(connection: Connection, upload_id: str, index: int) -> bool:
     return row is not None
 
 
-def renew_chunk_writer(
-    connection: Connection, upload_id: str, index: int, writer: str, now: float, lease: float
-) -> bool:
-    """Extend a writer's lease (and keep its upload counted as active); False if it lost it."""
+def renew_chunk_writers(connection: Connection, process: str, now: float, lease: float) -> int:
+    """Extend the leases of every chunk one process is writing (writer = "<process>:<token>"),
+    and keep their uploads counted as active."""
+    mine = f"{process}:%"
     with transaction(connection):
         cursor = connection.execute(
-            "UPDATE chunk_writers SET until = ? WHERE upload_id = ? AND idx = ? AND writer = ?",
-            (now + lease, upload_id, index, writer),
+            "UPDATE chunk_writers SET until = ? WHERE writer LIKE ?", (now + lease, mine)
         )
-        connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
-    return bool(cursor.rowcount == 1)
+        connection.execute(
+            "UPDATE uploads SET updated = ? WHERE id IN"
+            " (SELECT upload_id FROM chunk_writers WHERE writer LIKE ?)",
+            (now, mine),
+        )
+    return int(cursor.rowcount)
 
 
 def chunk_writer_state(
