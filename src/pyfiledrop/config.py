@@ -55,7 +55,7 @@ class Settings:
     data: Path = Path("data")
     max_size: int = 100000  # MiB, as in the article
     timeout: int = 120000  # ms per chunk, handed to Dropzone
-    chunk_size: int = 1000000  # bytes, as in the article
+    chunk_size: int | None = None  # bytes (the article's 1000000); None: auto, chosen per file
     parallel_chunks: bool = True
     chunks_in_flight: int = 4
     force_chunking: bool = True
@@ -135,6 +135,12 @@ def _positive_size(value: Any) -> int:
     if size < 1:
         raise ValueError
     return size
+
+
+def _chunk_size(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    return _positive_size(value)
 
 
 def _positive_duration(value: Any) -> int:
@@ -284,11 +290,11 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "chunk_size",
-        _positive_size,
-        "a positive size in bytes (or with a unit: 8MiB)",
-        "chunk size (bytes) the page uses",
+        _chunk_size,
+        "auto, or a positive size in bytes (or with a unit: 8MiB)",
+        "chunk size the page uses: auto (default: 1 MiB to 64 MiB per file) or fixed bytes",
         ("--chunk-size",),
-        metavar="BYTES",
+        metavar="BYTES|auto",
     ),
     Spec(
         "parallel_chunks",
@@ -597,7 +603,7 @@ def prepare_folders(settings: Settings) -> None:
 
 def check_s3(settings: Settings) -> None:
     """Object storage needs chunks of at least one S3 part; say so at start, not mid-upload."""
-    if settings.chunk_size < S3_MIN_PART_BYTES:
+    if settings.chunk_size is not None and settings.chunk_size < S3_MIN_PART_BYTES:
         raise ConfigError(
             f"--chunk-size {settings.chunk_size}: with --storage {settings.storage} each chunk is "
             f"one S3 multipart part, and S3 refuses parts under 5 MiB ({S3_MIN_PART_BYTES} bytes);"
@@ -619,7 +625,7 @@ def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, 
         elif isinstance(value, tuple):
             shown = ", ".join(value) or "(none)"
         elif value is None:
-            shown = "(none)"
+            shown = "auto" if spec.name == "chunk_size" else "(none)"
         elif spec.name == "database":
             shown = hide_password(value)
         else:

@@ -16,19 +16,29 @@ import uvicorn
 from starlette.applications import Starlette
 
 from pyfiledrop.config import SPECS, S3Location, Settings, hide_password, load_settings
-from pyfiledrop.units import format_duration, format_size
+from pyfiledrop.units import AUTO_CHUNK_COUNT, AUTO_CHUNK_MAX, format_duration, format_size
 from pyfiledrop.web.app import create_app
 from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
+from pyfiledrop.web.page import auto_chunk_floor
 
 SETTINGS_ENV = "PYFILEDROP_SETTINGS_JSON"
 KEEP_ALIVE_SECONDS = 75
+
+
+def _chunk_size_text(settings: Settings) -> str:
+    if settings.chunk_size:
+        return f"{settings.chunk_size // 1024} Kb (fixed)"
+    return (
+        f"auto (per file: {format_size(auto_chunk_floor(settings))} to "
+        f"{format_size(AUTO_CHUNK_MAX)}, at most {AUTO_CHUNK_COUNT} chunks where it can)"
+    )
 
 
 def summary(settings: Settings) -> str:
     """The article's start-up summary, plus where to reach the server."""
     lines = [
         f"Timeout: {settings.timeout // 1000} seconds per chunk",
-        f"Chunk Size: {settings.chunk_size // 1024} Kb",
+        f"Chunk Size: {_chunk_size_text(settings)}",
         f"Max File Size: {settings.max_size} Mb",
         f"Force Chunking: {str(settings.force_chunking).lower()}",
         f"Parallel Chunks: {str(settings.parallel_chunks).lower()}"

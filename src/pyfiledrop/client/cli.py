@@ -18,6 +18,7 @@ from pyfiledrop.client.progress import Reporter, make_reporter
 from pyfiledrop.client.sizes import format_size, parse_size
 from pyfiledrop.client.transport import PASSWORD_ENVIRONMENT, TransferError, make_client
 from pyfiledrop.client.upload import (
+    AUTO_CHUNK_FLOOR,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PARALLEL,
     DEFAULT_RETRIES,
@@ -26,11 +27,15 @@ from pyfiledrop.client.upload import (
     upload_file,
 )
 from pyfiledrop.client.upload import describe as describe_upload
-from pyfiledrop.units import parse_duration
+from pyfiledrop.units import AUTO_CHUNK_MAX, parse_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MAX_PARALLEL = 64
 URL_ENVIRONMENT = "PYFILEDROP_URL"
+
+
+def _chunk_size(text: str) -> int | None:
+    return None if text.strip().lower() == "auto" else _size(text)
 
 
 def _size(text: str) -> int:
@@ -104,10 +109,14 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     upload.add_argument(
         "--chunk-size",
-        type=_size,
+        type=_chunk_size,
         default=DEFAULT_CHUNK_SIZE,
         metavar="SIZE",
-        help=f"e.g. 8MiB, 32M, 500k or bytes (default {format_size(DEFAULT_CHUNK_SIZE)})",
+        help=(
+            "auto (the default: per file, a power of two from "
+            f"{format_size(AUTO_CHUNK_FLOOR)} to {format_size(AUTO_CHUNK_MAX)}), "
+            "or e.g. 8MiB, 32M, 500k or bytes"
+        ),
     )
     upload.add_argument(
         "--retries",
