@@ -14,11 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.client.helpers import json_lines, run_cli
 from tests.conftest import Server
 from tests.dz import chunk_fields
 
@@ -138,7 +140,10 @@ def test_racing_duplicate_with_other_bytes(server: Server, first_to_finish: str)
         assert other_answer.status_code == 503
 
 
-def test_dedup_poisoning_with_a_racing_duplicate(server: Server) -> None:
+@pytest.mark.parametrize("victim_uses", ["PUT", "pyfiledrop upload"])
+def test_dedup_poisoning_with_a_racing_duplicate(
+    server: Server, tmp_path: Path, victim_uses: str
+) -> None:
     """The attack of finding 1: an attacker who knows the SHA-256 of a file someone will upload
     races two copies of its one chunk (poison held, real bytes whole) to get a file recorded with
     the real hash over poisoned bytes; the victim's upload of the real bytes must still serve the
@@ -158,11 +163,20 @@ def test_dedup_poisoning_with_a_racing_duplicate(server: Server) -> None:
         assert answers[0].status_code in (200, 503)  # counted meanwhile, or "send it again"
         record = attacker.post(f"/upload/{upload_id}/finish").json()["file"]
         attacker_bytes = attacker.get(record["url"]).content
-    with owner_client(server) as victim:
-        answer = victim.put("/put/release.bin", content=real)
-        assert answer.status_code == 201, answer.text
-        mine = answer.json()
-        assert mine["sha256"] == sha256(real)
-        downloaded = victim.get(mine["url"]).content
+    if victim_uses == "PUT":
+        with owner_client(server) as victim:
+            answer = victim.put("/put/release.bin", content=real)
+            assert answer.status_code == 201, answer.text
+            mine = answer.json()
+    else:
+        release = tmp_path / "release.bin"
+        release.write_bytes(real)
+        result = run_cli(tmp_path / "state", "upload", str(release), "--url", server.url, "--json")
+        assert result.returncode == 0, result.stderr
+        [mine] = json_lines(result.stdout)
+    assert mine["sha256"] == sha256(real)
+    link = str(mine["url"])
+    link = link if link.startswith("http") else server.url + link  # the CLI prints full links
+    downloaded = httpx.get(link, timeout=WAIT_SECONDS).content
     assert downloaded == real
     assert sha256(attacker_bytes) == record["sha256"]
