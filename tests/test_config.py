@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 
 from pyfiledrop.config import ConfigError, load_settings
+from pyfiledrop.server import summary
+from pyfiledrop.units import auto_chunk_size
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 def run_cli(
@@ -24,7 +29,8 @@ def run_cli(
 def test_defaults_match_the_article(tmp_path: Path) -> None:
     settings = load_settings({}, environ={}, cwd=tmp_path).settings
     assert (settings.port, settings.host) == (16273, "0.0.0.0")
-    assert (settings.max_size, settings.timeout, settings.chunk_size) == (100000, 120000, 1000000)
+    assert (settings.max_size, settings.timeout) == (100000, 120000)
+    assert settings.chunk_size is None  # auto (issue 12); a number is a fixed size as before
     assert settings.parallel_chunks and settings.force_chunking
     assert not settings.allow_downloads
     assert settings.dz_cdn is None and settings.dz_version is None
@@ -136,3 +142,19 @@ def test_inverted_flags_say_what_they_do_with_defaults() -> None:
     client_chunk = next(a for a in upload._actions if "--chunk-size" in a.option_strings)
     for text in (helps["--chunk-size"], helps["--min-free"], client_chunk.help or ""):
         assert "8M and 8MiB are 8 MiB; 8MB is 8,000,000 bytes" in " ".join(text.split())
+
+
+def test_chunk_size_auto_or_fixed_and_the_summary_says_which(tmp_path: Path) -> None:
+    folders = {"storage": str(tmp_path), "chunks": str(tmp_path)}
+    auto = load_settings({"chunk_size": "auto", **folders}, environ={}, cwd=tmp_path).settings
+    fixed = load_settings({"chunk_size": "1000000", **folders}, environ={}, cwd=tmp_path).settings
+    assert (auto.chunk_size, fixed.chunk_size) == (None, 1000000)
+    assert "Chunk Size: auto (per file: 1.0 MiB to 64.0 MiB" in summary(auto)
+    assert "Chunk Size: 976.6 KiB (fixed)" in summary(fixed)
+    assert [auto_chunk_size(size) for size in (0, 256 * MIB, 256 * MIB + 1, 10 * GIB)] == [
+        MIB,
+        MIB,
+        2 * MIB,
+        64 * MIB,
+    ]
+    assert auto_chunk_size(3 * MIB, minimum=8 * MIB) == 8 * MIB

@@ -317,7 +317,9 @@ def test_same_names_are_made_unique(server: Server, tmp_path: Path) -> None:
 
 def test_publish_waits_for_a_retry_still_writing(server: Server, tmp_path: Path) -> None:
     """A retry of a chunk that is still streaming when the file completes must not write into the
-    published file afterwards (it may share its bytes with others through deduplication)."""
+    published file afterwards (it may share its bytes with others through deduplication). The
+    copy that came first is the chunk's one writer: the other copy waits for it to count and
+    answers "duplicate"; the file is published by the first copy's request."""
     source = random_file(tmp_path / "late.bin", 2 * MiB)
     data = source.read_bytes()
     upload_id = str(uuid.uuid4())
@@ -354,5 +356,7 @@ def test_publish_waits_for_a_retry_still_writing(server: Server, tmp_path: Path)
         raw.sendall(data[MiB // 2 : MiB] + tail.encode())
         original.join(30)
         raw.close()
-    assert finished[0].json()["status"] == "done"
-    stored_bytes_match(server, finished[0].json()["file"], source)
+        assert finished[0].status_code == 200
+        assert finished[0].json()["status"] == "duplicate"
+        record = client.post(f"/upload/{upload_id}/finish").json()["file"]
+    stored_bytes_match(server, record, source)

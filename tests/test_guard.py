@@ -100,8 +100,8 @@ def small_filesystem(path: Path, size: str) -> Iterator[Path]:
 def test_min_free_on_a_small_filesystem_over_http(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    """64 MiB filesystem, 16 MiB kept free: a 30 MiB upload in progress reserves its space
-    (preallocated), so a second 30 MiB upload is refused at its first chunk."""
+    """64 MiB filesystem, 16 MiB kept free: a 30 MiB upload in progress (active) reserves its
+    unwritten bytes, so a second 30 MiB upload is refused at its first chunk."""
     first = random_file(tmp_path / "first.bin", 30 * MiB)
     second = random_file(tmp_path / "second.bin", 30 * MiB)
     third = random_file(tmp_path / "third.bin", 10 * MiB)

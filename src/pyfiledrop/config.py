@@ -42,6 +42,11 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
+# An upload in progress holds space for its unwritten bytes (disk guard, quotas) only while a
+# chunk arrived within this window; then it is admitted again when it resumes (issue 12).
+RESERVE_IDLE_SECONDS = 5 * 60
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "0.0.0.0"
@@ -51,7 +56,7 @@ class Settings:
     data: Path = Path("data")
     max_size: int = 100000  # MiB, as in the article
     timeout: int = 120000  # ms per chunk, handed to Dropzone
-    chunk_size: int = 1000000  # bytes, as in the article
+    chunk_size: int | None = None  # bytes (the article's 1000000); None: auto, chosen per file
     parallel_chunks: bool = True
     chunks_in_flight: int = 4
     force_chunking: bool = True
@@ -61,6 +66,7 @@ class Settings:
     index: Path | None = None
     fsync: bool = True
     abandon_after: int = 24 * 3600  # seconds a partial upload may stay idle
+    reserve_idle: int = RESERVE_IDLE_SECONDS  # seconds an idle upload still holds its space
     cors_origins: tuple[str, ...] = ()
     # Peers whose X-Forwarded-For/-Proto/-Host are believed (a reverse proxy); loopback only.
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -138,6 +144,12 @@ def _positive_size(value: Any) -> int:
     if size < 1:
         raise ValueError
     return size
+
+
+def _chunk_size(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    return _positive_size(value)
 
 
 def _positive_duration(value: Any) -> int:
@@ -305,11 +317,12 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "chunk_size",
-        _positive_size,
-        f"a positive size in bytes (or with a unit: {SIZE_RULE})",
-        f"chunk size the page uses: bytes, or 8MiB, 500k ({SIZE_RULE}; default 1000000)",
+        _chunk_size,
+        f"auto, or a positive size in bytes (or with a unit: {SIZE_RULE})",
+        "chunk size the page uses: auto (default: 1 MiB to 64 MiB per file), or a fixed size:"
+        f" bytes, or 8MiB, 500k ({SIZE_RULE})",
         ("--chunk-size",),
-        metavar="BYTES",
+        metavar="BYTES|auto",
     ),
     Spec(
         "parallel_chunks",
@@ -384,6 +397,14 @@ SPECS: tuple[Spec, ...] = (
         "a duration such as 24h, 90m or 7d",
         "remove partial uploads idle this long",
         ("--abandon-after",),
+        metavar="DURATION",
+    ),
+    Spec(
+        "reserve_idle",
+        _positive_duration,
+        "a duration such as 5m or 300s",
+        "an upload idle this long stops holding space; admitted again when it resumes",
+        ("--reserve-idle",),
         metavar="DURATION",
     ),
     Spec(
@@ -687,7 +708,7 @@ def prepare_folders(settings: Settings) -> None:
 
 def check_s3(settings: Settings) -> None:
     """Object storage needs chunks of at least one S3 part; say so at start, not mid-upload."""
-    if settings.chunk_size < S3_MIN_PART_BYTES:
+    if settings.chunk_size is not None and settings.chunk_size < S3_MIN_PART_BYTES:
         raise ConfigError(
             f"--chunk-size {settings.chunk_size}: with --storage {settings.storage} each chunk is "
             f"one S3 multipart part, and S3 refuses parts under 5 MiB ({S3_MIN_PART_BYTES} bytes);"
@@ -702,14 +723,17 @@ def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, 
         value = getattr(settings, spec.name)
         if spec.name in SECRET_SETTINGS:
             shown = "(set)" if value else "(none)"
-        elif spec.name in ("abandon_after", "expire_after", "retry_for") and value is not None:
+        elif (
+            spec.name in ("abandon_after", "expire_after", "retry_for", "reserve_idle")
+            and value is not None
+        ):
             shown = format_duration(value)
         elif spec.name in ("min_free", "quota", "owner_quota") and value is not None:
             shown = format_size(value)
         elif isinstance(value, tuple):
             shown = ", ".join(value) or "(none)"
         elif value is None:
-            shown = "(none)"
+            shown = "auto" if spec.name == "chunk_size" else "(none)"
         elif spec.name == "database":
             shown = hide_password(value)
         else:

@@ -2,20 +2,25 @@
 
 An upload is admitted when, after taking its whole size, the storage filesystem keeps `min_free`
 bytes free and the stored bytes stay within `quota` (all owners) and `owner_quota` (its owner).
-The free space is what statvfs reports minus what uploads in progress still have a claim on: a
-partial file is preallocated (posix_fallocate) when its upload begins, so statvfs already counts
-its blocks; only the part of an upload not yet allocated (a filesystem that does not preallocate)
-is subtracted again. Admission is serialized in the process, so two uploads can't both take the
-last free gigabyte; uploads of unknown size (a streamed one-shot body) are checked as they stream.
+The free space is what statvfs reports minus what the *active* uploads in progress will still
+write: their unwritten bytes (a chunk's range is allocated only when that chunk starts, so statvfs
+counts what is written or being written). An upload is active while a chunk arrived or is being
+written within `reserve_idle` (default 5 minutes); an idle one stops holding space and quota
+beyond what it has written, and is admitted again, like a new one, when its next chunk comes. So
+one request that sends nothing holds space for minutes, not for `abandon_after`.
+
+Admission is serialized in the process (`Uploads.admit`), so two uploads can't both take the last
+free gigabyte; uploads of unknown size (a streamed one-shot body) are checked as they stream.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Awaitable, Callable
 
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.errors import InsufficientStorage, PayloadTooLarge
 from pyfiledrop.meta import Database, queries
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
@@ -39,24 +44,37 @@ def _unallocated(storage: LocalStorage, upload_id: str, size: int) -> int:
     return max(0, size - allocated)
 
 
-async def reserved_bytes(db: Database, storage: LocalStorage) -> int:
-    """What uploads in progress will still take from the free space statvfs reports."""
+async def reserved_bytes(
+    db: Database, storage: LocalStorage, active_since: float, exclude: str = ""
+) -> int:
+    """What the active uploads in progress will still take from the free space statvfs reports."""
     reserved = 0
-    for upload in await db.run(queries.receiving_uploads):
+    for upload in await db.run(queries.active_uploads, active_since, exclude):
         if upload.size:
             reserved += _unallocated(storage, upload.id, upload.size)
     return reserved
 
 
-async def check_space(settings: Settings, db: Database, storage: Storage, size: int) -> None:
+async def check_space(
+    settings: Settings,
+    db: Database,
+    storage: Storage,
+    size: int,
+    active_since: float,
+    upload_id: str = "",
+) -> None:
+    """Room for `size` more bytes (of upload `upload_id`, when it exists: its own blocks count)."""
     if not isinstance(storage, LocalStorage):
         return  # an object store (S3) has no free space to guard; quotas still apply
     if settings.min_free <= 0 and size <= 0:
         return
+    if upload_id:
+        size = _unallocated(storage, upload_id, size)
     free = storage.free_bytes()
-    if free - size - await db.run(queries.bytes_receiving) >= settings.min_free:
+    receiving = await db.run(queries.bytes_receiving, active_since, upload_id)
+    if free - size - receiving >= settings.min_free:
         return  # fits even if no upload in progress had its space yet: no need to look closer
-    free -= await reserved_bytes(db, storage)
+    free -= await reserved_bytes(db, storage, active_since, upload_id)
     if free - size < settings.min_free:
         raise InsufficientStorage(
             f"not enough free space on the server: storing {format_size(size)} would leave "
@@ -67,9 +85,16 @@ async def check_space(settings: Settings, db: Database, storage: Storage, size: 
         )
 
 
-async def check_quotas(settings: Settings, db: Database, owner: str, size: int) -> None:
+async def check_quotas(
+    settings: Settings,
+    db: Database,
+    owner: str,
+    size: int,
+    active_since: float,
+    upload_id: str = "",
+) -> None:
     if settings.quota is not None:
-        used = await db.run(queries.bytes_in_use, None)
+        used = await db.run(queries.bytes_in_use, None, active_since, upload_id)
         if used + size > settings.quota:
             raise OverQuota(
                 f"the server's storage quota of {format_size(settings.quota)} would be exceeded "
@@ -78,7 +103,7 @@ async def check_quotas(settings: Settings, db: Database, owner: str, size: int) 
                 used=used,
             )
     if settings.owner_quota is not None:
-        used = await db.run(queries.bytes_in_use, owner)
+        used = await db.run(queries.bytes_in_use, owner, active_since, upload_id)
         if used + size > settings.owner_quota:
             raise OverQuota(
                 f"your quota of {format_size(settings.owner_quota)} would be exceeded "
@@ -89,46 +114,79 @@ async def check_quotas(settings: Settings, db: Database, owner: str, size: int) 
 
 
 async def admit(
-    settings: Settings, db: Database, storage: Storage, owner: str, size: int | None
+    settings: Settings,
+    db: Database,
+    storage: Storage,
+    owner: str,
+    size: int | None,
+    active_since: float | None = None,
+    upload_id: str = "",
 ) -> None:
-    """Refuse (507) a new upload of `size` bytes (None: not known yet) that does not fit."""
-    await check_quotas(settings, db, owner, size or 0)
-    await check_space(settings, db, storage, size or 0)
+    """Refuse (413, 507) an upload of `size` bytes (None: not known yet) that does not fit.
+
+    `upload_id`: an upload that exists already (resumed after idling, or whose length just became
+    known); its own row is left out of the sums and its whole `size` is asked for instead.
+    Callers hold `Uploads.admission` (see `Uploads.admit`).
+    """
+    if active_since is None:
+        active_since = time.time() - settings.reserve_idle
+    if size is not None and size > settings.max_size_bytes:
+        raise PayloadTooLarge(f"file is larger than the limit of {settings.max_size} MiB")
+    await check_quotas(settings, db, owner, size or 0, active_since, upload_id)
+    await check_space(settings, db, storage, size or 0, active_since, upload_id)
 
 
-async def _quota_room(settings: Settings, db: Database, owner: str) -> int | None:
+async def _quota_room(
+    settings: Settings, db: Database, owner: str, active_since: float, upload_id: str
+) -> int | None:
     rooms = []
     if settings.quota is not None:
-        rooms.append(settings.quota - await db.run(queries.bytes_in_use, None))
+        used = await db.run(queries.bytes_in_use, None, active_since, upload_id)
+        rooms.append(settings.quota - used)
     if settings.owner_quota is not None:
-        rooms.append(settings.owner_quota - await db.run(queries.bytes_in_use, owner))
+        used = await db.run(queries.bytes_in_use, owner, active_since, upload_id)
+        rooms.append(settings.owner_quota - used)
     return min(rooms) if rooms else None
 
 
 def stream_guard(
-    settings: Settings, db: Database, storage: Storage, owner: str
+    settings: Settings,
+    db: Database,
+    storage: Storage,
+    owner: str,
+    active_since: Callable[[], float],
+    upload_id: str = "",
 ) -> StreamGuard | None:
-    """For a body of unknown size: the same checks as it arrives, before each piece is written.
+    """For a body whose size is not known (or grows): the same checks as it arrives, before each
+    piece is written; `received` is the upload's whole size so far (its row is left out).
 
     The quota room is looked up once (and again only when it seems used up); the free space is
     looked at every STREAM_CHECK_BYTES, asking for room for the next step: the bytes received so
     far are on disk, or in the sink's last batches (fewer than a step), so statvfs shows them.
     """
-    if settings.min_free <= 0 and settings.quota is None and settings.owner_quota is None:
-        return None
+    limit = settings.max_size_bytes
+    checks_space = settings.min_free > 0 and isinstance(storage, LocalStorage)
+    if not checks_space and settings.quota is None and settings.owner_quota is None:
+        return None  # the caller caps the body at `max_size` (ChunkPlan.limit)
     room: int | None = None
     looked_up = False
     next_space_check = 0
 
     async def check(received: int) -> None:
         nonlocal room, looked_up, next_space_check
+        if received > limit:
+            raise PayloadTooLarge(f"file is larger than the limit of {settings.max_size} MiB")
         if not looked_up:
-            room, looked_up = await _quota_room(settings, db, owner), True
+            room, looked_up = (
+                await _quota_room(settings, db, owner, active_since(), upload_id),
+                True,
+            )
         if room is not None and received > room:
-            await check_quotas(settings, db, owner, received)  # raises, saying which quota
-            room = await _quota_room(settings, db, owner)  # or others made room meanwhile
-        if settings.min_free > 0 and received >= next_space_check:
+            # raises, saying which quota, unless others made room meanwhile
+            await check_quotas(settings, db, owner, received, active_since(), upload_id)
+            room = await _quota_room(settings, db, owner, active_since(), upload_id)
+        if checks_space and received >= next_space_check:
             next_space_check = received + STREAM_CHECK_BYTES
-            await check_space(settings, db, storage, STREAM_CHECK_BYTES)
+            await check_space(settings, db, storage, STREAM_CHECK_BYTES, active_since())
 
     return check

@@ -188,10 +188,13 @@ async def create(uploads: Uploads, new: NewUpload) -> Outcome:
         check_size(uploads, new.size)
     now = uploads.clock()
     upload = _new_upload(new, new.owner, new.size, now)
-    async with uploads.admission:  # the disk guard and quotas, as for every new upload
-        await guard.admit(uploads.settings, uploads.db, uploads.storage, new.owner, new.size)
+
+    async def create_upload() -> Upload:
         await uploads.storage.create_partial(upload.id, new.size)
-        upload = await uploads.db.run(queries.insert_upload, upload)
+        return await uploads.db.run(queries.insert_upload, upload)
+
+    # The disk guard and quotas, as for every new upload.
+    upload = await uploads.admit(new.owner, new.size, then=create_upload) or upload
     log_upload_start(upload.id, upload.protocol, new.size, 1)
     uploads.counters["chunk_requests"] += 1
     if new.size == 0 and new.concat is None:
@@ -275,11 +278,7 @@ async def begin_write(
         file_hash=file_hash,
         checksum=checksum,
         body_hash=body_hash,
-        check_stream=(
-            guard.stream_guard(uploads.settings, uploads.db, uploads.storage, upload.owner)
-            if upload.size is None
-            else None
-        ),
+        check_stream=uploads.stream_guard(upload.owner, upload.id) if upload.size is None else None,
     )
     _writers[holder] = write
     write.keeper = asyncio.create_task(_keep_lock(uploads, write))
@@ -346,8 +345,9 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
     # The disk needs the whole total until then: the parts stay while they are copied.
     theirs = sum(part.size or 0 for part in parts if part.owner != owner)
     async with uploads.admission:
-        await guard.check_quotas(uploads.settings, uploads.db, owner, theirs)
-        await guard.check_space(uploads.settings, uploads.db, uploads.storage, total)
+        active_since = uploads.active_since()
+        await guard.check_quotas(uploads.settings, uploads.db, owner, theirs, active_since)
+        await guard.check_space(uploads.settings, uploads.db, uploads.storage, total, active_since)
         upload = await uploads.db.run(queries.insert_upload, upload)
     started = time.perf_counter()
     try:
@@ -466,14 +466,13 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
     check_size(uploads, length)
     if length < upload.byte_offset:
         raise BadRequest("Upload-Length is less than the bytes already received")
-    async with uploads.admission:
-        # Admitted now as a new upload of that size would be: the quotas take its whole length
-        # (an upload of unknown size is not counted in use), the disk what is still to come.
-        await guard.check_quotas(uploads.settings, uploads.db, upload.owner, length)
-        await guard.check_space(
-            uploads.settings, uploads.db, uploads.storage, length - upload.byte_offset
-        )
+
+    async def record_length() -> None:
         await uploads.db.run(books.set_length, upload.id, length)
+
+    # Admitted now as a new upload of that size would be (the one admission): the quotas take its
+    # whole length, the disk what its partial does not hold yet.
+    await uploads.admit(upload.owner, length, upload.id, then=record_length)
     fresh = await uploads.db.run(queries.get_upload, upload.id)
     if fresh is None or fresh.size != length:
         raise Conflict("Upload-Length was set differently by another request")

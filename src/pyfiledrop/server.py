@@ -29,9 +29,10 @@ from pyfiledrop.config import (
     hide_password,
     load_settings,
 )
-from pyfiledrop.units import format_duration, format_size
+from pyfiledrop.units import AUTO_CHUNK_COUNT, AUTO_CHUNK_MAX, format_duration, format_size
 from pyfiledrop.web.app import create_app
 from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
+from pyfiledrop.web.page import auto_chunk_floor
 
 SETTINGS_ENV = "PYFILEDROP_SETTINGS_JSON"
 KEEP_ALIVE_SECONDS = 75
@@ -40,11 +41,20 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when the app can't start
 SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
 
 
+def _chunk_size_text(settings: Settings) -> str:
+    if settings.chunk_size:
+        return f"{format_size(settings.chunk_size)} (fixed)"
+    return (
+        f"auto (per file: {format_size(auto_chunk_floor(settings))} to "
+        f"{format_size(AUTO_CHUNK_MAX)}, at most {AUTO_CHUNK_COUNT} chunks where it can)"
+    )
+
+
 def summary(settings: Settings) -> str:
     """The article's start-up summary, sizes in the page's units ("Listening" comes later)."""
     lines = [
         f"Timeout: {settings.timeout // 1000} seconds per chunk",
-        f"Chunk Size: {format_size(settings.chunk_size)}",
+        f"Chunk Size: {_chunk_size_text(settings)}",
         f"Max File Size: {format_size(settings.max_size_bytes)}",
         f"Force Chunking: {str(settings.force_chunking).lower()}",
         f"Parallel Chunks: {str(settings.parallel_chunks).lower()}"

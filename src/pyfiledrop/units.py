@@ -58,3 +58,20 @@ def format_duration(seconds: int) -> str:
         if seconds >= length and seconds % length == 0:
             return f"{seconds // length}{unit}"
     return f"{seconds}s"
+
+
+# `--chunk-size auto` (the default): per file, the smallest power of two from AUTO_CHUNK_MIN to
+# AUTO_CHUNK_MAX that keeps the file within AUTO_CHUNK_COUNT chunks (bigger files: the maximum).
+# Few chunks keep the per-request cost small; small ones keep retries and memory cheap. The page
+# (pyfiledrop.js) applies the same rule, with the numbers from its config.
+AUTO_CHUNK_MIN = 1024**2
+AUTO_CHUNK_MAX = 64 * 1024**2
+AUTO_CHUNK_COUNT = 256
+AUTO_CHUNK_MIN_S3 = 8 * 1024**2  # S3 parts (but the last) must be 5 MiB or more
+
+
+def auto_chunk_size(size: int, minimum: int = AUTO_CHUNK_MIN) -> int:
+    chunk = minimum
+    while chunk < AUTO_CHUNK_MAX and chunk * AUTO_CHUNK_COUNT < size:
+        chunk *= 2
+    return chunk

@@ -17,14 +17,15 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pyfiledrop import guard, lifecycle
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
     BadRequest,
+    ChunkBusy,
     Conflict,
     Gone,
     NotFound,
@@ -42,12 +43,20 @@ log = logging.getLogger("pyfiledrop")
 MAX_CHUNK_COUNT = 1_000_000
 MAX_CHUNK_SIZE = 4 * 1024**3
 FINALIZE_LEASE_SECONDS = 60.0
+# A chunk's writer holds a lease on it in the database. One task per process renews the leases
+# of all its writers every CHUNK_LEASE_RENEW_SECONDS, so a killed process's leases run out within
+# CHUNK_LEASE_SECONDS, and a retry (which waits up to BUSY_WAIT_SECONDS) takes over.
+CHUNK_LEASE_SECONDS = 15.0
+CHUNK_LEASE_RENEW_SECONDS = 3.0
+BUSY_WAIT_SECONDS = 20.0  # how long a duplicate waits for the copy being written
+ACTIVE_TOUCH_SECONDS = 20.0  # a stream marks its upload active this often (see guard.py)
 FINALIZE_WAIT_SECONDS = 600.0
 FINALIZE_POLL_SECONDS = 0.05
 PUBLIC_ID_BYTES = 18  # 144 random bits, 24 url-safe characters
 JANITOR_INTERVAL_SECONDS = 600.0
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 # The owner of a chunked upload begun without a cookie, until a request with one claims it: no
 # owner id is empty (they are SHA-256 hex), so nobody lists or deletes by this one.
@@ -83,6 +92,11 @@ class ChunkPlan:
     check_stream: guard.StreamGuard | None = (
         None  # space and quotas, as a body of unknown size comes
     )
+    writer: str | None = None  # this request's lease on the chunk (None: a stream, or no sink)
+    busy: bool = False  # another request holds the chunk: drop the body, answer "busy" or done
+    inline_hash: HashProgress | None = None  # the file's hash continued over this chunk's bytes
+    keep_lease: asyncio.Task[None] | None = None  # a stream's: keeps its upload active
+    lease_done: bool = False  # this writer no longer counts for the process's lease keeper
 
 
 @dataclass
@@ -165,6 +179,10 @@ class Uploads:
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
         self._key: bytes | None = None
         self.metrics = Metrics()
+        # Chunk leases are named after this process, so one task renews them all.
+        self.process_token = secrets.token_hex(8)
+        self._writers = 0
+        self._lease_keeper: asyncio.Task[None] | None = None
         # New uploads are admitted one at a time, so two can't both take the last free space.
         self.admission = asyncio.Lock()
 
@@ -200,6 +218,8 @@ class Uploads:
             raise BadRequest("dzchunkbyteoffset does not match dzchunkindex * dzchunksize")
 
     async def begin_chunk(self, owner: str, claim: ChunkClaim) -> ChunkPlan:
+        """A sink for the chunk if this request becomes its one writer; else a plan that drops
+        the body (counted already: a duplicate; being written by another request: busy)."""
         self.check_claim(claim)
         self.counters["chunk_requests"] += 1
         now = self.clock()
@@ -211,8 +231,166 @@ class Uploads:
         if duplicate or upload.state != "receiving":
             self.counters["duplicate_chunks"] += 1
             return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
-        sink = await self._open_sink(upload, claim.offset)
-        return ChunkPlan(upload, claim.index, claim.offset, claim.length, sink, claim.length)
+        if upload.updated < self.active_since():
+            await self._readmit(upload)
+        writer = f"{self.process_token}:{secrets.token_hex(6)}"
+        if not await self._claim_writer(upload, claim.index, writer):
+            # Counted meanwhile, or another request (any process) is still writing it: never two
+            # writers of one byte range, so this body is read and dropped.
+            return ChunkPlan(
+                upload, claim.index, claim.offset, claim.length, None, claim.length, busy=True
+            )
+        try:
+            inline = self._start_inline_hash(upload.id, claim.offset)
+            sink = await self._open_sink(
+                upload, claim.offset, inline.feed if inline else None, claim.length
+            )
+        except BaseException:
+            await self.db.run(queries.release_chunk_writer, upload.id, claim.index, writer)
+            raise
+        plan = ChunkPlan(
+            upload, claim.index, claim.offset, claim.length, sink, claim.length, writer=writer
+        )
+        plan.inline_hash = inline
+        self._writers += 1
+        if self._lease_keeper is None or self._lease_keeper.done():
+            self._lease_keeper = asyncio.create_task(self._keep_chunk_leases())
+        return plan
+
+    def _start_inline_hash(self, upload_id: str, offset: int) -> HashProgress | None:
+        """A chunk that starts where the file's hash stands is hashed as it is written (on the
+        I/O thread), on a copy of the hasher, adopted only if the chunk is counted."""
+        if not self.storage.hashes_partials:
+            return None
+        progress = self._hashing.setdefault(upload_id, HashProgress())
+        if progress.position != offset or progress.lock.locked():
+            return None  # not its turn, or the hash is being read back right now
+        return HashProgress(hasher=progress.hasher.copy(), position=offset)
+
+    async def _keep_chunk_leases(self) -> None:
+        """While this process writes chunks: renew all their leases (and keep their uploads
+        counted as active, see guard.py) in one statement; ends when no chunk is written."""
+        while self._writers > 0:
+            await asyncio.sleep(CHUNK_LEASE_RENEW_SECONDS)
+            try:
+                await self.db.run(
+                    queries.renew_chunk_writers,
+                    self.process_token,
+                    self.clock(),
+                    CHUNK_LEASE_SECONDS,
+                )
+            except Exception:
+                log.warning("could not renew this process's chunk leases", exc_info=True)
+
+    async def _keep_active(self, plan: ChunkPlan) -> None:
+        """While a stream's body arrives, however long it takes, its upload stays active."""
+        while True:
+            await asyncio.sleep(ACTIVE_TOUCH_SECONDS)
+            try:
+                await self.db.run(queries.touch_upload, plan.upload.id, self.clock())
+            except Exception:
+                log.warning("could not mark %s active", plan.upload.id, exc_info=True)
+
+    async def _claim_writer(self, upload: Upload, index: int, writer: str) -> bool:
+        """Become the chunk's one writer. While another request holds it, wait (the body stays
+        unread, up to BUSY_WAIT_SECONDS): it may finish (then this copy is a duplicate) or be
+        cut (then this copy writes: a retry after a cut goes through at once). Polled: the
+        other writer may be in another process."""
+        deadline = time.monotonic() + BUSY_WAIT_SECONDS
+        while True:
+            if await self.db.run(
+                queries.claim_chunk_writer,
+                upload.id,
+                index,
+                writer,
+                self.clock(),
+                CHUNK_LEASE_SECONDS,
+            ):
+                return True
+            counted, writing = await self.db.run(
+                queries.chunk_writer_state, upload.id, index, self.clock()
+            )
+            if counted or time.monotonic() > deadline:
+                return False
+            if not writing:  # released just now (try once more), or the upload is gone
+                return bool(
+                    await self.db.run(
+                        queries.claim_chunk_writer,
+                        upload.id,
+                        index,
+                        writer,
+                        self.clock(),
+                        CHUNK_LEASE_SECONDS,
+                    )
+                )
+            await asyncio.sleep(FINALIZE_POLL_SECONDS)
+
+    def _stop_lease(self, plan: ChunkPlan) -> None:
+        if plan.keep_lease is not None:
+            plan.keep_lease.cancel()
+            plan.keep_lease = None
+        if plan.writer is not None and not plan.lease_done:
+            plan.lease_done = True
+            self._writers -= 1
+
+    async def abort_chunk(self, plan: ChunkPlan) -> None:
+        """A chunk that failed or was cut: its bytes don't count and its lease is given back."""
+        self._stop_lease(plan)
+        if plan.writer is not None:
+            with contextlib.suppress(Exception):
+                await self.db.run(
+                    queries.release_chunk_writer, plan.upload.id, plan.index, plan.writer
+                )
+        if plan.upload.protocol == "stream":
+            await self.abandon_stream(plan)
+
+    # --- admission: every way bytes enter goes through here ----------------------------------
+
+    def active_since(self) -> float:
+        """Uploads updated since then hold their space and quota (see guard.py)."""
+        return self.clock() - self.settings.reserve_idle
+
+    async def admit(
+        self,
+        owner: str,
+        size: int | None,
+        upload_id: str | None = None,
+        then: Callable[[], Awaitable[T]] | None = None,
+    ) -> T | None:
+        """The one admission: refuse (413, 507) `size` bytes that don't fit `--max-size`,
+        `--min-free`, `--quota` or `--owner-quota`. `upload_id`: an upload that exists (resumed
+        after idling, or whose length just became known): it asks for its whole `size`, its own
+        row left out. `then` runs while admission is still held (create or record the upload
+        there, so two admissions can't both take the last free space)."""
+        async with self.admission:
+            await guard.admit(
+                self.settings,
+                self.db,
+                self.storage,
+                owner,
+                size,
+                self.active_since(),
+                upload_id or "",
+            )
+            return await then() if then is not None else None
+
+    def stream_guard(self, owner: str, upload_id: str = "") -> guard.StreamGuard | None:
+        """Checks for a body whose length is unknown (or grows): call it with the upload's whole
+        size so far before writing more; it raises 413/507 as `admit` would."""
+        return guard.stream_guard(
+            self.settings, self.db, self.storage, owner, self.active_since, upload_id
+        )
+
+    async def _readmit(self, upload: Upload) -> None:
+        """An upload idle past `reserve_idle` held no space: take it again, or refuse (507)."""
+        size = upload.size or 0
+
+        async def touch() -> None:
+            await self.db.run(queries.touch_upload, upload.id, self.clock())
+
+        current = await self.db.run(queries.get_upload, upload.id)
+        if current is not None and current.updated < self.active_since():
+            await self.admit(upload.owner, size, upload.id, touch)
 
     async def _admit_chunked(self, owner: str, claim: ChunkClaim, now: float) -> Upload:
         """The first chunk of an upload: refused (507) unless the whole file fits, then created."""
@@ -220,7 +398,9 @@ class Uploads:
             upload = await self.db.run(queries.get_upload, claim.upload_id)
             if upload is not None:
                 return upload  # a parallel first chunk of the same upload was admitted meanwhile
-            await guard.admit(self.settings, self.db, self.storage, owner, claim.total_size)
+            await guard.admit(
+                self.settings, self.db, self.storage, owner, claim.total_size, self.active_since()
+            )
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
             await self.storage.create_partial(claim.upload_id, claim.total_size)
@@ -260,10 +440,14 @@ class Uploads:
         return await self.db.run(queries.get_upload, upload.id) or upload
 
     async def _open_sink(
-        self, upload: Upload, offset: int, on_written: OnWritten | None = None
+        self,
+        upload: Upload,
+        offset: int,
+        on_written: OnWritten | None = None,
+        length: int | None = None,
     ) -> ChunkSink:
         try:
-            return await self.storage.open_chunk(upload.id, offset, on_written)
+            return await self.storage.open_chunk(upload.id, offset, on_written, length)
         except FileNotFoundError:
             # The row exists but its partial file is gone (janitor, operator): start it again.
             await self.db.run(queries.delete_upload, upload.id)
@@ -278,8 +462,6 @@ class Uploads:
     ) -> ChunkPlan:
         """A one-shot upload (Dropzone without chunking, or PUT): one chunk of any length."""
         limit = self.settings.max_size_bytes
-        if size is not None and size > limit:
-            raise PayloadTooLarge(f"file is larger than the limit of {self.settings.max_size} MiB")
         now = self.clock()
         upload = Upload(
             id=str(uuid.uuid4()),
@@ -295,36 +477,57 @@ class Uploads:
             expires_in=options.expires_in,
             max_downloads=options.max_downloads,
         )
-        async with self.admission:
-            await guard.admit(self.settings, self.db, self.storage, owner, size)
+
+        async def create() -> None:
             await self.storage.create_partial(upload.id, size)
             await self.db.run(queries.insert_upload, upload)
+
+        await self.admit(owner, size, then=create)
         log_upload_start(upload.id, "stream", size, 1)
         self.counters["chunk_requests"] += 1
         # A stream arrives in order: hash it on the I/O thread as it is written, not read back.
-        sink = await self._open_sink(upload, 0, self.hash_progress(upload.id).feed)
-        stream_guard = (
-            guard.stream_guard(self.settings, self.db, self.storage, owner)
-            if size is None
-            else None
-        )
-        return ChunkPlan(
+        sink = await self._open_sink(upload, 0, self.hash_progress(upload.id).feed, size)
+        stream_guard = self.stream_guard(owner, upload.id) if size is None else None
+        plan = ChunkPlan(
             upload, 0, 0, size, sink, size if size is not None else limit, stream_guard
         )
+        plan.keep_lease = asyncio.create_task(self._keep_active(plan))
+        return plan
 
     async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
         """Count a chunk whose bytes are all written; finalize when it was the last one."""
         upload = plan.upload
+        self._stop_lease(plan)
         if plan.length is not None and written != plan.length:
+            if plan.writer is not None:
+                await self.db.run(queries.release_chunk_writer, upload.id, plan.index, plan.writer)
             raise BadRequest(f"chunk has {written} bytes, expected {plan.length}")
+        if plan.busy:
+            counted, _ = await self.db.run(
+                queries.chunk_writer_state, upload.id, plan.index, self.clock()
+            )
+            if not counted:
+                raise ChunkBusy("another request is writing this chunk; send it again shortly")
+            self.counters["duplicate_chunks"] += 1
         if plan.sink is None:
             return {"status": "duplicate", "total": upload.chunk_count}
         if plan.length is None:
             upload = await self._fix_stream_size(upload, written)
+        recorded: tuple[bool, int] | None
         if upload.protocol == "stream":
             self.hash_progress(upload.id).position = written
-        new, received = await self.db.run(queries.record_chunk, upload.id, plan.index, self.clock())
+            recorded = await self.db.run(queries.record_chunk, upload.id, plan.index, self.clock())
+        else:
+            assert plan.writer is not None
+            recorded = await self.db.run(
+                queries.record_written_chunk, upload.id, plan.index, plan.writer, self.clock()
+            )
+        if recorded is None:  # our lease ran out (a stalled process) and another writer took it
+            raise ChunkBusy("this chunk was taken over by another request; send it again")
+        new, received = recorded
         self.counters["chunks_counted" if new else "duplicate_chunks"] += 1
+        if new and plan.inline_hash is not None:
+            self._adopt_inline_hash(upload.id, plan.inline_hash, plan.offset + written)
         self._note_received(upload, plan.index)
         if received < upload.chunk_count:
             return {"status": "received", "received": received, "total": upload.chunk_count}
@@ -351,6 +554,12 @@ class Uploads:
         Protocols whose bytes arrive in order (tus) feed it as they write, so nothing is read back.
         """
         return self._hashing.setdefault(upload_id, HashProgress())
+
+    def _adopt_inline_hash(self, upload_id: str, inline: HashProgress, end: int) -> None:
+        """The chunk counted: if the file's hash still stands at its start, it moves past it."""
+        progress = self._hashing.setdefault(upload_id, HashProgress())
+        if progress.position == inline.position and not progress.lock.locked():
+            progress.hasher, progress.position = inline.hasher, end
 
     def forget_hash(self, upload_id: str) -> None:
         self._hashing.pop(upload_id, None)
@@ -448,6 +657,9 @@ class Uploads:
                 linked_from=linked_from,
                 upload_id=upload.id,
                 content_type=upload.content_type,
+                # Every counted chunk had one writer and is never written again, so the hash
+                # (inline, or read back once counted) is the hash of the bytes published.
+                hash_trusted=True,
             )
             await self.db.run(queries.publish, stored, upload.id, self.clock())
         except BaseException:
@@ -481,6 +693,7 @@ class Uploads:
         lease is, so there leases expire instead.)
         """
         released = await self.db.run(queries.release_all_finalizing, self.clock())
+        await self.db.run(queries.release_all_chunk_writers)
         if released:
             log.warning("released %d upload(s) left finalizing by a previous run", released)
         return released
@@ -494,6 +707,8 @@ class Uploads:
 
     async def _publish_hashed(self, upload: Upload, size: int) -> tuple[str, str, str | None]:
         """Flush, finish the hash, then link to identical bytes or publish: (path, sha256, from)."""
+        # Bytes past `size` (a refused or overlong write) must not be published with the file.
+        await self.storage.truncate_partial(upload.id, size)
         if self.settings.fsync:
             started = time.perf_counter()
             await self.storage.flush_partial(upload.id)
@@ -502,7 +717,9 @@ class Uploads:
         taken = await self.db.run(queries.paths_in_use)
         original = await self.db.run(queries.file_with_content, sha256, size)
         path = None
-        if original is not None and await self.storage.exists(original.path):
+        # Only onto a file whose bytes can't differ from its record: trusted hash (the query),
+        # and still its recorded size on disk.
+        if original is not None and await self.storage.size_of(original.path) == size:
             path = await self.storage.link_duplicate(upload.id, original.path, upload.name, taken)
         linked_from = original.id if path is not None and original is not None else None
         if path is None:

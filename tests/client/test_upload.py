@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -387,3 +388,29 @@ def test_wrong_password_stops_at_once_with_one_line(
     assert "401" in lines[0] and "--password" in lines[0]
     assert saved.load_upload(files[0].absolute(), server.url) is not None  # still resumable
     assert server.stored_files() == []
+
+
+def test_chunk_size_auto_is_chosen_per_file(
+    server: Server, tmp_path: Path, state_dir: Path
+) -> None:
+    """The default `--chunk-size auto`: a power of two per file from 8 MiB (keeping a file
+    within 256 chunks where it can); `--chunk-size 1M` is still a fixed size."""
+    small = random_file(tmp_path / "small.bin", 3 * MiB)
+    fixed = random_file(tmp_path / "fixed.bin", 3 * MiB)
+    for source, flags in ((small, []), (fixed, ["--chunk-size", "1M"])):
+        result = run_cli(state_dir, "upload", str(source), "--url", server.url, *flags)
+        assert result.returncode == 0, result.stderr
+    with sqlite3.connect(server.data_dir / "pyfiledrop.sqlite3") as db:
+        sizes = dict(db.execute("SELECT name, chunk_size FROM uploads").fetchall())
+    assert sizes == {"small.bin": 8 * MiB, "fixed.bin": MiB}
+    sparse = tmp_path / "sparse.bin"  # 2 GiB + 1 byte of zeros: no disk to make it
+    with sparse.open("wb") as handle:
+        handle.truncate(2 * 1024 * MiB + 1)
+    process = start_cli(state_dir, "upload", str(sparse), "--url", server.url, "--json")
+    try:
+        wait_until(lambda: any(state_dir.glob("upload-*.json")), timeout=30)
+        assert saved_upload(state_dir)["chunk_size"] == 16 * MiB
+    finally:
+        process.kill()
+        process.wait(30)
+        sparse.unlink()

@@ -133,3 +133,27 @@ def test_an_ownerless_upload_is_claimed_once(databases: list[Database]) -> None:
     first.run_sync(queries.claim_owner, "u9", "alice")
     second.run_sync(queries.claim_owner, "u9", "mallory")
     assert second.run_sync(queries.get_upload, "u9").owner == "alice"  # type: ignore[union-attr]
+
+
+def test_one_writer_per_chunk_across_processes(databases: list[Database]) -> None:
+    """The chunk lease of issue 12: one conditional statement, so of two handles (processes)
+    only one becomes the writer; an expired lease is taken over; a counted chunk gets none."""
+    first, second = databases
+    first.run_sync(queries.insert_upload, an_upload())
+    now = 1795624300.0
+    assert first.run_sync(queries.claim_chunk_writer, "u1", 3, "a", now, 60.0)
+    assert not second.run_sync(queries.claim_chunk_writer, "u1", 3, "b", now + 1, 60.0)
+    assert second.run_sync(queries.chunk_writer_state, "u1", 3, now + 1) == (False, True)
+    # The writer died: after its lease, a retry takes over; the dead writer can't count it.
+    assert second.run_sync(queries.claim_chunk_writer, "u1", 3, "b", now + 61, 60.0)
+    assert first.run_sync(queries.record_written_chunk, "u1", 3, "a", now + 62) is None
+    assert second.run_sync(queries.record_written_chunk, "u1", 3, "b", now + 62) == (True, 1)
+    assert not first.run_sync(queries.claim_chunk_writer, "u1", 3, "c", now + 500, 60.0)
+    assert first.run_sync(queries.chunk_writer_state, "u1", 3, now + 500) == (True, False)
+    assert first.run_sync(queries.release_all_chunk_writers) == 0
+    # One statement renews every lease of one process, and only that process's.
+    assert first.run_sync(queries.claim_chunk_writer, "u1", 4, "p1:x", now, 15.0)
+    assert first.run_sync(queries.claim_chunk_writer, "u1", 5, "p2:y", now, 15.0)
+    assert second.run_sync(queries.renew_chunk_writers, "p1", now + 10, 15.0) == 1
+    assert not second.run_sync(queries.claim_chunk_writer, "u1", 4, "p3:z", now + 20, 15.0)
+    assert second.run_sync(queries.claim_chunk_writer, "u1", 5, "p3:z", now + 20, 15.0)

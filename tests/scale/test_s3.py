@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -224,11 +225,19 @@ def test_stream_parts_fit_any_allowed_size_in_s3s_part_limit(
         storage.close()
 
 
+def wait_for_chunk_requests(server: Any, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while server.health()["chunk_requests"] < count:
+        assert time.monotonic() < deadline, "the server never began the chunk"
+        time.sleep(0.02)
+
+
 def test_duplicate_chunk_outlived_by_the_completion_is_harmless(
     s3: Backend, tmp_path: Path
 ) -> None:
-    """A retry still streaming when the upload completes: its part is refused by S3 (the
-    multipart upload is gone), and that is no error: the chunk is in the file already."""
+    """A copy of a chunk sent while another copy streams its part to S3: the chunk has one
+    writer, so the second copy waits (uploading no part; S3 would let it replace the first) and
+    is answered "duplicate" once the first counts, which also completes the file."""
     server = s3.start("-a")
     source = random_file(tmp_path / "late.bin", 2 * CHUNK)
     upload_id = str(uuid.uuid4())
@@ -255,10 +264,19 @@ def test_duplicate_chunk_outlived_by_the_completion_is_harmless(
                 + head.encode()
                 + chunk[: CHUNK // 2]
             )
-            time.sleep(0.5)  # the duplicate's part is streaming to S3 now
-            record = upload(client, source, CHUNK, upload_id=upload_id)
+            wait_for_chunk_requests(server, 1)  # the first copy is streaming its part
+            copies: list[httpx.Response] = []
+            second = threading.Thread(
+                target=lambda: copies.append(send_chunk(client, source, upload_id, 0, CHUNK))
+            )
+            second.start()
+            wait_for_chunk_requests(server, 2)  # the second copy waits for the first
+            assert send_chunk(client, source, upload_id, 1, CHUNK).status_code == 200
             raw.sendall(chunk[CHUNK // 2 :] + tail)
             answer = raw.recv(65536).decode("latin-1")
+            second.join(60)
+        record = client.post(f"/upload/{upload_id}/finish").json()["file"]
     assert answer.startswith("HTTP/1.1 200"), answer
+    assert copies[0].status_code == 200 and copies[0].json()["status"] == "duplicate"
     assert record["sha256"] == sha256_of(source)
     assert s3.leftovers() == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -294,7 +295,7 @@ def test_200_mb_with_parallel_chunks_completes_exactly(
     meter = page.evaluate("window.__chunkMeter")
     print(f"\n200 MB through the page: {elapsed:.1f} s, {size / 1e6 / elapsed:.0f} MB/s, {meter}")
 
-    assert meter["sent"] == 200, "a chunk of 1,000,000 bytes each, sent once"
+    assert meter["sent"] == 191, "--chunk-size auto: 1 MiB chunks for 200 MB, each sent once"
     assert meter["peak"] == 4, "chunks went in parallel, never more than the bound"
 
     [stored] = stored_files(server.storage_dir)
@@ -313,6 +314,38 @@ def test_200_mb_with_parallel_chunks_completes_exactly(
     expect(page.locator("#uploaded .uploaded-file .hash")).to_have_text(expected)
     context.close()
     source.unlink()
+
+
+@pytest.mark.slow
+def test_auto_chunk_size_is_chosen_per_file(
+    browser: Any, server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """The default `--chunk-size auto`: files uploaded together each get their own chunk size
+    (1 MiB up to 256 MiB, 2 MiB above), and both arrive exact."""
+    server = server_factory("--allow-downloads")
+    small = random_file(tmp_path / "small.bin", 3 * MIB + 5)
+    big = tmp_path / "big.bin"  # sparse: 257 MiB of zeros cost no disk to make
+    with big.open("wb") as handle:
+        handle.truncate(257 * MIB)
+        handle.seek(257 * MIB - 4)
+        handle.write(b"last")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url)
+    expect(page.locator("#limits")).to_contain_text(
+        "chunks of 1.00 MiB to 64.0 MiB (chosen per file)"
+    )
+    choose_files(page, small, big)
+    wait_finished(page, 2, timeout_s=240)
+    for name in ("small.bin", "big.bin"):
+        expect(file_row(page, name)).to_have_attribute("data-state", "done")
+    context.close()
+    with sqlite3.connect(server.data_dir / "pyfiledrop.sqlite3") as db:
+        sizes = dict(db.execute("SELECT name, chunk_size FROM uploads").fetchall())
+    assert sizes == {"small.bin": MIB, "big.bin": 2 * MIB}
+    stored = {p.name: sha256_of(p) for p in stored_files(server.storage_dir)}
+    assert stored == {"small.bin": sha256_of(small), "big.bin": sha256_of(big)}
+    big.unlink()
 
 
 def test_hostile_file_name_is_shown_as_text(

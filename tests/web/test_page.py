@@ -97,9 +97,10 @@ def test_page_is_served_with_defaults(tmp_path: Path) -> None:
         "retryChunksLimit": page.RETRY_CHUNKS_LIMIT,
         "timeout": 120000,
         "maxFilesize": 100000,
-        "chunkSize": 1000000,
+        "chunkSize": 1024 * 1024,  # a number still: auto's smallest
         "filesizeBase": 1024,
     }
+    assert config["chunkSizeAuto"] == {"min": 1024 * 1024, "max": 64 * 1024 * 1024, "chunks": 256}
     assert config["allowDownloads"] is False
     assert config["filesUrl"] == "/api/files"
     assert config["finishUrl"] == "/upload/{uuid}/finish"
@@ -119,6 +120,7 @@ def test_config_follows_settings(tmp_path: Path) -> None:
     config = config_of(client.get("/").text)
     dz = config["dropzone"]
     assert (dz["maxFilesize"], dz["timeout"], dz["chunkSize"]) == (512, 30000, 8 * 1024 * 1024)
+    assert config["chunkSizeAuto"] is None  # a number is a fixed size, as in the article
     assert dz["parallelChunkUploads"] == 6
     assert dz["forceChunking"] is False
     assert config["allowDownloads"] is True

@@ -24,6 +24,7 @@ from pyfiledrop.client.transport import (
     make_client,
 )
 from pyfiledrop.client.upload import (
+    AUTO_CHUNK_FLOOR,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PARALLEL,
     DEFAULT_RETRIES,
@@ -32,11 +33,15 @@ from pyfiledrop.client.upload import (
     upload_file,
 )
 from pyfiledrop.client.upload import describe as describe_upload
-from pyfiledrop.units import SIZE_RULE, parse_duration, parse_size
+from pyfiledrop.units import AUTO_CHUNK_MAX, SIZE_RULE, parse_duration, parse_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_PARALLEL = 64
 URL_ENVIRONMENT = "PYFILEDROP_URL"
+
+
+def _chunk_size(text: str) -> int | None:
+    return None if text.strip().lower() == "auto" else _size(text)
 
 
 def _size(text: str) -> int:
@@ -110,11 +115,14 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     upload.add_argument(
         "--chunk-size",
-        type=_size,
+        type=_chunk_size,
         default=DEFAULT_CHUNK_SIZE,
         metavar="SIZE",
-        help=f"bytes, or e.g. 8MiB, 32M, 500k ({SIZE_RULE}; default"
-        f" {format_size(DEFAULT_CHUNK_SIZE)})",
+        help=(
+            "auto (the default: per file, a power of two from "
+            f"{format_size(AUTO_CHUNK_FLOOR)} to {format_size(AUTO_CHUNK_MAX)}), "
+            f"or a fixed size: bytes, or e.g. 8MiB, 32M, 500k ({SIZE_RULE})"
+        ),
     )
     upload.add_argument(
         "--retries",

@@ -43,8 +43,12 @@ from pyfiledrop.client.transport import (
     refuse_unauthorized,
     server_error,
 )
+from pyfiledrop.units import AUTO_CHUNK_MIN_S3, auto_chunk_size
 
-DEFAULT_CHUNK_SIZE = 8 << 20
+# None: auto, per file (units.auto_chunk_size), from 8 MiB: the CLI can't know whether the server
+# stores in S3 (parts of 5 MiB or more), and bigger chunks cost it less per byte.
+DEFAULT_CHUNK_SIZE: int | None = None
+AUTO_CHUNK_FLOOR = AUTO_CHUNK_MIN_S3
 DEFAULT_PARALLEL = 4
 DEFAULT_RETRIES = 5
 PIECE_SIZE = 1 << 20
@@ -59,7 +63,7 @@ POLL_SECONDS = 0.2
 @dataclass(frozen=True)
 class UploadOptions:
     url: str
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE  # None: auto
     parallel: int = DEFAULT_PARALLEL
     retries: int = DEFAULT_RETRIES
     expires_in: str | None = None  # seconds; the server may keep the file shorter, never longer
@@ -177,7 +181,7 @@ def _plan(session: Session, path: Path, identity: saved.FileIdentity) -> Plan:
                 received = frozenset(range(count))
             else:
                 finished = None
-            if previous.chunk_size != session.options.chunk_size:
+            if session.options.chunk_size not in (None, previous.chunk_size):
                 note(f"{name}: keeping the interrupted upload's chunk size")
             note(
                 f"{name}: resuming: the server has {len(received)} of {count} chunks,"
@@ -188,7 +192,7 @@ def _plan(session: Session, path: Path, identity: saved.FileIdentity) -> Plan:
     owner = session.owner
     if owner is None:
         _, owner = _probe(session, dzuuid, None)
-    chunk_size = session.options.chunk_size
+    chunk_size = session.options.chunk_size or auto_chunk_size(size, AUTO_CHUNK_FLOOR)
     saved.save_upload(
         saved.UploadState(str(path), url, dzuuid, chunk_size, identity, owner),
     )

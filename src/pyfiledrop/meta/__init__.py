@@ -72,6 +72,8 @@ class StoredFile:
     last_download: float | None = None
     gone: str | None = None  # why the file is no longer served (a tombstone), None while it is
     gone_at: float | None = None
+    # The sha256 is the hash of the bytes on disk at publish (see migration 0005): a dedup target.
+    hash_trusted: bool = False
 
 
 def open_database(url: str | None, data: Path) -> Database:
@@ -90,4 +92,6 @@ def upload_from_row(row: Any) -> Upload:
 
 
 def file_from_row(row: Any) -> StoredFile:
-    return StoredFile(**dict(row))
+    values = dict(row)
+    values["hash_trusted"] = bool(values.get("hash_trusted"))
+    return StoredFile(**values)

@@ -58,23 +58,124 @@ def claim_owner(connection: Connection, upload_id: str, owner: str) -> None:
     )
 
 
+def claim_chunk_writer(
+    connection: Connection, upload_id: str, index: int, writer: str, now: float, lease: float
+) -> bool:
+    """Become the one writer of a chunk: not counted yet, its upload still receiving, and no
+    other writer holding an unexpired lease. The claim is one conditional statement, so two
+    processes can't both win; the winner also marks the upload active (`updated`)."""
+    with transaction(connection):
+        cursor = connection.execute(
+            "INSERT INTO chunk_writers (upload_id, idx, writer, until)"
+            " SELECT ?, ?, ?, ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?)"
+            " AND EXISTS (SELECT 1 FROM uploads WHERE id = ? AND state = 'receiving')"
+            " ON CONFLICT (upload_id, idx) DO UPDATE SET writer = excluded.writer,"
+            " until = excluded.until WHERE chunk_writers.until < ?",
+            (upload_id, index, writer, now + lease, upload_id, index, upload_id, now),
+        )
+        if cursor.rowcount != 1:
+            return False
+        # Under PostgreSQL's READ COMMITTED the NOT EXISTS above may have seen a snapshot from
+        # before a writer whose lease had expired counted the chunk (and freed its row, which
+        # let this insert through); this statement sees that commit.
+        if _counted(connection, upload_id, index):
+            connection.execute(
+                "DELETE FROM chunk_writers WHERE upload_id = ? AND idx = ? AND writer = ?",
+                (upload_id, index, writer),
+            )
+            return False
+        connection.execute("UPDATE uploads SET updated = ? WHERE id = ?", (now, upload_id))
+        return True
+
+
+def _counted(connection: Connection, upload_id: str, index: int) -> bool:
+    """Is the chunk counted? Every chunk of an upload past `receiving` is (publishing forgets
+    the chunk rows)."""
+    row = connection.execute(
+        "SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?"
+        " UNION ALL SELECT 1 FROM uploads WHERE id = ? AND state != 'receiving'",
+        (upload_id, index, upload_id),
+    ).fetchone()
+    return row is not None
+
+
+def renew_chunk_writers(connection: Connection, process: str, now: float, lease: float) -> int:
+    """Extend the leases of every chunk one process is writing (writer = "<process>:<token>"),
+    and keep their uploads counted as active."""
+    mine = f"{process}:%"
+    with transaction(connection):
+        cursor = connection.execute(
+            "UPDATE chunk_writers SET until = ? WHERE writer LIKE ?", (now + lease, mine)
+        )
+        connection.execute(
+            "UPDATE uploads SET updated = ? WHERE id IN"
+            " (SELECT upload_id FROM chunk_writers WHERE writer LIKE ?)",
+            (now, mine),
+        )
+    return int(cursor.rowcount)
+
+
+def chunk_writer_state(
+    connection: Connection, upload_id: str, index: int, now: float
+) -> tuple[bool, bool]:
+    """(is the chunk counted, is a writer holding an unexpired lease on it)."""
+    writing = connection.execute(
+        "SELECT 1 FROM chunk_writers WHERE upload_id = ? AND idx = ? AND until >= ?",
+        (upload_id, index, now),
+    ).fetchone()
+    return _counted(connection, upload_id, index), writing is not None
+
+
+def release_chunk_writer(connection: Connection, upload_id: str, index: int, writer: str) -> None:
+    connection.execute(
+        "DELETE FROM chunk_writers WHERE upload_id = ? AND idx = ? AND writer = ?",
+        (upload_id, index, writer),
+    )
+
+
+def release_all_chunk_writers(connection: Connection) -> int:
+    """Free every chunk lease: for a process that knows no other writer can be alive."""
+    return int(connection.execute("DELETE FROM chunk_writers").rowcount)
+
+
+def record_written_chunk(
+    connection: Connection, upload_id: str, index: int, writer: str, now: float
+) -> tuple[bool, int] | None:
+    """Count a chunk its lease holder wrote completely, releasing the lease in the same
+    transaction: (was it new, distinct chunks in), or None if `writer` no longer held it."""
+    with transaction(connection):
+        held = connection.execute(
+            "DELETE FROM chunk_writers WHERE upload_id = ? AND idx = ? AND writer = ?",
+            (upload_id, index, writer),
+        ).rowcount
+        if held != 1:
+            return None
+        return _count_chunk(connection, upload_id, index, now)
+
+
 def record_chunk(
     connection: Connection, upload_id: str, index: int, now: float
 ) -> tuple[bool, int]:
     """Count a fully written chunk (idempotent): (was it new, how many distinct chunks are in)."""
     with transaction(connection):
-        inserted = (
-            connection.execute(
-                "INSERT INTO chunks (upload_id, idx) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (upload_id, index),
-            ).rowcount
-            == 1
-        )
-        row = connection.execute(
-            "UPDATE uploads SET received = received + ?, updated = ? WHERE id = ?"
-            " RETURNING received",
-            (1 if inserted else 0, now, upload_id),
-        ).fetchone()
+        return _count_chunk(connection, upload_id, index, now)
+
+
+def _count_chunk(
+    connection: Connection, upload_id: str, index: int, now: float
+) -> tuple[bool, int]:
+    inserted = (
+        connection.execute(
+            "INSERT INTO chunks (upload_id, idx) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (upload_id, index),
+        ).rowcount
+        == 1
+    )
+    row = connection.execute(
+        "UPDATE uploads SET received = received + ?, updated = ? WHERE id = ? RETURNING received",
+        (1 if inserted else 0, now, upload_id),
+    ).fetchone()
     return inserted, int(row[0])
 
 
@@ -153,12 +254,13 @@ def publish(connection: Connection, stored: StoredFile, upload_id: str, now: flo
     with transaction(connection):
         connection.execute(
             "INSERT INTO files (id, owner, name, path, size, sha256, created, expires, downloads,"
-            " max_downloads, delete_token, linked_from, upload_id, content_type)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " max_downloads, delete_token, linked_from, upload_id, content_type, hash_trusted)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 stored.id, stored.owner, stored.name, stored.path, stored.size, stored.sha256,
                 stored.created, stored.expires, stored.downloads, stored.max_downloads,
                 stored.delete_token, stored.linked_from, stored.upload_id, stored.content_type,
+                1 if stored.hash_trusted else 0,
             ),
         )  # fmt: skip
         connection.execute(
@@ -210,9 +312,10 @@ def all_files(connection: Connection) -> list[StoredFile]:
 
 
 def file_with_content(connection: Connection, sha256: str, size: int) -> StoredFile | None:
-    """An earlier file with these bytes (the original, not itself a link), for deduplication."""
+    """An earlier file with these bytes, for deduplication: only one whose recorded hash is the
+    hash of its bytes on disk (`hash_trusted`), else a poisoned file could be a target."""
     row = connection.execute(
-        "SELECT * FROM files WHERE sha256 = ? AND size = ? AND gone IS NULL"
+        "SELECT * FROM files WHERE sha256 = ? AND size = ? AND gone IS NULL AND hash_trusted = 1"
         " ORDER BY created LIMIT 1",
         (sha256, size),
     ).fetchone()
@@ -320,21 +423,39 @@ def prune_tombstones(connection: Connection, gone_before: float) -> int:
     return int(cursor.rowcount)
 
 
-def bytes_in_use(connection: Connection, owner: str | None) -> int:
-    """Bytes of served files plus uploads in progress (their full size), of one owner or all."""
+# What an upload in progress counts: all of its size while it is active (a chunk arrived or is
+# being written within the idle window), only what it has written once idle; see guard.py.
+_UPLOAD_CLAIM = (
+    "CASE WHEN updated >= ? THEN coalesce(size, 0)"
+    " WHEN received * chunk_size + byte_offset < coalesce(size, 0)"
+    " THEN received * chunk_size + byte_offset ELSE coalesce(size, 0) END"
+)
+
+
+def bytes_in_use(
+    connection: Connection, owner: str | None, active_since: float = 0.0, exclude: str = ""
+) -> int:
+    """Bytes of served files plus uploads in progress (see _UPLOAD_CLAIM), of one owner or all;
+    `exclude`: an upload being admitted again, whose own bytes the caller adds."""
     where, args = ("AND owner = ?", (owner,)) if owner is not None else ("", ())
     files = connection.execute(
         f"SELECT coalesce(sum(size), 0) FROM files WHERE gone IS NULL {where}", args
     ).fetchone()
     uploads = connection.execute(
-        f"SELECT coalesce(sum(size), 0) FROM uploads WHERE state != 'done' {where}", args
+        f"SELECT coalesce(sum({_UPLOAD_CLAIM}), 0) FROM uploads"
+        f" WHERE state != 'done' AND id != ? {where}",
+        (active_since, exclude, *args),
     ).fetchone()
     return int(files[0]) + int(uploads[0])
 
 
-def bytes_receiving(connection: Connection) -> int:
+def bytes_receiving(connection: Connection, active_since: float = 0.0, exclude: str = "") -> int:
+    """The full size of the uploads in progress that are active (an upper bound of what they
+    still take from the free space)."""
     row = connection.execute(
-        "SELECT coalesce(sum(size), 0) FROM uploads WHERE state != 'done'"
+        "SELECT coalesce(sum(size), 0) FROM uploads WHERE state != 'done' AND updated >= ?"
+        " AND id != ?",
+        (active_since, exclude),
     ).fetchone()
     return int(row[0])
 
@@ -342,3 +463,21 @@ def bytes_receiving(connection: Connection) -> int:
 def receiving_uploads(connection: Connection) -> list[Upload]:
     rows = connection.execute("SELECT * FROM uploads WHERE state != 'done'").fetchall()
     return [upload_from_row(row) for row in rows]
+
+
+def active_uploads(connection: Connection, active_since: float, exclude: str = "") -> list[Upload]:
+    rows = connection.execute(
+        "SELECT * FROM uploads WHERE state != 'done' AND updated >= ? AND id != ?",
+        (active_since, exclude),
+    ).fetchall()
+    return [upload_from_row(row) for row in rows]
+
+
+def touch_upload_if_idle(
+    connection: Connection, upload_id: str, idle_before: float, now: float
+) -> bool:
+    """Mark an upload active again; True if it had been idle (so it must be admitted again)."""
+    cursor = connection.execute(
+        "UPDATE uploads SET updated = ? WHERE id = ? AND updated < ?", (now, upload_id, idle_before)
+    )
+    return bool(cursor.rowcount == 1)

@@ -71,8 +71,7 @@ class ChunkFeeder:
     async def abort(self, uploads: Uploads) -> None:
         if self.plan.sink is not None:
             await self.plan.sink.abort()
-        if self.plan.upload.protocol == "stream":
-            await uploads.abandon_stream(self.plan)
+        await uploads.abort_chunk(self.plan)
 
 
 __all__ = ["ChunkFeeder", "ClientDisconnect", "body_pieces", "declared_length", "idle_timeout"]

@@ -37,12 +37,27 @@ class Storage(Protocol):
     max_chunk_count: int
 
     async def create_partial(self, upload_id: str, size: int | None) -> None:
-        """Make room for an upload (preallocated when the size is known). Idempotent."""
+        """Create an upload's partial (nothing allocated yet: see `open_chunk`). Idempotent."""
         ...
 
     async def open_chunk(
-        self, upload_id: str, offset: int, on_written: OnWritten | None = None
-    ) -> ChunkSink: ...
+        self,
+        upload_id: str,
+        offset: int,
+        on_written: OnWritten | None = None,
+        length: int | None = None,
+    ) -> ChunkSink:
+        """A sink for bytes from `offset`; `length` (when known) is allocated first, so a full
+        disk is reported (507) before the chunk's bytes are read."""
+        ...
+
+    async def truncate_partial(self, upload_id: str, size: int) -> None:
+        """Make the partial exactly `size` bytes before it is hashed and published."""
+        ...
+
+    async def size_of(self, path: str) -> int | None:
+        """The size of a published file as stored (None: it is not there)."""
+        ...
 
     async def join_partials(self, upload_id: str, parts: list[tuple[str, int]]) -> str:
         """Make an upload's partial the concatenation of other partials (their first `size`

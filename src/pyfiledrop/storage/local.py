@@ -1,4 +1,5 @@
-"""Local disk: one preallocated `<id>.part` per upload, positional writes, publish by link.
+"""Local disk: one sparse `<id>.part` per upload (each chunk's range allocated as that chunk
+starts), positional writes, publish by link.
 
 The chunk bytes are gathered into batches of about 1 MiB and written by a worker thread while the
 event loop parses the next batch (see ARCHITECTURE.md: one batch in flight per request overlaps the
@@ -207,11 +208,13 @@ class LocalStorage:
         await self._run(self._create_partial, upload_id, size)
 
     def _create_partial(self, upload_id: str, size: int | None) -> None:
+        # Sized but sparse: blocks are allocated chunk by chunk as writers start (open_chunk), so
+        # an upload that stops sending holds no more space than it wrote (see guard.py).
         path = self.partial_path(upload_id)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
         try:
-            if size:
-                os.posix_fallocate(fd, 0, size)
+            if size and os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
         except OSError as error:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -221,9 +224,19 @@ class LocalStorage:
             os.close(fd)
 
     async def open_chunk(
-        self, upload_id: str, offset: int, on_written: OnWritten | None = None
+        self,
+        upload_id: str,
+        offset: int,
+        on_written: OnWritten | None = None,
+        length: int | None = None,
     ) -> LocalChunkSink:
         fd = os.open(self.partial_path(upload_id), os.O_WRONLY)
+        if length:
+            try:
+                await self._run(os.posix_fallocate, fd, offset, length)
+            except OSError as error:
+                os.close(fd)
+                _raise_mapped(error)
         return LocalChunkSink(
             fd, offset, self.executor, self.writeback, on_written, self.open_sinks, upload_id
         )
@@ -291,6 +304,12 @@ class LocalStorage:
 
     async def truncate_partial(self, upload_id: str, size: int) -> None:
         os.truncate(self.partial_path(upload_id), size)
+
+    async def size_of(self, path: str) -> int | None:
+        try:
+            return self.final_path(path).stat().st_size
+        except FileNotFoundError:
+            return None
 
     async def flush_partial(self, upload_id: str) -> None:
         try:

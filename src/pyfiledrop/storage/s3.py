@@ -407,7 +407,11 @@ class S3Storage:
         return found, winner, key
 
     async def open_chunk(
-        self, upload_id: str, offset: int, on_written: OnWritten | None = None
+        self,
+        upload_id: str,
+        offset: int,
+        on_written: OnWritten | None = None,
+        length: int | None = None,  # a part's length is known from the upload: nothing to allocate
     ) -> S3PartSink | S3StreamSink:
         upload, s3_upload_id, key = await self._multipart(upload_id)
         if upload.protocol == "stream":
@@ -416,8 +420,8 @@ class S3Storage:
             # Offset protocols (tus) write pieces of any size, which S3 parts can't be.
             raise Conflict("this server stores files in S3: upload with Dropzone chunks or PUT")
         number = offset // upload.chunk_size + 1
-        length = min(upload.chunk_size, (upload.size or 0) - offset)
-        return S3PartSink(self, upload_id, s3_upload_id, key, number, length)
+        part_length = min(upload.chunk_size, (upload.size or 0) - offset)
+        return S3PartSink(self, upload_id, s3_upload_id, key, number, part_length)
 
     async def join_partials(self, upload_id: str, parts: list[tuple[str, int]]) -> str:
         raise Conflict("this server stores files in S3: tus concatenation is not available")
@@ -430,6 +434,9 @@ class S3Storage:
 
     async def flush_partial(self, upload_id: str) -> None:
         """Nothing to do: S3 acknowledged each part durably before it counted."""
+
+    async def truncate_partial(self, upload_id: str, size: int) -> None:
+        """Nothing to do: each part was checked to be exactly its chunk's length."""
 
     async def discard_partial(self, upload_id: str) -> None:
         """Abort every multipart upload of this upload (no orphaned parts), then forget them."""
@@ -534,6 +541,10 @@ class S3Storage:
 
     async def exists(self, path: str) -> bool:
         return await self._head(self.key(path)) is not None
+
+    async def size_of(self, path: str) -> int | None:
+        found = await self._head(self.key(path))
+        return found.size if found is not None else None
 
     async def delete(self, path: str) -> None:
         await self._call(self.client.delete_object, Bucket=self.bucket, Key=self.key(path))

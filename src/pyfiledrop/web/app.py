@@ -159,8 +159,10 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     if error.status in (404, 410) and manage.wants_html(request):
         return manage.error_page(error.status, error.message)
     # A refused body is not read to its end; closing the connection stops the client sending it.
-    headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else None
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return JSONResponse(error.body(), status_code=error.status, headers=headers or None)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

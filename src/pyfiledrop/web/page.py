@@ -20,7 +20,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pyfiledrop import __version__
-from pyfiledrop.config import Settings
+from pyfiledrop.config import S3Location, Settings
+from pyfiledrop.units import AUTO_CHUNK_COUNT, AUTO_CHUNK_MAX, AUTO_CHUNK_MIN, AUTO_CHUNK_MIN_S3
 
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"
@@ -79,6 +80,11 @@ def cdn_origin(settings: Settings) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme else parts.netloc
 
 
+def auto_chunk_floor(settings: Settings) -> int:
+    """Auto's smallest chunk: larger on S3, whose parts (but the last) must be 5 MiB or more."""
+    return AUTO_CHUNK_MIN_S3 if isinstance(settings.storage, S3Location) else AUTO_CHUNK_MIN
+
+
 def page_config(settings: Settings) -> dict[str, Any]:
     """What the page's script needs, handed over as JSON data (never pasted into JS source)."""
     parallel_chunks: int | bool = settings.chunks_in_flight if settings.parallel_chunks else False
@@ -95,8 +101,17 @@ def page_config(settings: Settings) -> dict[str, Any]:
             "retryChunksLimit": RETRY_CHUNKS_LIMIT,
             "timeout": settings.timeout,
             "maxFilesize": settings.max_size,
-            "chunkSize": settings.chunk_size,
+            # A number, as before, for scripts that read it: the fixed size, or auto's smallest.
+            "chunkSize": settings.chunk_size or auto_chunk_floor(settings),
             "filesizeBase": 1024,
+        },
+        # --chunk-size auto: the page picks each file's chunk size (units.auto_chunk_size).
+        "chunkSizeAuto": None
+        if settings.chunk_size
+        else {
+            "min": auto_chunk_floor(settings),
+            "max": AUTO_CHUNK_MAX,
+            "chunks": AUTO_CHUNK_COUNT,
         },
         "allowDownloads": settings.allow_downloads,
         "publicUrl": settings.public_url,  # None: the page's own origin

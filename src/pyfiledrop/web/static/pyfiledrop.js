@@ -262,12 +262,33 @@
   // ---- Uploading ---------------------------------------------------------------------------
 
   var dzOptions = config.dropzone;
+  var autoChunks = config.chunkSizeAuto || null;
+
+  // --chunk-size auto: the smallest power of two from min to max keeping the file within
+  // `chunks` chunks (the same rule as units.auto_chunk_size); else the server's fixed size.
+  function chooseChunkSize(size) {
+    if (!autoChunks) return Number(dzOptions.chunkSize);
+    var chunk = autoChunks.min;
+    while (chunk < autoChunks.max && chunk * autoChunks.chunks < size) chunk *= 2;
+    return chunk;
+  }
+
+  function fileChunkSize(file) {
+    if (!file.pfdChunkSize) file.pfdChunkSize = chooseChunkSize(file.size);
+    return file.pfdChunkSize;
+  }
+
   $("limits").textContent =
     "Up to " +
     formatBytes(dzOptions.maxFilesize * 1024 * 1024) +
     " per file, sent in " +
-    formatBytes(dzOptions.chunkSize) +
-    " chunks" +
+    (autoChunks
+      ? "chunks of " +
+        formatBytes(autoChunks.min) +
+        " to " +
+        formatBytes(autoChunks.max) +
+        " (chosen per file)"
+      : formatBytes(dzOptions.chunkSize) + " chunks") +
     (dzOptions.parallelChunkUploads ? ", " + dzOptions.parallelChunkUploads + " at a time" : "") +
     ".";
 
@@ -452,7 +473,7 @@
   }
 
   function chunkLength(file, index) {
-    var chunkSize = Number(dzOptions.chunkSize);
+    var chunkSize = fileChunkSize(file);
     return Math.max(0, Math.min(chunkSize, file.size - index * chunkSize));
   }
 
@@ -477,7 +498,7 @@
           state &&
           state.state === "receiving" &&
           state.size === file.size &&
-          state.chunk_size === Number(dzOptions.chunkSize) &&
+          state.chunk_size === fileChunkSize(file) &&
           Array.isArray(state.received) &&
           state.received.length > 0;
         if (usable) {
@@ -500,6 +521,21 @@
       });
   }
 
+  // Dropzone's own fields, but with each file's chunk size (its default reads the one option,
+  // which the "processing" handler below sets per file only as a file starts).
+  function chunkFields(files, xhr, chunk) {
+    if (!chunk) return {};
+    var size = fileChunkSize(chunk.file);
+    return {
+      dzuuid: chunk.file.upload.uuid,
+      dzchunkindex: chunk.index,
+      dztotalfilesize: chunk.file.size,
+      dzchunksize: size,
+      dztotalchunkcount: chunk.file.upload.totalChunkCount,
+      dzchunkbyteoffset: chunk.index * size,
+    };
+  }
+
   var previewTemplate = $("preview-template").innerHTML;
 
   var dz = new Dropzone(
@@ -511,6 +547,7 @@
       clickable: "#dropper",
       chunksUploaded: chunksUploaded,
       accept: acceptFile,
+      params: chunkFields,
       error: showError,
     })
   );
@@ -807,6 +844,8 @@
   });
 
   dz.on("processing", function (file) {
+    // Read by Dropzone right after this event, when it cuts this file into chunks.
+    dz.options.chunkSize = fileChunkSize(file);
     file.pfdStarted = performance.now();
     if (!batch.started) batch.started = file.pfdStarted;
     setState(file, "uploading", file.pfdSkipped ? "Uploading the rest" : "Uploading");
