@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyfiledrop.errors import ServiceUnavailable
+from pyfiledrop.errors import InsufficientStorage, ServiceUnavailable
 
 T = TypeVar("T")
 
@@ -99,6 +99,12 @@ class Database:
             try:
                 return function(self._connection, *args)
             except sqlite3.OperationalError as error:
+                if "disk is full" in str(error):  # SQLITE_FULL: the data folder's disk
+                    if self._connection.in_transaction:
+                        self._connection.execute("ROLLBACK")
+                    raise InsufficientStorage(
+                        "the server's disk is full; try again later"
+                    ) from error
                 # busy_timeout covers most contention; "locked" can still escape it under load.
                 if "locked" not in str(error):
                     raise

@@ -214,7 +214,10 @@ def _partial_ids(concat: str) -> list[str]:
     kind, _, urls = concat.partition(";")
     if kind.strip() != "final":
         raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
-    ids = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+    try:
+        ids = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+    except ValueError:  # e.g. `http://[::1/files/x`: an unclosed IPv6 host
+        raise BadRequest("Upload-Concat: final holds a malformed URL") from None
     if not ids or len(ids) > MAX_CONCAT_PARTS:
         raise BadRequest(f"Upload-Concat: final needs 1 to {MAX_CONCAT_PARTS} partial uploads")
     return ids

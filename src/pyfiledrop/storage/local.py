@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pyfiledrop.errors import InsufficientStorage
 from pyfiledrop.names import numbered
@@ -77,7 +77,7 @@ def _write_batch(
         on_written(pieces)
 
 
-def _raise_mapped(error: OSError) -> None:
+def _raise_mapped(error: OSError) -> NoReturn:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         raise InsufficientStorage("the server's disk is full; try again later") from error
     raise error
@@ -208,7 +208,10 @@ class LocalStorage:
 
     def _create_partial(self, upload_id: str, size: int | None) -> None:
         path = self.partial_path(upload_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        except OSError as error:
+            _raise_mapped(error)  # no inode left is ENOSPC too
         try:
             if size:
                 os.posix_fallocate(fd, 0, size)
@@ -331,9 +334,12 @@ class LocalStorage:
             try:
                 os.link(source, target)
             except FileExistsError:
-                if candidate not in taken and target.stat().st_ino == source_inode:
+                # lstat: a dangling symlink of this name is just a taken name
+                if candidate not in taken and target.lstat().st_ino == source_inode:
                     break  # our own earlier, unrecorded attempt
                 continue
+            except OSError as error:
+                _raise_mapped(error)  # a full directory or no inode left: 507
             if candidate in taken:
                 os.unlink(target)
                 continue

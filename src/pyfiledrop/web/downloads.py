@@ -15,7 +15,9 @@ from pyfiledrop.meta import StoredFile, queries
 from pyfiledrop.uploads import Uploads
 
 PUBLIC_ID_FORM = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_RANGE_FORM = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 20 digits each side: longer numbers are no real offset, and Python refuses to convert
+# over ~4300 digits (a 500 and a traceback per request, before).
+_RANGE_FORM = re.compile(r"^bytes=([0-9]{0,20})-([0-9]{0,20})$")
 
 
 def content_disposition(name: str) -> str:
