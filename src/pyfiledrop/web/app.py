@@ -139,7 +139,11 @@ async def _client_gone(request: Request, error: Exception) -> Response:
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": "internal server error"}, status_code=500)
+    # uvicorn closes the connection after an exception; saying so lets a client that pipelined
+    # or reuses the connection send its next request on a new one instead of waiting.
+    return JSONResponse(
+        {"error": "internal server error"}, status_code=500, headers={"Connection": "close"}
+    )
 
 
 def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
