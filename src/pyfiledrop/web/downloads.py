@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -126,9 +127,34 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
         url = presign(stored.path, headers["Content-Disposition"])
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
     headers["Content-Length"] = str(end - start)
-    body = uploads.storage.open_range(stored.path, start, end) if request.method != "HEAD" else None
-    if body is None:
+    if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    body = await _opened(uploads, stored, start, end)
     return StreamingResponse(
         body, status_code=status, headers=headers, media_type="application/octet-stream"
     )
+
+
+async def _opened(
+    uploads: Uploads, stored: StoredFile, start: int, end: int
+) -> AsyncIterator[bytes]:
+    """The body with its file already open (and its first piece read) before any header goes
+    out: a delete racing the download is a clean 410 before it starts, and can't cut off one
+    that has started (an open file stays readable after its unlink)."""
+    pieces = uploads.storage.open_range(stored.path, start, end)
+    try:
+        first = await anext(pieces, b"")
+    except FileNotFoundError:
+        await lifecycle.notice_missing(uploads.db, uploads.storage, stored, uploads.clock())
+        raise Gone(lifecycle.gone_message(lifecycle.MISSING), reason=lifecycle.MISSING) from None
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            async for piece in pieces:
+                yield piece
+        finally:
+            await pieces.aclose()  # type: ignore[attr-defined]
+
+    return body()
