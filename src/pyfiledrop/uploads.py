@@ -35,6 +35,7 @@ from pyfiledrop.errors import (
 from pyfiledrop.meta import Database, StoredFile, Upload, queries
 from pyfiledrop.names import sanitize
 from pyfiledrop.storage import Buffer, ChunkSink, OnWritten, Storage
+from pyfiledrop.units import format_time
 
 log = logging.getLogger("pyfiledrop")
 
@@ -108,7 +109,7 @@ def new_public_id() -> str:
 
 
 def _iso_time(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+    return format_time(moment)
 
 
 def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
