@@ -20,9 +20,10 @@ def test_a_file_deleted_before_its_bytes_are_read_is_410_not_a_short_200(
 ) -> None:
     real_admit = downloads.admit_download
 
-    async def admit_then_deleted(uploads: Any, stored: Any, start: int, head: bool) -> None:
-        await real_admit(uploads, stored, start, head)
+    async def admit_then_deleted(uploads: Any, stored: Any, *args: Any, **kwargs: Any) -> Any:
+        token = await real_admit(uploads, stored, *args, **kwargs)
         (tmp_path / "storage" / stored.path).unlink()  # the delete lands right here
+        return token
 
     monkeypatch.setattr(downloads, "admit_download", admit_then_deleted)
     with app_client(tmp_path) as client:
