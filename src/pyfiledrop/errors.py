@@ -11,6 +11,7 @@ from typing import Any
 class PyfiledropError(Exception):
     status = 400
     code = "bad_request"
+    retry_after: int | None = None  # seconds, sent as `Retry-After` when set
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -86,3 +87,4 @@ class InsufficientStorage(PyfiledropError):
 class ServiceUnavailable(PyfiledropError):
     status = 503
     code = "unavailable"
+    retry_after = 5

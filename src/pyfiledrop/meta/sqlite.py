@@ -7,6 +7,8 @@ loop; several processes on one data folder are handled by SQLite's own locking (
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,9 +20,14 @@ from typing import Any, TypeVar
 from pyfiledrop.errors import InsufficientStorage, ServiceUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger("pyfiledrop")
 
-BUSY_TIMEOUT_MS = 30_000
+# A database held locked from outside makes every request wait: each statement waits at most
+# BUSY_TIMEOUT_MS, and a call gives up after about DB_WAIT_SECONDS with a 503 and Retry-After.
+BUSY_TIMEOUT_MS = 5_000
+DB_WAIT_SECONDS = 8.0
 LOCKED_RETRIES = 5
+DAMAGED = ("malformed", "not a database")
 
 
 def migration_scripts() -> list[tuple[int, str]]:
@@ -95,26 +102,40 @@ class Database:
         return self._executor.submit(self._call, function, args).result()
 
     def _call(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
+        started = time.monotonic()
         for attempt in range(LOCKED_RETRIES):
             try:
                 return function(self._connection, *args)
             except sqlite3.OperationalError as error:
                 if "disk is full" in str(error):  # SQLITE_FULL: the data folder's disk
-                    if self._connection.in_transaction:
-                        self._connection.execute("ROLLBACK")
+                    self._roll_back()
                     raise InsufficientStorage(
                         "the server's disk is full; try again later"
                     ) from error
                 # busy_timeout covers most contention; "locked" can still escape it under load.
                 if "locked" not in str(error):
                     raise
-                if attempt == LOCKED_RETRIES - 1:
+                waited = time.monotonic() - started
+                if (
+                    attempt == LOCKED_RETRIES - 1
+                    or waited + BUSY_TIMEOUT_MS / 1000 > DB_WAIT_SECONDS
+                ):
                     # Nothing was counted; the client may send the same request again.
                     raise ServiceUnavailable("the database is busy; try again shortly") from error
-                if self._connection.in_transaction:
-                    self._connection.execute("ROLLBACK")
+                self._roll_back()
                 time.sleep(0.05 * (attempt + 1))
+            except sqlite3.DatabaseError as error:
+                if not any(sign in str(error) for sign in DAMAGED):
+                    raise
+                self._roll_back()
+                log.error("the database %s is damaged: %s", self.path, error)
+                raise ServiceUnavailable("the server's database is damaged") from error
         raise AssertionError("unreachable")
+
+    def _roll_back(self) -> None:
+        if self._connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.execute("ROLLBACK")
 
     def close(self) -> None:
         self._executor.submit(self._connection.close).result()

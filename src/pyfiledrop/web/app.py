@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,8 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pyfiledrop.config import S3Location, Settings
-from pyfiledrop.errors import PyfiledropError
-from pyfiledrop.meta import open_database
+from pyfiledrop.errors import PyfiledropError, ServiceUnavailable
+from pyfiledrop.meta import open_database, queries
 from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
@@ -99,7 +101,34 @@ async def download_file(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok", **_uploads(request).counters})
+    """ "ok" only when the database takes a read and a write and the storage folders are
+    writable; the counters only where no password protects the server (they tell its traffic)."""
+    uploads = _uploads(request)
+    problems = []
+    try:
+        await uploads.db.run(queries.health_check, uploads.clock())
+    except Exception as error:
+        log.warning("health check: the database failed: %s", error)
+        problems.append("database")
+    if not _storage_writable(uploads.storage):
+        problems.append("storage")
+    if problems:
+        return JSONResponse(
+            {"status": "unavailable", "failing": problems},
+            status_code=503,
+            headers={"Retry-After": str(ServiceUnavailable.retry_after)},
+        )
+    counters = {} if auth_enabled(uploads.settings) else uploads.counters
+    return JSONResponse({"status": "ok", **counters})
+
+
+def _storage_writable(storage: Storage) -> bool:
+    folders = [getattr(storage, name, None) for name in ("root", "partials")]
+    return all(
+        os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
+        for folder in folders
+        if isinstance(folder, Path)
+    )
 
 
 def api_routes() -> list[BaseRoute]:
@@ -122,7 +151,9 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     if error.status in (404, 410) and manage.wants_html(request):
         return manage.error_page(error.status, error.message)
     # A refused body is not read to its end; closing the connection stops the client sending it.
-    headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else None
+    headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
