@@ -120,7 +120,6 @@ def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
         "sha256": stored.sha256,
         "url": f"/download/{stored.id}",
         "created": _iso_time(stored.created),
-        "deduplicated": stored.linked_from is not None,
         "expires": _iso_time(stored.expires) if stored.expires is not None else None,
         "downloads": stored.downloads,
         "max_downloads": stored.max_downloads,
@@ -414,7 +413,7 @@ class Uploads:
             stored = StoredFile(
                 id=file_id,
                 owner=upload.owner,
-                name=path.rsplit("/", 1)[-1],
+                name=upload.name,  # as the uploader sent it; `path` is unique on disk
                 path=path,
                 size=size,
                 sha256=sha256,

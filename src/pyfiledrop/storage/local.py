@@ -14,6 +14,7 @@ import ctypes.util
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import struct
 import threading
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pyfiledrop.errors import InsufficientStorage
-from pyfiledrop.names import numbered
+from pyfiledrop.names import name_candidates
 from pyfiledrop.storage import Buffer, OnWritten
 
 BATCH_BYTES = 1024 * 1024
@@ -38,7 +39,7 @@ READ_BYTES = 1024 * 1024
 HASH_READ_BYTES = 1024 * 1024
 MAX_CHUNK_COUNT = 1_000_000
 IO_THREADS = 16
-MAX_NAME_TRIES = 10_000
+MAX_NAME_TRIES = 200  # a hundred numbered names, then random suffixes
 
 FICLONERANGE = 0x4020940D  # linux/fs.h: share extents (btrfs, XFS with reflink, bcachefs)
 COPY_BYTES = 64 * 1024 * 1024
@@ -328,8 +329,7 @@ class LocalStorage:
         partial stays until the file is recorded, see `publish`).
         """
         source_inode = source.stat().st_ino
-        for number in range(MAX_NAME_TRIES):
-            candidate = numbered(name, number)
+        for candidate in itertools.islice(name_candidates(name), MAX_NAME_TRIES):
             target = self.root / candidate
             try:
                 os.link(source, target)
