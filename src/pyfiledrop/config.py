@@ -74,6 +74,12 @@ class Settings:
     s3_access_key: str | None = None  # else the standard AWS_* variables and files
     s3_secret_key: str | None = None
     s3_presign: bool = False  # downloads redirect to presigned URLs instead of passing through
+    min_rate: int = 1024  # bytes/s a request body must average over min_rate_window; 0: off
+    min_rate_window: int = 60  # seconds
+    uploads_per_owner: int = 100  # uploads in progress at once, per owner; 0: no limit
+    uploads_per_address: int = 300  # the same, per client address; 0: no limit
+    allowed_hosts: tuple[str, ...] = ()  # Host header values served; empty: any
+    public_url: str | None = None  # base of every absolute URL the server writes
 
     @property
     def local_storage(self) -> Path:
@@ -227,6 +233,17 @@ def _origins(value: Any) -> tuple[str, ...]:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise ValueError
     return origins
+
+
+_HOST = re.compile(r"^(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    hosts = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    if not all(_HOST.match(host) for host in hosts):
+        raise ValueError
+    return hosts
 
 
 def _database_url(value: Any) -> str | None:
@@ -448,6 +465,58 @@ SPECS += (
         _secrets,
         "a list of texts (TOML array, or comma-separated in the environment)",
         "more secrets accepted like the password (config file or environment only)",
+    ),
+)
+# Hostile clients: slow bodies, floods of uploads, DNS rebinding.
+SPECS += (
+    Spec(
+        "min_rate",
+        _size,
+        "a size per second such as 1KiB (0 to turn off)",
+        "cut off a request body slower than this on average over --min-rate-window (default 1KiB)",
+        ("--min-rate",),
+        metavar="SIZE",
+    ),
+    Spec(
+        "min_rate_window",
+        _int_in(1, 3600),
+        "seconds from 1 to 3600",
+        "the window --min-rate is averaged over (default 60)",
+        ("--min-rate-window",),
+        metavar="SECONDS",
+    ),
+    Spec(
+        "uploads_per_owner",
+        _int_in(0, 1_000_000),
+        "an integer, 0 for no limit",
+        "uploads in progress at once per owner; more are refused with 429 (default 100)",
+        ("--uploads-per-owner",),
+        metavar="N",
+    ),
+    Spec(
+        "uploads_per_address",
+        _int_in(0, 1_000_000),
+        "an integer, 0 for no limit",
+        "uploads in progress at once per client address; more are refused with 429 (default 300)",
+        ("--uploads-per-address",),
+        metavar="N",
+    ),
+    Spec(
+        "allowed_hosts",
+        _hosts,
+        "host names such as files.example.org (or host:port)",
+        "answer only requests whose Host is one of these (default: any; see DNS rebinding)",
+        ("--allowed-host",),
+        "append",
+        metavar="HOST",
+    ),
+    Spec(
+        "public_url",
+        _url,
+        "an http(s):// URL",
+        "the server's address as clients see it: the base of every absolute URL it writes",
+        ("--public-url",),
+        metavar="URL",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

@@ -37,6 +37,11 @@ class NotFound(PyfiledropError):
     code = "not_found"
 
 
+class RequestTimeout(PyfiledropError):
+    status = 408
+    code = "too_slow"
+
+
 class Conflict(PyfiledropError):
     status = 409
     code = "conflict"
@@ -70,6 +75,12 @@ class RangeNotSatisfiable(PyfiledropError):
 class Locked(PyfiledropError):
     status = 423
     code = "locked"
+
+
+class TooManyRequests(PyfiledropError):
+    status = 429
+    code = "too_many_uploads"
+    retry_after = 60
 
 
 class ChecksumMismatch(PyfiledropError):
