@@ -21,6 +21,9 @@ class PyfiledropError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.message, "code": self.code, **self.extra}
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
 
 class BadRequest(PyfiledropError):
     status = 400

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 
+from pyfiledrop import limits
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import InsufficientStorage
 from pyfiledrop.meta import Database, queries
@@ -91,7 +92,9 @@ async def check_quotas(settings: Settings, db: Database, owner: str, size: int) 
 async def admit(
     settings: Settings, db: Database, storage: Storage, owner: str, size: int | None
 ) -> None:
-    """Refuse (507) a new upload of `size` bytes (None: not known yet) that does not fit."""
+    """Refuse (507) a new upload of `size` bytes (None: not known yet) that does not fit, and
+    (429) one past the caps on uploads in progress."""
+    await limits.admit(settings, db, owner)
     await check_quotas(settings, db, owner, size or 0)
     await check_space(settings, db, storage, size or 0)
 

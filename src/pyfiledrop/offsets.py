@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pyfiledrop import guard
+from pyfiledrop import guard, limits
 from pyfiledrop.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -400,4 +400,5 @@ def _new_upload(new: NewUpload, owner: str, size: int | None, now: float) -> Upl
         metadata=new.metadata,
         content_type=new.content_type,
         concat=new.concat,
+        address=limits.client_address.get(),
     )

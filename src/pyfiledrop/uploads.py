@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyfiledrop import guard, lifecycle
+from pyfiledrop import guard, lifecycle, limits
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
     BadRequest,
@@ -225,6 +225,7 @@ class Uploads:
                     updated=now,
                     expires_in=claim.options.expires_in,
                     max_downloads=claim.options.max_downloads,
+                    address=limits.client_address.get(),
                 ),
             )
 
@@ -273,6 +274,7 @@ class Uploads:
             updated=now,
             expires_in=options.expires_in,
             max_downloads=options.max_downloads,
+            address=limits.client_address.get(),
         )
         async with self.admission:
             await guard.admit(self.settings, self.db, self.storage, owner, size)

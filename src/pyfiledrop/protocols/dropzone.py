@@ -179,15 +179,17 @@ async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, A
     parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
     feeder: ChunkFeeder | None = None
     consumed = 0
-    body_cap = MAX_PREAMBLE_BYTES  # until the file part starts
+    body_cap = 0  # set when the file part starts
     try:
         async for piece in body_pieces(request, idle_timeout(uploads)):
             consumed += len(piece)
-            if consumed > body_cap:
+            if feeder is not None and consumed > body_cap:
                 raise PayloadTooLarge("the request body is longer than the chunk it carries")
             parser.write(piece)
             if parts.error:
                 raise BadRequest(parts.error)
+            if not parts.file_started and consumed > MAX_PREAMBLE_BYTES:
+                raise PayloadTooLarge("the form fields before the file part are too long")
             if parts.file_started and feeder is None:
                 feeder = ChunkFeeder(await _begin(uploads, owner, parts))
                 _refuse_oversized_body(feeder, content_length, consumed, parts)

@@ -91,7 +91,7 @@ def _handled(
         try:
             return await endpoint(request)
         except PyfiledropError as error:
-            headers = _base_headers()
+            headers = {**_base_headers(), **error.headers()}
             if error.status == 412:
                 headers["Tus-Version"] = TUS_VERSION
             if "offset" in error.extra:

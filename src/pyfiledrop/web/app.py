@@ -16,7 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pyfiledrop import limits
 from pyfiledrop.config import S3Location, Settings
 from pyfiledrop.errors import PyfiledropError, ServiceUnavailable
 from pyfiledrop.meta import open_database, queries
@@ -151,9 +153,9 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     if error.status in (404, 410) and manage.wants_html(request):
         return manage.error_page(error.status, error.message)
     # A refused body is not read to its end; closing the connection stops the client sending it.
-    headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else {}
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(error.retry_after)
+    headers = error.headers()
+    if request.method in ("POST", "PUT", "PATCH"):
+        headers["Connection"] = "close"
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
@@ -175,6 +177,21 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     return JSONResponse(
         {"error": "internal server error"}, status_code=500, headers={"Connection": "close"}
     )
+
+
+class ClientAddress:
+    """Makes the client's address known to the core for this request (limits.py's caps)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        token = limits.client_address.set(client[0] if client else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            limits.client_address.reset(token)
 
 
 def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
@@ -207,6 +224,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
             Exception: _unexpected,
         },
     )
+    app.add_middleware(ClientAddress)
     if auth_enabled(settings):
         app.add_middleware(AuthMiddleware, settings=settings)  # inside: its answers get headers
     app.add_middleware(
