@@ -75,6 +75,18 @@ def _free_bytes(folder: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
+def exposure_warning(settings: Settings) -> str | None:
+    """Bound beyond loopback with no `allowed_hosts`: any domain pointed at this server (DNS
+    rebinding) reaches it as if it were its own."""
+    loopback = settings.host in ("localhost", "::1") or settings.host.startswith("127.")
+    if loopback or settings.allowed_hosts:
+        return None
+    return (
+        f"listening on {settings.host} without --allowed-host: pages on any domain that resolves"
+        " here can use this server (DNS rebinding); name the host names clients use"
+    )
+
+
 def listen_urls(settings: Settings) -> list[str]:
     if settings.host not in ("0.0.0.0", "::"):
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -112,6 +124,9 @@ def serve(settings: Settings) -> None:
     _limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     print(summary(settings), flush=True)
+    warning = exposure_warning(settings)
+    if warning:
+        logging.getLogger("pyfiledrop").warning(warning)
     options = dict(
         host=settings.host,
         port=settings.port,

@@ -182,7 +182,8 @@ async def create(request: Request) -> Response:
 
 async def _created(request: Request, uploads: Uploads, outcome: offsets.Outcome) -> Response:
     headers = await _state_headers(uploads, outcome)
-    base = str(request.base_url).rstrip("/")
+    # `public_url`, when set, rather than the request's Host (DNS rebinding, proxies).
+    base = uploads.settings.public_url or str(request.base_url).rstrip("/")
     headers["Location"] = f"{base}/files/{outcome.upload.id}"
     return Response(status_code=201, headers=headers)
 

@@ -28,6 +28,7 @@ from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads, file_record, parse_upload_id
 from pyfiledrop.web import downloads, manage
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
+from pyfiledrop.web.hosts import AllowedHosts
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
 
@@ -225,6 +226,8 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         },
     )
     app.add_middleware(ClientAddress)
+    if settings.allowed_hosts:
+        app.add_middleware(AllowedHosts, allowed=settings.allowed_hosts)
     if auth_enabled(settings):
         app.add_middleware(AuthMiddleware, settings=settings)  # inside: its answers get headers
     app.add_middleware(
