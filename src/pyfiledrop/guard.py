@@ -59,11 +59,10 @@ async def check_space(settings: Settings, db: Database, storage: Storage, size: 
         return  # fits even if no upload in progress had its space yet: no need to look closer
     free -= await reserved_bytes(db, storage)
     if free - size < settings.min_free:
+        # Not how much is free: that would tell any client what the others store, byte by byte.
         raise InsufficientStorage(
-            f"not enough free space on the server: storing {format_size(size)} would leave "
-            f"{format_size(max(0, free - size))}, less than the {format_size(settings.min_free)} "
-            "it keeps free",
-            free=max(0, free),
+            f"not enough space on the server for {format_size(size)}"
+            f" (it keeps {format_size(settings.min_free)} free)",
             min_free=settings.min_free,
         )
 
@@ -73,10 +72,8 @@ async def check_quotas(settings: Settings, db: Database, owner: str, size: int) 
         used = await db.run(queries.bytes_in_use, None)
         if used + size > settings.quota:
             raise OverQuota(
-                f"the server's storage quota of {format_size(settings.quota)} would be exceeded "
-                f"({format_size(used)} in use)",
+                f"the server's storage quota of {format_size(settings.quota)} would be exceeded",
                 quota=settings.quota,
-                used=used,
             )
     if settings.owner_quota is not None:
         used = await db.run(queries.bytes_in_use, owner)
