@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Server
 from tests.dz import chunk_fields
 from tests.rawhttp import head, multipart, part, stream_until_answered
@@ -61,8 +63,9 @@ def test_parts_after_the_file_part_are_capped_and_memory_stays_flat(server: Serv
     assert server.stored_files() == []
 
 
-def test_a_body_going_on_after_its_closing_boundary_is_cut_off(server: Server) -> None:
-    fields = list(chunk_fields(str(uuid.uuid4()), 0, 1000, 1000).items())
+@pytest.mark.parametrize("kind", ["chunk", "one-shot"])
+def test_a_body_going_on_after_its_closing_boundary_is_cut_off(server: Server, kind: str) -> None:
+    fields = list(chunk_fields(str(uuid.uuid4()), 0, 1000, 1000).items()) if kind == "chunk" else []
     body = multipart(fields, "a.bin", bytes(1000))
     request_head = head(
         "POST",

@@ -199,6 +199,10 @@ async def receive(request: Request, uploads: Uploads, owner: str) -> dict[str, A
                 pieces, parts.file_pieces = parts.file_pieces, []
                 for file_piece in pieces:
                     await feeder.feed(file_piece)
+            if parts.file_ended:
+                # Only a few small fields may follow (a one-shot file's limit is the server's
+                # whole size limit: without this, bytes after its end could run on that long).
+                body_cap = min(body_cap, consumed + BODY_OVERHEAD_BYTES)
         parser.finalize()
         if feeder is None:
             raise BadRequest("no file part in the request")
