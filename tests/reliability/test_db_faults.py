@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 import pyfiledrop.meta.sqlite as sqlite_meta
 from pyfiledrop.meta import SQLITE_FILE
 from tests.inproc import app_client
 from tests.reliability.test_sqlite_busy import write_lock
+from tests.security.test_slow_clients import threaded_server
 
 
 def test_a_database_locked_from_outside_is_503_with_retry_after_soon(
@@ -71,3 +74,27 @@ def test_healthz_counters_are_not_public_under_a_password(tmp_path: Path) -> Non
         health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
+
+
+def test_requests_queued_behind_a_lock_are_bounded_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One database thread: without a bound from submission, the n-th queued request waited n
+    busy timeouts."""
+    monkeypatch.setattr(sqlite_meta, "BUSY_TIMEOUT_MS", 600)
+    monkeypatch.setattr(sqlite_meta, "DB_WAIT_SECONDS", 1.0, raising=False)
+    with threaded_server(tmp_path) as port:
+        url = f"http://127.0.0.1:{port}"
+        with write_lock(tmp_path / "data" / SQLITE_FILE):
+
+            def put(number: int) -> tuple[int, float]:
+                started = time.monotonic()
+                answer = httpx.put(f"{url}/put/q{number}.bin", content=b"q", timeout=30)
+                return answer.status_code, time.monotonic() - started
+
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(put, range(8)))
+    assert [status for status, _ in results] == [503] * 8
+    # The first waits its busy timeout; the rest, which reach the database one after another,
+    # give up quickly instead of waiting one busy timeout each (8 x 0.6 s before).
+    assert max(seconds for _, seconds in results) < 3, results
