@@ -7,13 +7,14 @@ import hashlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import pytest
@@ -135,6 +136,13 @@ class Server:
 
     def stored_files(self) -> list[Path]:
         return sorted(p for p in self.storage_dir.iterdir() if not p.name.startswith("."))
+
+    def path_of(self, record: dict[str, Any]) -> Path:
+        """Where a published file is on disk: its name there may differ from the name its
+        uploader sees (`name (1).ext`), which only the database knows."""
+        with contextlib.closing(sqlite3.connect(self.data_dir / "pyfiledrop.sqlite3")) as db:
+            (path,) = db.execute("SELECT path FROM files WHERE id = ?", (record["id"],)).fetchone()
+        return self.storage_dir / str(path)
 
     def rss_peak_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

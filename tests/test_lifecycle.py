@@ -207,7 +207,7 @@ def test_deleting_a_deduplicated_file_keeps_the_other_links(tmp_path: Path) -> N
         first = put(app.client, "first.bin", data)
         stranger = app.other_client()
         second = put(stranger, "second.bin", data)
-        assert second["deduplicated"] is True
+        assert row(app, second["id"]).linked_from == first["id"]
         assert stored_path(app, first).stat().st_ino == stored_path(app, second).stat().st_ino
         assert app.client.delete(f"/api/files/{first['id']}").status_code == 200
         assert not stored_path(app, first).exists()
@@ -260,3 +260,32 @@ def test_expiry_and_delete_over_real_http(server_factory: ServerFactory) -> None
         assert not (server.storage_dir / "keep.txt").exists()
         time.sleep(2.1)
         assert client.get(record["url"]).status_code == 410
+
+
+def test_a_used_up_one_time_link_serves_no_range_to_a_stranger(tmp_path: Path) -> None:
+    """Before: after the one counted download, `Range: bytes=1-` (plus a guessed first byte)
+    gave anyone without the downloader's cookie the file for 24 hours."""
+    data = os.urandom(10_000)
+    with running_app(tmp_path) as app:
+        record = put(app.client, "once.bin", data, max_downloads="1")
+        downloader, stranger = app.other_client(), app.other_client()
+        first = downloader.get(record["url"], headers={"Range": "bytes=0-3999"})
+        assert first.status_code == 206
+        for attempt in ("bytes=1-", "bytes=4000-"):
+            refused = stranger.get(record["url"], headers={"Range": attempt})
+            assert refused.status_code == 410, attempt
+        token = first.headers["x-resume-token"]
+        forged = stranger.get(
+            record["url"], headers={"Range": "bytes=4000-", "X-Resume-Token": "0" * 32}
+        )
+        assert forged.status_code == 410
+        # The downloader resumes: its browser sends the cookie back, other clients the header.
+        rest = downloader.get(record["url"], headers={"Range": "bytes=4000-"})
+        assert rest.status_code == 206 and first.content + rest.content == data
+        by_header = stranger.get(
+            record["url"], headers={"Range": "bytes=9000-", "X-Resume-Token": token}
+        )
+        assert by_header.status_code == 206 and by_header.content == data[9000:]
+        app.clock.advance(lifecycle.RESUME_WINDOW_SECONDS + 1)
+        late = downloader.get(record["url"], headers={"Range": "bytes=4000-"})
+        assert late.status_code == 410

@@ -17,7 +17,7 @@ from pyfiledrop import lifecycle
 from pyfiledrop.config import ConfigError, Settings, add_setting_flags, load_settings
 from pyfiledrop.meta import Database, StoredFile, Upload, open_database, queries
 from pyfiledrop.storage import Storage
-from pyfiledrop.units import format_size
+from pyfiledrop.units import format_size, format_time
 from pyfiledrop.web.app import open_core
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
@@ -67,7 +67,7 @@ def _full_path(settings: Settings, path: str) -> str:
 
 
 def _iso(moment: float | None) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment else None
+    return format_time(moment) if moment else None
 
 
 def describe(stored: StoredFile, settings: Settings, now: float) -> dict[str, Any]:

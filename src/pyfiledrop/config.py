@@ -89,6 +89,11 @@ class Settings:
     keep_awake: bool = False  # keep the host from sleeping while uploads are in progress
     public_url: str | None = None  # how people reach the server (behind a proxy); None: as asked
     retry_for: int = 300  # seconds the page keeps retrying a failed chunk before giving up
+    min_rate: int = 1024  # bytes/s a request body must average over min_rate_window; 0: off
+    min_rate_window: int = 60  # seconds
+    uploads_per_owner: int = 100  # uploads in progress at once, per owner; 0: no limit
+    uploads_per_address: int = 300  # the same, per client address; 0: no limit
+    allowed_hosts: tuple[str, ...] = ()  # Host header values served; empty: any
 
     @property
     def local_storage(self) -> Path:
@@ -266,6 +271,17 @@ def _networks(value: Any) -> tuple[str, ...]:
     if texts in (["none"], ["None"]):
         return ()
     return tuple(str(ipaddress.ip_network(text, strict=False)) for text in texts)
+
+
+_HOST = re.compile(r"^(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    hosts = tuple(str(item).strip().lower() for item in items if str(item).strip())
+    if not all(_HOST.match(host) for host in hosts):
+        raise ValueError
+    return hosts
 
 
 def _database_url(value: Any) -> str | None:
@@ -515,7 +531,8 @@ SPECS += (
         "public_url",
         _public_url,
         "an http:// or https:// URL such as https://files.example.org",
-        "the address people use to reach this server, for the links it shows (default: as asked)",
+        "the address people use to reach this server: the base of every absolute URL it writes"
+        " (links, tus Location; default: as asked)",
         ("--public-url",),
         metavar="URL",
     ),
@@ -571,6 +588,50 @@ SPECS += (
         "keep this machine from sleeping while uploads are in progress",
         ("--keep-awake",),
         "store_true",
+    ),
+)
+# Hostile clients: slow bodies, floods of uploads, DNS rebinding.
+SPECS += (
+    Spec(
+        "min_rate",
+        _size,
+        "a size per second such as 1KiB (0 to turn off)",
+        "cut off a request body slower than this on average over --min-rate-window (default 1KiB)",
+        ("--min-rate",),
+        metavar="SIZE",
+    ),
+    Spec(
+        "min_rate_window",
+        _int_in(1, 3600),
+        "seconds from 1 to 3600",
+        "the window --min-rate is averaged over (default 60)",
+        ("--min-rate-window",),
+        metavar="SECONDS",
+    ),
+    Spec(
+        "uploads_per_owner",
+        _int_in(0, 1_000_000),
+        "an integer, 0 for no limit",
+        "uploads in progress at once per owner; more are refused with 429 (default 100)",
+        ("--uploads-per-owner",),
+        metavar="N",
+    ),
+    Spec(
+        "uploads_per_address",
+        _int_in(0, 1_000_000),
+        "an integer, 0 for no limit",
+        "uploads in progress at once per client address; more are refused with 429 (default 300)",
+        ("--uploads-per-address",),
+        metavar="N",
+    ),
+    Spec(
+        "allowed_hosts",
+        _hosts,
+        "host names such as files.example.org (or host:port)",
+        "answer only requests whose Host is one of these (default: any; see DNS rebinding)",
+        ("--allowed-host",),
+        "append",
+        metavar="HOST",
     ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

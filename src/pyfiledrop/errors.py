@@ -21,6 +21,9 @@ class PyfiledropError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": self.message, "code": self.code, **self.extra}
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
 
 class BadRequest(PyfiledropError):
     status = 400
@@ -35,6 +38,11 @@ class Forbidden(PyfiledropError):
 class NotFound(PyfiledropError):
     status = 404
     code = "not_found"
+
+
+class RequestTimeout(PyfiledropError):
+    status = 408
+    code = "too_slow"
 
 
 class Conflict(PyfiledropError):
@@ -72,6 +80,12 @@ class Locked(PyfiledropError):
     code = "locked"
 
 
+class TooManyRequests(PyfiledropError):
+    status = 429
+    code = "too_many_uploads"
+    retry_after = 60
+
+
 class ChecksumMismatch(PyfiledropError):
     """tus's own status: the body does not match its `Upload-Checksum`."""
 
@@ -87,6 +101,7 @@ class InsufficientStorage(PyfiledropError):
 class ServiceUnavailable(PyfiledropError):
     status = 503
     code = "unavailable"
+    retry_after = 5
 
 
 class ChunkBusy(ServiceUnavailable):

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
+from pyfiledrop import limits
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import InsufficientStorage, PayloadTooLarge
 from pyfiledrop.meta import Database, queries
@@ -76,11 +77,10 @@ async def check_space(
         return  # fits even if no upload in progress had its space yet: no need to look closer
     free -= await reserved_bytes(db, storage, active_since, upload_id)
     if free - size < settings.min_free:
+        # Not how much is free: that would tell any client what the others store, byte by byte.
         raise InsufficientStorage(
-            f"not enough free space on the server: storing {format_size(size)} would leave "
-            f"{format_size(max(0, free - size))}, less than the {format_size(settings.min_free)} "
-            "it keeps free",
-            free=max(0, free),
+            f"not enough space on the server for {format_size(size)}"
+            f" (it keeps {format_size(settings.min_free)} free)",
             min_free=settings.min_free,
         )
 
@@ -97,10 +97,8 @@ async def check_quotas(
         used = await db.run(queries.bytes_in_use, None, active_since, upload_id)
         if used + size > settings.quota:
             raise OverQuota(
-                f"the server's storage quota of {format_size(settings.quota)} would be exceeded "
-                f"({format_size(used)} in use)",
+                f"the server's storage quota of {format_size(settings.quota)} would be exceeded",
                 quota=settings.quota,
-                used=used,
             )
     if settings.owner_quota is not None:
         used = await db.run(queries.bytes_in_use, owner, active_since, upload_id)
@@ -122,7 +120,8 @@ async def admit(
     active_since: float | None = None,
     upload_id: str = "",
 ) -> None:
-    """Refuse (413, 507) an upload of `size` bytes (None: not known yet) that does not fit.
+    """Refuse (413, 507) an upload of `size` bytes (None: not known yet) that does not fit; a new
+    one also (429) past the caps on uploads in progress.
 
     `upload_id`: an upload that exists already (resumed after idling, or whose length just became
     known); its own row is left out of the sums and its whole `size` is asked for instead.
@@ -132,6 +131,8 @@ async def admit(
         active_since = time.time() - settings.reserve_idle
     if size is not None and size > settings.max_size_bytes:
         raise PayloadTooLarge(f"file is larger than the limit of {settings.max_size} MiB")
+    if not upload_id:
+        await limits.admit(settings, db, owner)  # a new upload: the caps on uploads in progress
     await check_quotas(settings, db, owner, size or 0, active_since, upload_id)
     await check_space(settings, db, storage, size or 0, active_since, upload_id)
 

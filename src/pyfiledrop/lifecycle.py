@@ -22,7 +22,7 @@ from pyfiledrop.errors import BadRequest
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import Database, StoredFile, queries
 from pyfiledrop.storage import Storage
-from pyfiledrop.units import parse_duration
+from pyfiledrop.units import MAX_DURATION_SECONDS, parse_duration
 
 log = logging.getLogger("pyfiledrop")
 
@@ -68,7 +68,10 @@ def file_options(fields: Mapping[str, str]) -> FileOptions:
         except ValueError:
             expires_in = 0
         if expires_in < 1:
-            raise BadRequest("expires_in must be a duration such as 3600, 90m, 12h or 7d")
+            raise BadRequest(
+                "expires_in must be a duration such as 3600, 90m, 12h or 7d,"
+                f" of at most {MAX_DURATION_SECONDS // 86400} days"
+            )
     max_downloads = None
     raw_limit = (fields.get("max_downloads") or "").strip()
     if raw_limit:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
+from collections.abc import Iterator
 
 MAX_NAME_BYTES = 200  # leaves room for " (12345)" within the usual 255-byte limit
 FALLBACK_NAME = "file"
@@ -56,3 +58,19 @@ def numbered(name: str, number: int) -> str:
         return name
     stem, ext = split_extension(name)
     return f"{stem} ({number}){ext}"
+
+
+NUMBERED_NAMES = 100
+
+
+def name_candidates(name: str) -> Iterator[str]:
+    """Names on disk for `name`: itself, `name (1).ext` up to `(99)`, then random suffixes.
+
+    Uniqueness on disk is the server's business: it never fails for an uploader, and costs no
+    more than a hundred tries however many files of that name exist.
+    """
+    for number in range(NUMBERED_NAMES):
+        yield numbered(name, number)
+    stem, ext = split_extension(name)
+    while True:
+        yield f"{stem} ({secrets.token_hex(4)}){ext}"

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyfiledrop import guard
+from pyfiledrop import guard, limits
 from pyfiledrop.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -599,4 +599,5 @@ def _new_upload(new: NewUpload, owner: str, size: int | None, now: float) -> Upl
         metadata=new.metadata,
         content_type=new.content_type,
         concat=new.concat,
+        address=limits.client_address.get(),
     )

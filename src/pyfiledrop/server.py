@@ -10,6 +10,7 @@ import ctypes.util
 import dataclasses
 import ipaddress
 import json
+import logging
 import os
 import socket
 import sys
@@ -109,6 +110,18 @@ def _storage_text(settings: Settings) -> str:
 def _free_bytes(folder: Path) -> int:
     stats = os.statvfs(folder)
     return stats.f_bavail * stats.f_frsize
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """Bound beyond loopback with no `allowed_hosts`: any domain pointed at this server (DNS
+    rebinding) reaches it as if it were its own."""
+    loopback = settings.host in ("localhost", "::1") or settings.host.startswith("127.")
+    if loopback or settings.allowed_hosts:
+        return None
+    return (
+        f"listening on {settings.host} without --allowed-host: pages on any domain that resolves"
+        " here can use this server (DNS rebinding); name the host names clients use"
+    )
 
 
 def _url(address: str, port: int) -> str:
@@ -230,6 +243,9 @@ def serve(settings: Settings) -> None:
     _limit_malloc_arenas()
     logs.configure(settings.log_format)
     print(summary(settings), flush=True)
+    warning = exposure_warning(settings)
+    if warning:
+        logging.getLogger("pyfiledrop").warning(warning)
     if settings.keep_awake and not keepawake.check_at_start():
         settings = dataclasses.replace(settings, keep_awake=False)  # warned once; runs on
     sock = bind(settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 # One reading of sizes for the server's settings and the client's flags, as GNU tools have it:
 # a bare or `i` prefix is binary (`8M` = `8MiB` = 8 MiB), `B` after a prefix is decimal (`8MB`).
@@ -11,6 +12,11 @@ _DECIMAL = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
 SIZE_RULE = "8M and 8MiB are 8 MiB; 8MB is 8,000,000 bytes"
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# A file's life or a setting's duration past this is a mistake or an attack, not a wish; the
+# bound also keeps every stored time printable (time.gmtime fails past the year 9999).
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+LAST_PRINTABLE_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
+_MAX_NUMBER_CHARS = 24
 _NUMBER_AND_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -41,8 +47,19 @@ def parse_duration(text: str | int) -> int:
     match = _NUMBER_AND_UNIT.match(str(text))
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _DURATION_UNITS:
-        raise ValueError(f"{text!r} is not a duration (examples: 90s, 30m, 12h, 7d)")
-    return int(float(match.group(1)) * _DURATION_UNITS[unit])
+        raise ValueError(f"{str(text)[:40]!r} is not a duration (examples: 90s, 30m, 12h, 7d)")
+    number = match.group(1)
+    if len(number) > _MAX_NUMBER_CHARS or float(number) * _DURATION_UNITS[unit] > (
+        MAX_DURATION_SECONDS
+    ):
+        raise ValueError(f"a duration is at most {MAX_DURATION_SECONDS // 86400} days")
+    return int(float(number) * _DURATION_UNITS[unit])
+
+
+def format_time(moment: float) -> str:
+    """ISO 8601 UTC; a moment past the year 9999 (stored before durations were bounded) prints
+    as the last second of 9999 instead of breaking every list that shows it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(moment, LAST_PRINTABLE_TIME)))
 
 
 def format_size(size: float) -> str:

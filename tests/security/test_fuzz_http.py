@@ -124,6 +124,46 @@ def case_slow_sender(rng: random.Random) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
+FILE_ID = b"@FILE_ID@"  # replaced by a published file's id when the case is sent
+
+
+def case_hostile_values(rng: random.Random) -> list[bytes]:
+    """Values that used to answer 500 or cost memory (issue 14)."""
+    digits = b"9" * rng.choice([21, 4400, 6000])
+    life = rng.choice(["1" + "0" * 400, "99999999999999999999w", "9" * 5000])
+    fields = list(chunk_fields(str(uuid.uuid4()), 0, 10, 10).items())
+    trailing = multipart(fields, "t.bin", b"0123456789").rsplit(b"--rawb0undary--", 1)[0]
+    trailing += b"".join(
+        b'--rawb0undary\r\nContent-Disposition: form-data; name="n"\r\n\r\nv\r\n'
+        for _ in range(rng.choice([9, 500]))
+    )
+    trailing += b"--rawb0undary--\r\n"
+    return [
+        rng.choice(
+            [
+                b"GET /download/"
+                + FILE_ID
+                + b" HTTP/1.1\r\nHost: x\r\nRange: bytes="
+                + digits
+                + b"-\r\n\r\n",
+                b"GET /download/"
+                + FILE_ID
+                + b" HTTP/1.1\r\nHost: x\r\nRange: bytes=-"
+                + digits
+                + b"\r\n\r\n",
+                f"PUT /put/e.bin?expires_in={life}"
+                " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx".encode(),
+                b"POST /files/ HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+                b"Upload-Concat: final;http://[::1/files/x\r\nContent-Length: 0\r\n\r\n",
+                head("POST", "/upload", {CT: MULTIPART}, len(trailing)) + trailing,
+                b"GET /api/files HTTP/1.1\r\nHost: "
+                + rng.choice([b"evil.example", b"[::1", b""])
+                + b"\r\n\r\n",
+            ]
+        )
+    ]
+
+
 CASE_KINDS: list[Callable[[random.Random], list[bytes]]] = [
     case_broken_boundary,
     case_truncated,
@@ -132,6 +172,7 @@ CASE_KINDS: list[Callable[[random.Random], list[bytes]]] = [
     case_mutated,
     case_garbage,
     case_slow_sender,
+    case_hostile_values,
 ]
 
 
@@ -149,11 +190,13 @@ def run_case(port: int, pieces: list[bytes], half_close: bool, pause: float) -> 
 
 def test_malformed_requests_never_break_the_server(server: Server) -> None:
     rng = random.Random(SEED)
+    published = httpx.put(f"{server.url}/put/fuzz-target.bin", content=b"0123456789", timeout=5)
+    file_id = published.json()["id"].encode()
     statuses: dict[str, list[int | None]] = {kind.__name__: [] for kind in CASE_KINDS}
     started = time.monotonic()
     for number in range(CASES):
         kind = CASE_KINDS[number % len(CASE_KINDS)]
-        pieces = kind(rng)
+        pieces = [piece.replace(FILE_ID, file_id) for piece in kind(rng)]
         slow = kind is case_slow_sender
         # Bodies that end early are followed by a half-close (the server sees the end at once
         # instead of waiting out its idle timeout); slow senders pause between pieces.
@@ -179,6 +222,7 @@ def test_malformed_requests_never_break_the_server(server: Server) -> None:
 
 
 def assert_nothing_strange_stored(storage: Path) -> None:
+    # The fuzz target is the one file expected; the rest must be ordinary names.
     for path in storage.iterdir():
         assert path.is_file() and not path.name.startswith(".")
         assert "/" not in path.name and "\x00" not in path.name

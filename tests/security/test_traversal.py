@@ -176,5 +176,6 @@ def test_storage_folder_symlink_is_not_followed_out(server: Server, tmp_path: Pa
     with httpx.Client(base_url=server.url, timeout=30) as client:
         response = client.put("/put/linked.txt", content=b"new bytes")
     assert response.status_code == 201
-    assert response.json()["name"] != "linked.txt"
+    assert response.json()["name"] == "linked.txt"  # as sent; stored under another name
+    assert (server.storage_dir / "linked (1).txt").read_bytes() == b"new bytes"
     assert target.read_bytes() == b"untouched"

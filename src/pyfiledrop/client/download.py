@@ -99,14 +99,24 @@ def _part_path(target: Path) -> Path:
     return target.with_name(target.name + ".part")
 
 
-def _resume_point(target: Path, url: str) -> tuple[int, str] | None:
-    """(bytes already there, ETag they came with) when `target.part` can be continued."""
+def _resume_point(target: Path, url: str) -> tuple[int, str, str] | None:
+    """(bytes already there, ETag they came with, resume token) when `target.part` can be
+    continued."""
     previous = saved.load_download(target, url)
     part = _part_path(target)
     if previous is None or not part.exists():
         return None
     size = part.stat().st_size
-    return (size, previous.etag) if size > 0 else None
+    return (size, previous.etag, previous.resume_token) if size > 0 else None
+
+
+def _resume_headers(resume: tuple[int, str, str] | None) -> dict[str, str]:
+    if resume is None:
+        return {}
+    headers = {"Range": f"bytes={resume[0]}-", "If-Range": resume[1]}
+    if resume[2]:
+        headers["X-Resume-Token"] = resume[2]
+    return headers
 
 
 def _hash_prefix(part: Path, length: int) -> "hashlib._Hash":
@@ -132,7 +142,9 @@ class _Attempt:
         self.handle = handle
         self.received = 0
 
-    def receive(self, response: httpx.Response, resume: tuple[int, str] | None) -> tuple[str, bool]:
+    def receive(
+        self, response: httpx.Response, resume: tuple[int, str, str] | None
+    ) -> tuple[str, bool]:
         """Write the body to the .part file: (its SHA-256, whether the server's matched it)."""
         part = _part_path(self.target)
         name = self.target.name
@@ -154,7 +166,9 @@ class _Attempt:
         expected = advertised_sha256(response)
         etag = response.headers.get("etag")
         if etag:
-            saved.save_download(saved.DownloadState(str(self.target), self.url, etag))
+            # A resumed answer hands out no new token: keep the one of the counted download.
+            token = response.headers.get("x-resume-token") or (resume[2] if resume else "")
+            saved.save_download(saved.DownloadState(str(self.target), self.url, etag, token))
         else:
             saved.delete_download(self.target, self.url)
         hasher = _hash_prefix(part, offset) if offset else hashlib.sha256()
@@ -220,7 +234,7 @@ def download_file(
     failures = 0
     while True:
         resume = _resume_point(target, url) if target is not None else None
-        headers = {"Range": f"bytes={resume[0]}-", "If-Range": resume[1]} if resume else {}
+        headers = _resume_headers(resume)
         try:
             with http.stream("GET", url, headers=headers) as response:
                 if target is None:

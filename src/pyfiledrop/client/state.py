@@ -118,6 +118,7 @@ class DownloadState:
     path: str
     url: str
     etag: str
+    resume_token: str = ""  # a limited link's resumption needs the token of its download
 
 
 def load_download(local_path: Path, url: str) -> DownloadState | None:
@@ -125,7 +126,12 @@ def load_download(local_path: Path, url: str) -> DownloadState | None:
     if data is None:
         return None
     try:
-        return DownloadState(path=str(data["path"]), url=str(data["url"]), etag=str(data["etag"]))
+        return DownloadState(
+            path=str(data["path"]),
+            url=str(data["url"]),
+            etag=str(data["etag"]),
+            resume_token=str(data.get("resume_token", "")),
+        )
     except KeyError:
         return None
 

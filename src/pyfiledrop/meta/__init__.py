@@ -48,6 +48,7 @@ class Upload:
     concat: str | None = None
     lock_owner: str | None = None
     lock_until: float | None = None
+    address: str | None = None  # the client's address when the upload began (limits.py)
     expires_in: int | None = None  # the uploader's choice, applied when the file is published
     max_downloads: int | None = None
     lock_wanted: float | None = None  # tus: when another request asked the lock's holder to stop

@@ -32,13 +32,13 @@ def insert_upload(connection: Connection, upload: Upload) -> Upload:
     connection.execute(
         "INSERT INTO uploads (id, owner, name, size, chunk_size, chunk_count, protocol, state,"
         " created, updated, expires_in, max_downloads, byte_offset, metadata, content_type,"
-        " concat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " concat, address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO NOTHING",
         (
             upload.id, upload.owner, upload.name, upload.size, upload.chunk_size,
             upload.chunk_count, upload.protocol, upload.state, upload.created, upload.updated,
             upload.expires_in, upload.max_downloads, upload.byte_offset, upload.metadata,
-            upload.content_type, upload.concat,
+            upload.content_type, upload.concat, upload.address,
         ),
     )  # fmt: skip
     stored = get_upload(connection, upload.id)
@@ -481,3 +481,26 @@ def touch_upload_if_idle(
         "UPDATE uploads SET updated = ? WHERE id = ? AND updated < ?", (now, upload_id, idle_before)
     )
     return bool(cursor.rowcount == 1)
+
+
+def health_check(connection: Connection, now: float) -> None:
+    """A read and a write, as uploads need them; raises when the database can't do either."""
+    # A row of each table every upload touches, through its key: the index and the table's root
+    # (a whole-file integrity check would cost too much for a probe polled every few seconds).
+    for table in ("files", "uploads"):
+        connection.execute(f"SELECT * FROM {table} ORDER BY id LIMIT 1").fetchall()
+    with transaction(connection):
+        connection.execute(
+            "INSERT INTO health (id, checked) VALUES (1, ?)"
+            " ON CONFLICT (id) DO UPDATE SET checked = excluded.checked",
+            (now,),
+        )
+
+
+def uploads_in_progress(connection: Connection, column: str, value: str) -> int:
+    """Unfinished uploads of one owner or one client address."""
+    assert column in ("owner", "address")  # a column name, never a client's string
+    row = connection.execute(
+        f"SELECT count(*) FROM uploads WHERE {column} = ? AND state != 'done'", (value,)
+    ).fetchone()
+    return int(row[0])

@@ -7,6 +7,8 @@ loop; several processes on one data folder are handled by SQLite's own locking (
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -15,12 +17,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyfiledrop.errors import ServiceUnavailable
+from pyfiledrop.errors import InsufficientStorage, ServiceUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger("pyfiledrop")
 
-BUSY_TIMEOUT_MS = 30_000
+# A database held locked from outside makes every request wait: each statement waits at most
+# BUSY_TIMEOUT_MS, and a call gives up after about DB_WAIT_SECONDS with a 503 and Retry-After.
+BUSY_TIMEOUT_MS = 5_000
+DB_WAIT_SECONDS = 8.0
+CONGESTED_BUSY_TIMEOUT_MS = 100
 LOCKED_RETRIES = 5
+DAMAGED = ("malformed", "not a database")
 
 
 def migration_scripts() -> list[tuple[int, str]]:
@@ -86,29 +94,71 @@ class Database:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyfiledrop-db")
         self._connection = self._executor.submit(connect, path).result()
+        self._congested = False  # a call gave up on a lock, and none has succeeded since
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, function, args)
+        submitted = time.monotonic()
+        return await loop.run_in_executor(self._executor, self._call, function, args, submitted)
 
     def run_sync(self, function: Callable[..., T], *args: Any) -> T:
-        return self._executor.submit(self._call, function, args).result()
+        return self._executor.submit(self._call, function, args, time.monotonic()).result()
 
-    def _call(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _call(self, function: Callable[..., T], args: tuple[Any, ...], submitted: float) -> T:
+        # The wait counts from submission: calls queued behind ones stuck on a lock held from
+        # outside would otherwise each wait their own busy timeout, one after the other.
+        started = submitted
+        if time.monotonic() - started > DB_WAIT_SECONDS:
+            raise ServiceUnavailable("the database is busy; try again shortly")
         for attempt in range(LOCKED_RETRIES):
             try:
-                return function(self._connection, *args)
+                changes = self._connection.total_changes
+                result = function(self._connection, *args)
+                if self._connection.total_changes != changes:  # a write went through (reads
+                    self._set_congested(False)  # pass in WAL mode while writes are locked out)
+                return result
             except sqlite3.OperationalError as error:
+                if "disk is full" in str(error):  # SQLITE_FULL: the data folder's disk
+                    self._roll_back()
+                    raise InsufficientStorage(
+                        "the server's disk is full; try again later"
+                    ) from error
                 # busy_timeout covers most contention; "locked" can still escape it under load.
                 if "locked" not in str(error):
                     raise
-                if attempt == LOCKED_RETRIES - 1:
+                waited = time.monotonic() - started
+                if (
+                    self._congested
+                    or attempt == LOCKED_RETRIES - 1
+                    or waited + BUSY_TIMEOUT_MS / 1000 > DB_WAIT_SECONDS
+                ):
                     # Nothing was counted; the client may send the same request again.
+                    self._set_congested(True)
                     raise ServiceUnavailable("the database is busy; try again shortly") from error
-                if self._connection.in_transaction:
-                    self._connection.execute("ROLLBACK")
+                self._roll_back()
                 time.sleep(0.05 * (attempt + 1))
+            except sqlite3.DatabaseError as error:
+                if not any(sign in str(error) for sign in DAMAGED):
+                    raise
+                self._roll_back()
+                log.error("the database %s is damaged: %s", self.path, error)
+                raise ServiceUnavailable("the server's database is damaged") from error
         raise AssertionError("unreachable")
+
+    def _set_congested(self, congested: bool) -> None:
+        """After a call gave up on a lock, the next ones wait only briefly until one succeeds:
+        requests that reach the database one after another (the admission lock) don't each
+        wait a whole busy timeout while the lock is held from outside."""
+        if congested == self._congested:
+            return
+        self._congested = congested
+        wait = CONGESTED_BUSY_TIMEOUT_MS if congested else BUSY_TIMEOUT_MS
+        self._connection.execute(f"PRAGMA busy_timeout = {wait}")
+
+    def _roll_back(self) -> None:
+        if self._connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.execute("ROLLBACK")
 
     def close(self) -> None:
         self._executor.submit(self._connection.close).result()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 
-from pyfiledrop.errors import BadRequest, PayloadTooLarge
+from pyfiledrop.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from pyfiledrop.storage import Buffer, ChunkSink
 from pyfiledrop.uploads import ChunkPlan, Uploads
 
@@ -20,8 +21,10 @@ def idle_timeout(uploads: Uploads) -> float:
 
 
 async def body_pieces(request: Request, idle: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; a sender silent for `idle` seconds is cut off (slow-loris)."""
+    """The body as it arrives; a sender silent for `idle` seconds is cut off (slow-loris), and
+    so is one that keeps sending too little to matter (`RateFloor`)."""
     stream = request.stream().__aiter__()
+    floor = RateFloor.of(request)
     while True:
         try:
             async with asyncio.timeout(idle):
@@ -31,7 +34,41 @@ async def body_pieces(request: Request, idle: float) -> AsyncIterator[bytes]:
         except TimeoutError:
             raise BadRequest(f"the request body stalled for {idle:.0f} s") from None
         if piece:
+            floor.check(len(piece))
             yield piece
+
+
+class RateFloor:
+    """An overall floor beside the per-read idle timeout (nginx's `client_body_timeout` resets on
+    every read, so a byte every 25 s holds a connection forever): over each window of
+    `min_rate_window` seconds a body must average `min_rate` bytes/s, or it is cut off (408)."""
+
+    def __init__(self, rate: int, window: float) -> None:
+        self.rate = rate
+        self.window = window
+        self.started = time.monotonic()
+        self.bytes = 0
+
+    @classmethod
+    def of(cls, request: Request) -> RateFloor:
+        uploads = getattr(request.app.state, "uploads", None)
+        if uploads is None:
+            return cls(0, 1.0)
+        return cls(uploads.settings.min_rate, float(uploads.settings.min_rate_window))
+
+    def check(self, received: int) -> None:
+        if not self.rate:
+            return
+        self.bytes += received
+        elapsed = time.monotonic() - self.started
+        if elapsed < self.window:
+            return
+        if self.bytes < self.rate * elapsed:
+            raise RequestTimeout(
+                f"the request body arrived at {self.bytes / elapsed:.0f} bytes/s over"
+                f" {elapsed:.0f} s, below this server's floor of {self.rate} bytes/s"
+            )
+        self.started, self.bytes = time.monotonic(), 0
 
 
 def declared_length(request: Request) -> int | None:

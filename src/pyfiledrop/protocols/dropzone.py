@@ -32,6 +32,12 @@ MAX_FIELDS = 64
 MAX_FIELD_BYTES = 4096
 MAX_FILENAME_BYTES = 4096
 BODY_OVERHEAD_BYTES = 64 * 1024  # boundaries, headers and fields around the file part
+# Before the file part: every field at its longest, plus its part head.
+MAX_PREAMBLE_BYTES = MAX_FIELDS * (MAX_FIELD_BYTES + 512)
+# After the file part Dropzone sends nothing; a handful of small fields is all we tolerate, so
+# parts there can't make the server keep names or read on without end (chunked bodies included).
+MAX_PARTS_AFTER_FILE = 8
+MAX_BYTES_AFTER_FILE = 8 * 1024
 
 
 class _Parts:
@@ -51,6 +57,7 @@ class _Parts:
         self.filename: str | None = None
         self.file_pieces: list[memoryview | bytes] = []
         self.error: str | None = None
+        self.bytes_after_file = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -64,15 +71,25 @@ class _Parts:
         }
 
     def on_part_begin(self) -> None:
+        if self.file_ended and len(self.fields_after_file) >= MAX_PARTS_AFTER_FILE:
+            self.error = "too many form fields after the file part"
         self.headers = {}
         self.field_value = bytearray()
         self.in_file = False
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_after_file(end - start)
         self.header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_after_file(end - start)
         self.header_value += data[start:end]
+
+    def _count_after_file(self, length: int) -> None:
+        if self.file_ended:
+            self.bytes_after_file += length
+            if self.bytes_after_file > MAX_BYTES_AFTER_FILE:
+                self.error = "too much form data after the file part"
 
     def on_header_end(self) -> None:
         self.headers[self.header_name.lower()] = self.header_value
@@ -100,7 +117,11 @@ class _Parts:
             # `data` is an immutable bytes object, so a view of it stays valid without a copy.
             piece = memoryview(data)[start:end] if isinstance(data, bytes) else data[start:end]
             self.file_pieces.append(piece)
-        elif len(self.field_value) + end - start > MAX_FIELD_BYTES:
+            return
+        self._count_after_file(end - start)
+        if self.error:
+            return
+        if len(self.field_value) + end - start > MAX_FIELD_BYTES:
             self.error = f"form field {self.part_name!r} is too long"
         else:
             self.field_value += data[start:end]
@@ -165,22 +186,33 @@ async def receive(
     parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
     feeder: ChunkFeeder | None = None
     consumed = 0
+    body_cap = 0  # set when the file part starts
     try:
         async for piece in body_pieces(request, idle_timeout(uploads)):
             consumed += len(piece)
+            if feeder is not None and consumed > body_cap:
+                raise PayloadTooLarge("the request body is longer than the chunk it carries")
             parser.write(piece)
             if parts.error:
                 raise BadRequest(parts.error)
+            if not parts.file_started and consumed > MAX_PREAMBLE_BYTES:
+                raise PayloadTooLarge("the form fields before the file part are too long")
             if parts.file_started and feeder is None:
                 _note_upload_id(request, parts.fields)
                 feeder = ChunkFeeder(
                     await _begin(uploads, owner, owner if claimant is None else claimant, parts)
                 )
                 _refuse_oversized_body(feeder, content_length, consumed, parts)
+                # The whole body, however it is framed: what came so far, the file, a little more.
+                body_cap = consumed + feeder.plan.limit + BODY_OVERHEAD_BYTES
             if feeder is not None and parts.file_pieces:
                 pieces, parts.file_pieces = parts.file_pieces, []
                 for file_piece in pieces:
                     await feeder.feed(file_piece)
+            if parts.file_ended:
+                # Only a few small fields may follow (a one-shot file's limit is the server's
+                # whole size limit: without this, bytes after its end could run on that long).
+                body_cap = min(body_cap, consumed + BODY_OVERHEAD_BYTES)
         parser.finalize()
         if feeder is None:
             raise BadRequest("no file part in the request")

@@ -93,7 +93,7 @@ def _handled(
         try:
             return await endpoint(request)
         except PyfiledropError as error:
-            headers = _base_headers()
+            headers = {**_base_headers(), **error.headers()}
             if error.status == 412:
                 headers["Tus-Version"] = TUS_VERSION
             if "offset" in error.extra:
@@ -184,7 +184,8 @@ async def create(request: Request) -> Response:
 
 async def _created(request: Request, uploads: Uploads, outcome: offsets.Outcome) -> Response:
     headers = await _state_headers(uploads, outcome)
-    base = str(request.base_url).rstrip("/")
+    # `public_url`, when set, rather than the request's Host (DNS rebinding, proxies).
+    base = uploads.settings.public_url or str(request.base_url).rstrip("/")
     headers["Location"] = f"{base}/files/{outcome.upload.id}"
     return Response(status_code=201, headers=headers)
 
@@ -216,7 +217,10 @@ def _partial_ids(concat: str) -> list[str]:
     kind, _, urls = concat.partition(";")
     if kind.strip() != "final":
         raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
-    ids = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+    try:
+        ids = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
+    except ValueError:  # e.g. `http://[::1/files/x`: an unclosed IPv6 host
+        raise BadRequest("Upload-Concat: final holds a malformed URL") from None
     if not ids or len(ids) > MAX_CONCAT_PARTS:
         raise BadRequest(f"Upload-Concat: final needs 1 to {MAX_CONCAT_PARTS} partial uploads")
     return ids

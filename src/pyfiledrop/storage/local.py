@@ -15,6 +15,7 @@ import ctypes.util
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import struct
 import threading
@@ -22,10 +23,10 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pyfiledrop.errors import InsufficientStorage
-from pyfiledrop.names import numbered
+from pyfiledrop.names import name_candidates
 from pyfiledrop.storage import Buffer, OnWritten
 
 BATCH_BYTES = 1024 * 1024
@@ -39,7 +40,7 @@ READ_BYTES = 1024 * 1024
 HASH_READ_BYTES = 1024 * 1024
 MAX_CHUNK_COUNT = 1_000_000
 IO_THREADS = 16
-MAX_NAME_TRIES = 10_000
+MAX_NAME_TRIES = 200  # a hundred numbered names, then random suffixes
 
 FICLONERANGE = 0x4020940D  # linux/fs.h: share extents (btrfs, XFS with reflink, bcachefs)
 COPY_BYTES = 64 * 1024 * 1024
@@ -78,7 +79,7 @@ def _write_batch(
         on_written(pieces)
 
 
-def _raise_mapped(error: OSError) -> None:
+def _raise_mapped(error: OSError) -> NoReturn:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         raise InsufficientStorage("the server's disk is full; try again later") from error
     raise error
@@ -211,7 +212,10 @@ class LocalStorage:
         # Sized but sparse: blocks are allocated chunk by chunk as writers start (open_chunk), so
         # an upload that stops sending holds no more space than it wrote (see guard.py).
         path = self.partial_path(upload_id)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        except OSError as error:
+            _raise_mapped(error)  # no inode left is ENOSPC too
         try:
             if size and os.fstat(fd).st_size < size:
                 os.ftruncate(fd, size)
@@ -344,15 +348,17 @@ class LocalStorage:
         partial stays until the file is recorded, see `publish`).
         """
         source_inode = source.stat().st_ino
-        for number in range(MAX_NAME_TRIES):
-            candidate = numbered(name, number)
+        for candidate in itertools.islice(name_candidates(name), MAX_NAME_TRIES):
             target = self.root / candidate
             try:
                 os.link(source, target)
             except FileExistsError:
-                if candidate not in taken and target.stat().st_ino == source_inode:
+                # lstat: a dangling symlink of this name is just a taken name
+                if candidate not in taken and target.lstat().st_ino == source_inode:
                     break  # our own earlier, unrecorded attempt
                 continue
+            except OSError as error:
+                _raise_mapped(error)  # a full directory or no inode left: 507
             if candidate in taken:
                 os.unlink(target)
                 continue

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,18 +16,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyfiledrop import keepawake, offsets
+from pyfiledrop import keepawake, limits, offsets
 from pyfiledrop.config import S3Location, Settings
-from pyfiledrop.errors import PyfiledropError
+from pyfiledrop.errors import PyfiledropError, ServiceUnavailable
 from pyfiledrop.logs import loggable_path, printable
-from pyfiledrop.meta import open_database
+from pyfiledrop.meta import open_database, queries
 from pyfiledrop.protocols import dropzone, put, tus
 from pyfiledrop.storage import Storage
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import NO_OWNER, Uploads, file_record, parse_upload_id
 from pyfiledrop.web import downloads, manage, passwords, shares
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
+from pyfiledrop.web.hosts import AllowedHosts
 from pyfiledrop.web.owner import OwnerMiddleware
 from pyfiledrop.web.page import page_routes, security_headers
 from pyfiledrop.web.proxy import ProxyHeadersMiddleware, parse_networks
@@ -128,7 +132,34 @@ async def download_file(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok", **_uploads(request).counters})
+    """ "ok" only when the database takes a read and a write and the storage folders are
+    writable; the counters only where no password protects the server (they tell its traffic)."""
+    uploads = _uploads(request)
+    problems = []
+    try:
+        await uploads.db.run(queries.health_check, uploads.clock())
+    except Exception as error:
+        log.warning("health check: the database failed: %s", error)
+        problems.append("database")
+    if not _storage_writable(uploads.storage):
+        problems.append("storage")
+    if problems:
+        return JSONResponse(
+            {"status": "unavailable", "failing": problems},
+            status_code=503,
+            headers={"Retry-After": str(ServiceUnavailable.retry_after)},
+        )
+    counters = {} if auth_enabled(uploads.settings) else uploads.counters
+    return JSONResponse({"status": "ok", **counters})
+
+
+def _storage_writable(storage: Storage) -> bool:
+    folders = [getattr(storage, name, None) for name in ("root", "partials")]
+    return all(
+        os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
+        for folder in folders
+        if isinstance(folder, Path)
+    )
 
 
 def api_routes() -> list[BaseRoute]:
@@ -159,10 +190,10 @@ async def _domain_error(request: Request, error: Exception) -> Response:
     if error.status in (404, 410) and manage.wants_html(request):
         return manage.error_page(error.status, error.message)
     # A refused body is not read to its end; closing the connection stops the client sending it.
-    headers = {"Connection": "close"} if request.method in ("POST", "PUT", "PATCH") else {}
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(error.retry_after)
-    return JSONResponse(error.body(), status_code=error.status, headers=headers or None)
+    headers = error.headers()
+    if request.method in ("POST", "PUT", "PATCH"):
+        headers["Connection"] = "close"
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -178,7 +209,26 @@ async def _client_gone(request: Request, error: Exception) -> Response:
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": "internal server error"}, status_code=500)
+    # uvicorn closes the connection after an exception; saying so lets a client that pipelined
+    # or reuses the connection send its next request on a new one instead of waiting.
+    return JSONResponse(
+        {"error": "internal server error"}, status_code=500, headers={"Connection": "close"}
+    )
+
+
+class ClientAddress:
+    """Makes the client's address known to the core for this request (limits.py's caps)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        known = scope["type"] == "http" and scope.get("client")
+        token = limits.client_address.set(client_address(scope) if known else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            limits.client_address.reset(token)
 
 
 def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
@@ -226,6 +276,9 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
             Exception: _unexpected,
         },
     )
+    app.add_middleware(ClientAddress)
+    if settings.allowed_hosts:
+        app.add_middleware(AllowedHosts, allowed=settings.allowed_hosts)
     if auth_enabled(settings):
         app.add_middleware(AuthMiddleware, settings=settings)  # inside: its answers get headers
     app.add_middleware(

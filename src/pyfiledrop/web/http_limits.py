@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers send a few KiB
 # From the connection, or the first byte of a request, to the blank line ending its head.
@@ -34,6 +34,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_size = 0  # the parsed request line and headers (a head that came whole in one read)
     _head_timer: asyncio.TimerHandle | None = None
     _refused = False
+    _cycles: list[RequestResponseCycle] = []  # noqa: RUF012  (replaced, never mutated)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -49,6 +50,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
             self._refuse(b"431 Request Header Fields Too Large", "request head too large")
+        if self.transport.is_closing():
+            # uvicorn answered a malformed follow-up request with 400 and closed the connection
+            # while the request before it is still being handled: its answer can't be sent.
+            self._drop_answer()
+
+    def eof_received(self) -> None:
+        # The client half-closed: the transport closes when this returns, but uvicorn learns it
+        # only in connection_lost, a loop turn later.
+        self._drop_answer()
+
+    def _drop_answer(self) -> None:
+        """The in-flight request's answer has nowhere to go: without this, writing it raised in
+        uvloop (a logged "unexpected error" per such client, found by the fuzzer)."""
+        # Pipelined requests each have a cycle; `self.cycle` is only the newest.
+        for cycle in self._cycles:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self._cycles = []
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -70,6 +90,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(b"431 Request Header Fields Too Large", "request head too large")
             return  # the request never reaches the app
         super().on_headers_complete()
+        if self.cycle is not None:
+            self._cycles = [c for c in self._cycles if not c.response_complete] + [self.cycle]
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
