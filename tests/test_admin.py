@@ -114,7 +114,7 @@ def test_uploader_options_and_password(server_factory: ServerFactory, tmp_path: 
     source = random_file(tmp_path / "once.bin", 3 * 1024 * 1024 + 5)
     base = ["upload", str(source), "--url", server.url, "--chunk-size", "1MiB", "--json"]
     refused = cli(*base)
-    assert refused.returncode == 1 and "401" in refused.stderr
+    assert refused.returncode == 3 and "401" in refused.stderr  # 3: a refused password
     uploaded = cli(
         *base, "--max-downloads", "1", "--expire-after", "2h", env={"PYFILEDROP_PASSWORD": "pw"}
     )

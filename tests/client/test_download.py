@@ -27,7 +27,8 @@ def published(server: Server, source: Path) -> dict[str, Any]:
 
 
 def download_url(server: Server, record: dict[str, Any]) -> str:
-    return f"{server.url}{record['url']}"
+    url = str(record["url"])
+    return url if url.startswith("http") else f"{server.url}{url}"
 
 
 def test_download_is_exact_and_named_by_the_server(
