@@ -297,15 +297,21 @@ class Uploads:
         cut (then this copy writes: a retry after a cut goes through at once). Polled: the
         other writer may be in another process."""
         deadline = time.monotonic() + BUSY_WAIT_SECONDS
+
+        async def claim() -> bool:
+            return bool(
+                await self.db.run(
+                    queries.claim_chunk_writer,
+                    upload.id,
+                    index,
+                    writer,
+                    self.clock(),
+                    CHUNK_LEASE_SECONDS,
+                )
+            )
+
         while True:
-            if await self.db.run(
-                queries.claim_chunk_writer,
-                upload.id,
-                index,
-                writer,
-                self.clock(),
-                CHUNK_LEASE_SECONDS,
-            ):
+            if await claim():
                 return True
             counted, writing = await self.db.run(
                 queries.chunk_writer_state, upload.id, index, self.clock()
@@ -313,16 +319,7 @@ class Uploads:
             if counted or time.monotonic() > deadline:
                 return False
             if not writing:  # released just now (try once more), or the upload is gone
-                return bool(
-                    await self.db.run(
-                        queries.claim_chunk_writer,
-                        upload.id,
-                        index,
-                        writer,
-                        self.clock(),
-                        CHUNK_LEASE_SECONDS,
-                    )
-                )
+                return await claim()
             await asyncio.sleep(FINALIZE_POLL_SECONDS)
 
     def _stop_lease(self, plan: ChunkPlan) -> None:
