@@ -149,5 +149,5 @@ def test_a_deferred_length_becomes_known_within_the_free_space_only(
         url, content=b"", headers={**OCTETS, "Upload-Offset": "3", "Upload-Length": str(free)}
     )
     assert too_big.status_code == 507
-    assert "free space" in too_big.json()["error"]
+    assert "not enough space" in too_big.json()["error"]
     assert client.head(url, headers=TUS).headers["upload-defer-length"] == "1"
