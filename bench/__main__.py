@@ -1,6 +1,7 @@
 """`python -m bench` (or `make bench ARGS=...`): run the upload benchmark and write the results.
 
 Modes: the matrix (default; every system on one file, runs interleaved round-robin),
+--proxy (pyfiledrop through docs/DEPLOY.md's nginx block and direct, same clients),
 --concurrency (many uploads at once to one server) and --memory (peak RSS for one big upload).
 """
 
@@ -29,10 +30,12 @@ from bench.systems import (
     QUICK,
     Matrix,
     Setting,
+    Trial,
     ceilings_and_peers,
     curl_put,
     dropzone,
     missing_tools,
+    proxy_settings,
     pyfiledrop_settings,
 )
 from bench.units import GIB, MIB, format_size, parse_size
@@ -75,6 +78,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--concurrency", action="store_true", help="many uploads at once")
     mode.add_argument("--memory", action="store_true", help="server peak RSS for one big upload")
+    mode.add_argument(
+        "--proxy",
+        action="store_true",
+        help="pyfiledrop through docs/DEPLOY.md's nginx block vs direct (<name>-proxy.md)",
+    )
     mode.add_argument(
         "--report", type=Path, metavar="RAW.jsonl", help="only redraw from raw results"
     )
@@ -149,6 +157,11 @@ def pyfiledrop_ready() -> tuple[bool, bool]:
     return "--no-fsync" in help_text("serve"), "--parallel" in help_text("upload")
 
 
+def uses_uploader(setting: Setting) -> bool:
+    """Is the client `pyfiledrop upload` (which older installs lack)?"""
+    return setting.client(Trial(Path("x"), Path("/nonexistent"), 1))[1:2] == ["upload"]
+
+
 def matrix_settings(args: argparse.Namespace, notes: list[str]) -> list[Setting]:
     matrix = QUICK if args.quick else FULL
     matrix = Matrix(
@@ -157,13 +170,18 @@ def matrix_settings(args: argparse.Namespace, notes: list[str]) -> list[Setting]
         tuple(args.u2c_connections or matrix.u2c_connections),
         matrix.page_default,
     )
-    settings = ceilings_and_peers(matrix)
+    return available(args, ceilings_and_peers(matrix), pyfiledrop_settings(matrix), notes)
+
+
+def available(
+    args: argparse.Namespace, others: list[Setting], pyfiledrops: list[Setting], notes: list[str]
+) -> list[Setting]:
+    """The settings that can run here (and --only picks), with a note for each left out."""
+    settings = list(others)
     server_ok, uploader_ok = pyfiledrop_ready()
     if server_ok:
         settings += [
-            setting
-            for setting in pyfiledrop_settings(matrix)
-            if uploader_ok or "Dropzone" not in setting.system
+            setting for setting in pyfiledrops if uploader_ok or not uses_uploader(setting)
         ]
     if not server_ok or not uploader_ok:
         notes.append(
@@ -221,13 +239,19 @@ def publish(
     meta: dict[str, Any], results: list[dict[str, Any]], out: Path, name: str = "latest"
 ) -> Path:
     rows = report.summarize(results, meta.get("max_load", quiet.QUIET_LOAD))
-    title = f"pyfiledrop upload benchmark ({meta['header']['Date']})"
+    heading = meta.get("title", "Upload benchmark")
+    title = f"pyfiledrop {heading[0].lower()}{heading[1:]} ({meta['header']['Date']})"
     markdown = report.document(
-        "Upload benchmark", rows, meta["header"], meta["machine"], meta["versions"], meta["notes"]
+        heading, rows, meta["header"], meta["machine"], meta["versions"], meta["notes"]
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.md").write_text(markdown)
-    report.chart(rows, title, out / f"{name}.png")
+    try:
+        report.chart(rows, title, out / f"{name}.png")
+    except ModuleNotFoundError as missing:  # the table is what counts; the chart is extra
+        if missing.name != "matplotlib":
+            raise
+        print("no chart: matplotlib missing (`make bench` installs the bench extra)")
     return out / f"{name}.md"
 
 
@@ -238,6 +262,34 @@ def _now() -> str:
 def run_matrix(args: argparse.Namespace) -> int:
     notes: list[str] = [quiet_note(args.max_load)]
     settings = matrix_settings(args, notes)
+    return run_settings(args, settings, notes, "matrix", "Upload benchmark", args.name)
+
+
+PROXY_NOTE = (
+    "`pyfiledrop via nginx` runs docs/DEPLOY.md's nginx block as written, read from the document, "
+    "except `listen` (127.0.0.1, no TLS) and the upstream (one local node), with "
+    "`worker_processes auto`; the client reaches nginx and nginx reaches pyfiledrop over "
+    "127.0.0.1. Its CPU and peak RSS are nginx's and pyfiledrop's together. Each client also "
+    "runs straight to pyfiledrop (the same settings as the matrix's), interleaved with it."
+)
+
+
+def run_proxy(args: argparse.Namespace) -> int:
+    notes: list[str] = [quiet_note(args.max_load), PROXY_NOTE]
+    settings = available(args, [], proxy_settings(), notes)
+    title = "Upload benchmark: through nginx (docs/DEPLOY.md) vs direct"
+    return run_settings(args, settings, notes, "proxy", title, f"{args.name}-proxy")
+
+
+def run_settings(
+    args: argparse.Namespace,
+    settings: list[Setting],
+    notes: list[str],
+    kind: str,
+    title: str,
+    name: str,
+) -> int:
+    """Every setting args.runs times, interleaved round-robin; the table goes to <out>/<name>.md."""
     notes += args.note
     runs = args.runs or 5
     seconds = estimate_seconds(settings, args.size, runs)
@@ -254,7 +306,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     source, sha = random_file(args.raw / f"source-{format_size(args.size)}.bin", args.size)
     settle_disk(True, [source]) if args.drop_caches else None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    raw_path = args.raw / f"{stamp}-matrix.jsonl"
+    raw_path = args.raw / f"{stamp}-{kind}.jsonl"
     notes.append(
         "Each run: a fresh server in its own folder on the same disk as the source file, "
         + ("page cache dropped and the source read back in, " if args.drop_caches else "`sync`, ")
@@ -266,6 +318,8 @@ def run_matrix(args: argparse.Namespace) -> int:
         "interleaved round-robin (the order rotates each round)",
     }
     meta: dict[str, Any] = {
+        "title": title,
+        "kind": kind,
         "header": header,
         "machine": machine(args.raw),
         "versions": versions(),
@@ -307,7 +361,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     header["Duration"] = f"{(time.monotonic() - started) / 60:.0f} min"
     if args.profile:
         summarize_profiles(settings, profiles)
-    path = publish(meta, results, args.out, args.name)
+    path = publish(meta, results, args.out, name)
     print(path.read_text())
     return 0 if all(result["error"] is None for result in results) else 1
 
@@ -424,12 +478,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.report:
         meta, results = read_raw(args.report)
-        print(publish(meta, results, args.out, args.name).read_text())
+        name = f"{args.name}-proxy" if meta.get("kind") == "proxy" else args.name
+        print(publish(meta, results, args.out, name).read_text())
         return 0
     if args.concurrency:
         return run_concurrency(args)
     if args.memory:
         return run_memory(args)
+    if args.proxy:
+        return run_proxy(args)
     return run_matrix(args)
 
 

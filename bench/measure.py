@@ -56,6 +56,16 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """count different free ports (a server, and a proxy in front of it)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def settle_disk(drop_caches: bool, sources: list[Path]) -> None:
     """Start every trial with nothing dirty waiting for write-back (the last trial's or anyone's).
 
@@ -196,7 +206,7 @@ def run_trial(
 ) -> Result:
     size = source.stat().st_size
     timeout = client_timeout(size)
-    trial = Trial(source, workdir, free_port())
+    trial = Trial(source, workdir, *free_ports(2))
     shutil.rmtree(workdir, ignore_errors=True)  # left over from an interrupted run
     workdir.mkdir(parents=True)
     trial.storage.mkdir()

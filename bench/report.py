@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.quiet import QUIET_LOAD, is_quiet
+from bench.systems import PROXIED_CLIENTS, VIA_NGINX
 from bench.units import GIB
 
 
@@ -117,7 +118,8 @@ def _cpu_line(name: str, rows: Sequence[Row], target: float) -> str | None:
 
 
 def targets(rows: Sequence[Row]) -> list[str]:
-    """The speed targets of the data-path issue, from the quiet runs' medians."""
+    """The speed targets of the data-path issue and of the documented nginx block (issue 16),
+    from the quiet runs' medians; each only when both of its rows are there."""
     put = _row(rows, "pyfiledrop PUT (no flush)", "curl -T")
     cli = _row(rows, "pyfiledrop Dropzone (no flush)", "CLI defaults")
     cli_flush = _row(rows, "pyfiledrop Dropzone (flush)", "CLI defaults")
@@ -140,6 +142,15 @@ def targets(rows: Sequence[Row]) -> list[str]:
             best(rows, "pyfiledrop Dropzone (flush)"),
             0.8,
         ),
+        *[
+            _ratio_line(
+                f"via nginx vs direct, {label}",
+                _row(rows, VIA_NGINX, label),
+                _row(rows, direct, label),
+                0.8,
+            )
+            for label, direct in PROXIED_CLIENTS
+        ],
         _cpu_line("PUT", [row for row in quiet if "PUT" in row.system], 1.5),
         _cpu_line("Dropzone chunks", [row for row in quiet if "Dropzone" in row.system], 2.0),
     ]

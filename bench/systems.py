@@ -7,10 +7,12 @@ stands for the disk's own speed with a flush.
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.deploy_nginx import deploy_block, local_config, nginx_binary
 from bench.units import MIB, format_size
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,10 +20,12 @@ PEERS_BIN = REPO / "bench" / ".peers" / "bin"
 # BENCH_PYFILEDROP_BIN benchmarks another install (a branch, an older release) instead.
 PYFILEDROP_BIN = Path(os.environ.get("BENCH_PYFILEDROP_BIN", REPO / ".venv" / "bin"))
 NGINX_CONF = Path(__file__).resolve().parent / "nginx.conf"
+BEHIND_NGINX = Path(__file__).resolve().parent / "behind_nginx.py"
 
 # What the page uses by default (the article's chunk size and the core's chunks in flight).
 PAGE_CHUNK_SIZE = 1_000_000
 PAGE_IN_FLIGHT = 4
+PAGE_DEFAULT = f"page default 1MB x{PAGE_IN_FLIGHT}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Trial:
     source: Path
     workdir: Path
     port: int
+    upstream_port: int = 0  # a server behind a proxy listens here; the proxy on port
 
     @property
     def url(self) -> str:
@@ -51,6 +56,7 @@ class Server:
     command: Callable[[Trial], list[str]]
     health_path: str = "/"
     prepare: Callable[[Trial], None] = _nothing_to_prepare  # writes config files, makes folders
+    needs: tuple[str, ...] = ()  # programs it runs besides its command's first word
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,45 @@ def _pyfiledrop_command(fsync: bool) -> Callable[[Trial], list[str]]:
     return command
 
 
+def _deploy_nginx_prepare(trial: Trial) -> None:
+    prefix = trial.workdir / "nginx"
+    prefix.mkdir(parents=True)
+    config = local_config(
+        deploy_block(), prefix, trial.port, trial.upstream_port, workers="auto", error_log="stderr"
+    )
+    (prefix / "nginx.conf").write_text(config)
+
+
+def _behind_deploy_nginx(
+    server: Callable[[Trial], list[str]], health_path: str
+) -> Callable[[Trial], list[str]]:
+    """server on trial.upstream_port, then nginx with DEPLOY.md's block on trial.port."""
+
+    def command(trial: Trial) -> list[str]:
+        prefix = trial.workdir / "nginx"
+        nginx = [nginx_binary() or "nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+        return [
+            *(sys.executable, str(BEHIND_NGINX), str(trial.upstream_port), health_path),
+            *(*nginx, "-e", "stderr", "--"),
+            *server(replace(trial, port=trial.upstream_port)),
+        ]
+
+    return command
+
+
 NGINX = Server("nginx", _nginx_command, prepare=_nginx_prepare)
 COPYPARTY = Server("copyparty", _copyparty_command)
 UPLOADSERVER = Server("uploadserver", _uploadserver_command)
 PYFILEDROP = Server("pyfiledrop", _pyfiledrop_command(fsync=True), "/healthz")
 PYFILEDROP_NO_FSYNC = Server("pyfiledrop --no-fsync", _pyfiledrop_command(fsync=False), "/healthz")
+# docs/DEPLOY.md's nginx block (listen and upstream made local) in front of pyfiledrop.
+PYFILEDROP_VIA_NGINX = Server(
+    "nginx (DEPLOY.md) + pyfiledrop --no-fsync",
+    _behind_deploy_nginx(_pyfiledrop_command(fsync=False), "/healthz"),
+    "/healthz",
+    prepare=_deploy_nginx_prepare,
+    needs=(nginx_binary() or "nginx",),
+)
 
 
 def curl_put(path: str = "/") -> Callable[[Trial], list[str]]:
@@ -224,7 +264,7 @@ def pyfiledrop_settings(matrix: Matrix) -> list[Setting]:
             settings.append(
                 Setting(
                     f"pyfiledrop Dropzone ({mode})",
-                    f"page default 1MB x{PAGE_IN_FLIGHT}",
+                    PAGE_DEFAULT,
                     flush,
                     server,
                     dropzone(PAGE_CHUNK_SIZE, PAGE_IN_FLIGHT),
@@ -244,6 +284,29 @@ def pyfiledrop_settings(matrix: Matrix) -> list[Setting]:
     return settings
 
 
+VIA_NGINX = "pyfiledrop via nginx (no flush)"
+DIRECT_PUT = "pyfiledrop PUT (no flush)"
+DIRECT_DROPZONE = "pyfiledrop Dropzone (no flush)"
+# (client label, the system of the same client straight to pyfiledrop)
+PROXIED_CLIENTS = (("curl -T", DIRECT_PUT), (CLI_DEFAULTS, DIRECT_DROPZONE),
+                   (PAGE_DEFAULT, DIRECT_DROPZONE))  # fmt: skip
+
+
+def proxy_settings() -> list[Setting]:
+    """Each client straight to pyfiledrop and through docs/DEPLOY.md's nginx block, side by side
+    (no flush, so the disk's flush does not hide what the proxy costs)."""
+    clients = {
+        "curl -T": curl_put("/put/"),
+        CLI_DEFAULTS: dropzone(None, None),
+        PAGE_DEFAULT: dropzone(PAGE_CHUNK_SIZE, PAGE_IN_FLIGHT),
+    }
+    settings: list[Setting] = []
+    for label, direct in PROXIED_CLIENTS:
+        settings.append(Setting(direct, label, False, PYFILEDROP_NO_FSYNC, clients[label]))
+        settings.append(Setting(VIA_NGINX, label, False, PYFILEDROP_VIA_NGINX, clients[label]))
+    return settings
+
+
 def missing_tools(settings: list[Setting]) -> dict[str, str]:
     """Systems that can't run here, with what to do about it."""
     missing: dict[str, str] = {}
@@ -252,6 +315,7 @@ def missing_tools(settings: list[Setting]) -> dict[str, str]:
         tools = [setting.client(trial)[0]]
         if setting.server is not None:
             tools.append(setting.server.command(trial)[0])
+            tools += setting.server.needs
         for tool in tools:
             if shutil.which(tool) is None and not Path(tool).exists():
                 missing[setting.system] = f"{tool} not found"

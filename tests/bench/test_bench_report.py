@@ -125,3 +125,51 @@ def test_document_and_chart_are_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     chart(rows, "test", tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_targets_compare_each_client_through_nginx_with_it_direct() -> None:
+    rows = summarize(
+        [
+            result("pyfiledrop PUT (no flush) | curl -T", 1000),
+            result("pyfiledrop via nginx (no flush) | curl -T", 500),
+            result("pyfiledrop Dropzone (no flush) | CLI defaults", 800),
+            result("pyfiledrop via nginx (no flush) | CLI defaults", 720),
+            result("pyfiledrop Dropzone (no flush) | page default 1MB x4", 400),
+            result("pyfiledrop via nginx (no flush) | page default 1MB x4", 320),
+        ]
+    )
+    lines = [line for line in targets(rows) if "via nginx vs direct" in line]
+    assert lines == [
+        "- via nginx vs direct, curl -T: 500 (curl -T) / 1000 (pyfiledrop PUT (no flush), "
+        "curl -T) = **0.50x** (target >= 0.8x: missed by 38%)",
+        "- via nginx vs direct, CLI defaults: 720 (CLI defaults) / 800 (pyfiledrop Dropzone "
+        "(no flush), CLI defaults) = **0.90x** (target >= 0.8x: met)",
+        "- via nginx vs direct, page default 1MB x4: 320 (page default 1MB x4) / 400 "
+        "(pyfiledrop Dropzone (no flush), page default 1MB x4) = **0.80x** (target >= 0.8x: met)",
+    ]
+
+
+def test_via_nginx_lines_need_both_rows_and_quiet_runs() -> None:
+    direct_only = summarize([result("pyfiledrop PUT (no flush) | curl -T", 1000)])
+    assert not [line for line in targets(direct_only) if "via nginx" in line]
+    proxied_only = summarize([result("pyfiledrop via nginx (no flush) | curl -T", 900)])
+    assert targets(proxied_only) == []
+    loaded = summarize(
+        [
+            result("pyfiledrop PUT (no flush) | curl -T", 1000),
+            result("pyfiledrop via nginx (no flush) | curl -T", 900, load=5.0),
+        ]
+    )
+    assert not [line for line in targets(loaded) if "via nginx" in line]
+
+
+def test_a_proxy_document_lists_the_ratios_under_targets() -> None:
+    rows = summarize(
+        [
+            result("pyfiledrop Dropzone (no flush) | CLI defaults", 800),
+            result("pyfiledrop via nginx (no flush) | CLI defaults", 720),
+        ]
+    )
+    text = document("Upload benchmark: through nginx", rows, {}, {}, {}, [])
+    assert "Targets (quiet runs only):\n\n- via nginx vs direct, CLI defaults:" in text
+    assert "**0.90x** (target >= 0.8x: met)" in text

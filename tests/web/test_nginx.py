@@ -4,8 +4,6 @@ it can't drift), on a port that is not 80/443: Chromium logs in and uploads thro
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from bench.deploy_nginx import deploy_block, local_config
+from bench.deploy_nginx import nginx_binary as shared_nginx_binary
 
 from tests.conftest import Server, ServerFactory, free_port, random_file, sha256_of
 from tests.web.test_browser import (  # noqa: F401 (fixtures)
@@ -26,40 +26,11 @@ from tests.web.test_browser import (  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
-DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "DEPLOY.md"
 PASSWORD = "behind the proxy"
 
 
-def deploy_block() -> str:
-    """DEPLOY.md's nginx block (one, shared by its one-node and several-node recipes)."""
-    found = re.search(r"```nginx\n(.*?)```", DEPLOY.read_text(), re.S)
-    assert found, "DEPLOY.md has no nginx block"
-    return found.group(1)
-
-
-def local_block(block: str, listen_port: int, upstream_port: int) -> str:
-    """The same directives, but listening on loopback without TLS, in front of one local node."""
-    lines = []
-    upstream_done = False
-    for line in block.splitlines():
-        stripped = line.strip()
-        if re.match(r"server \d+\.\d+\.\d+\.\d+:\d+", stripped):
-            if not upstream_done:
-                lines.append(f"    server 127.0.0.1:{upstream_port} max_fails=2 fail_timeout=5s;")
-                upstream_done = True
-            continue
-        if stripped.startswith("listen "):
-            lines.append(f"    listen 127.0.0.1:{listen_port};")
-            continue
-        if stripped.startswith("ssl_"):
-            continue
-        lines.append(line)
-    assert upstream_done, "the upstream block changed shape; update this test"
-    return "\n".join(lines)
-
-
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+    found = shared_nginx_binary()
     if not found:
         if os.environ.get("CI"):
             pytest.fail("nginx missing: `make proxy-deps` installs it")
@@ -80,17 +51,7 @@ def nginx_in_front(server_factory: ServerFactory, tmp_path: Path) -> Iterator[tu
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     port = free_port()
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    block = local_block(deploy_block(), port, node.port)
-    config = (
-        f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\ndaemon off;\n"
-        f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 256; }}\n"
-        f"http {{\n    access_log off;\n{temp}\n{block}\n}}\n"
-    )
+    config = local_config(deploy_block(), prefix, port, node.port)
     (prefix / "nginx.conf").write_text(config)
     process = subprocess.Popen(
         [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "e.log")]
