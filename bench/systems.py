@@ -22,10 +22,21 @@ PYFILEDROP_BIN = Path(os.environ.get("BENCH_PYFILEDROP_BIN", REPO / ".venv" / "b
 NGINX_CONF = Path(__file__).resolve().parent / "nginx.conf"
 BEHIND_NGINX = Path(__file__).resolve().parent / "behind_nginx.py"
 
-# What the page uses by default (the article's chunk size and the core's chunks in flight).
-PAGE_CHUNK_SIZE = 1_000_000
+# What the page uses by default: `--chunk-size auto` (per file, the smallest power of two from
+# 1 MiB to 64 MiB that keeps it within 256 chunks; src/pyfiledrop/units.py, restated here so the
+# harness can time any install) and the core's chunks in flight.
+PAGE_AUTO_MIN = 1024**2
+PAGE_AUTO_MAX = 64 * 1024**2
+PAGE_AUTO_COUNT = 256
 PAGE_IN_FLIGHT = 4
-PAGE_DEFAULT = f"page default 1MB x{PAGE_IN_FLIGHT}"
+PAGE_DEFAULT = f"page default (auto) x{PAGE_IN_FLIGHT}"
+
+
+def page_chunk_size(file_size: int) -> int:
+    chunk = PAGE_AUTO_MIN
+    while chunk < PAGE_AUTO_MAX and chunk * PAGE_AUTO_COUNT < file_size:
+        chunk *= 2
+    return chunk
 
 
 @dataclass(frozen=True)
@@ -203,12 +214,19 @@ def dd(block_size: int) -> Callable[[Trial], list[str]]:
     return command
 
 
-def dropzone(chunk_size: int | None, in_flight: int | None) -> Callable[[Trial], list[str]]:
-    """`pyfiledrop upload`; None leaves that knob at the uploader's own default."""
+def dropzone(
+    chunk_size: int | Callable[[int], int] | None, in_flight: int | None
+) -> Callable[[Trial], list[str]]:
+    """`pyfiledrop upload`; None leaves that knob at the uploader's own default, a function
+    chooses the chunk size from the file's size (as the page does)."""
 
     def command(trial: Trial) -> list[str]:
+        if callable(chunk_size):  # a file not made yet (listing tools, dry runs): the smallest
+            chunk = chunk_size(trial.source.stat().st_size if trial.source.exists() else 0)
+        else:
+            chunk = chunk_size
         knobs = [] if in_flight is None else ["--parallel", str(in_flight)]
-        knobs += [] if chunk_size is None else ["--chunk-size", str(chunk_size)]
+        knobs += [] if chunk is None else ["--chunk-size", str(chunk)]
         return [
             *(str(PYFILEDROP_BIN / "pyfiledrop"), "upload", str(trial.source)),
             *("--url", trial.url, *knobs, "--json"),
@@ -267,7 +285,7 @@ def pyfiledrop_settings(matrix: Matrix) -> list[Setting]:
                     PAGE_DEFAULT,
                     flush,
                     server,
-                    dropzone(PAGE_CHUNK_SIZE, PAGE_IN_FLIGHT),
+                    dropzone(page_chunk_size, PAGE_IN_FLIGHT),
                 )
             )
         settings += [
@@ -298,7 +316,7 @@ def proxy_settings() -> list[Setting]:
     clients = {
         "curl -T": curl_put("/put/"),
         CLI_DEFAULTS: dropzone(None, None),
-        PAGE_DEFAULT: dropzone(PAGE_CHUNK_SIZE, PAGE_IN_FLIGHT),
+        PAGE_DEFAULT: dropzone(page_chunk_size, PAGE_IN_FLIGHT),
     }
     settings: list[Setting] = []
     for label, direct in PROXIED_CLIENTS:

@@ -24,8 +24,8 @@ def test_each_client_runs_direct_and_through_nginx_side_by_side() -> None:
         "pyfiledrop via nginx (no flush) | curl -T",
         "pyfiledrop Dropzone (no flush) | CLI defaults",
         "pyfiledrop via nginx (no flush) | CLI defaults",
-        "pyfiledrop Dropzone (no flush) | page default 1MB x4",
-        "pyfiledrop via nginx (no flush) | page default 1MB x4",
+        "pyfiledrop Dropzone (no flush) | page default (auto) x4",
+        "pyfiledrop via nginx (no flush) | page default (auto) x4",
     ]
     trial = Trial(Path("/data/f.bin"), Path("/w"), 8081, 9091)
     for direct, proxied in zip(settings[::2], settings[1::2], strict=True):
@@ -34,7 +34,7 @@ def test_each_client_runs_direct_and_through_nginx_side_by_side() -> None:
         assert direct.client(trial) == proxied.client(trial)  # the same client, same URL
     assert [uses_uploader(s) for s in settings] == [False, False, True, True, True, True]
     page = settings[4].client(trial)
-    assert page[page.index("--chunk-size") + 1] == "1000000"
+    assert page[page.index("--chunk-size") + 1] == str(2**20)  # auto, for a file not made yet
     assert page[page.index("--parallel") + 1] == "4"
 
 
@@ -64,3 +64,21 @@ def test_a_missing_nginx_skips_the_proxied_system() -> None:
 def test_proxy_is_a_mode_of_its_own() -> None:
     assert parse_args(["--proxy"]).proxy
     assert not parse_args([]).proxy
+
+
+def test_the_page_default_follows_the_pages_auto_chunk_size(tmp_path: Path) -> None:
+    from bench.systems import PAGE_DEFAULT, Trial, dropzone, page_chunk_size
+
+    assert [page_chunk_size(size) for size in (1, 256 * 2**20, 2**30, 2 * 2**30, 2**40)] == [
+        2**20,
+        2**20,
+        4 * 2**20,
+        8 * 2**20,
+        64 * 2**20,
+    ]
+    source = tmp_path / "one.bin"
+    with source.open("wb") as handle:
+        handle.truncate(2**30)
+    command = dropzone(page_chunk_size, 4)(Trial(source, tmp_path, 1))
+    assert command[command.index("--chunk-size") + 1] == str(4 * 2**20)
+    assert "(auto)" in PAGE_DEFAULT
