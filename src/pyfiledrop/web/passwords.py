@@ -21,6 +21,7 @@ from pyfiledrop.errors import BadRequest, Forbidden
 from pyfiledrop.meta import shares as books
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.auth import Throttle
+from pyfiledrop.web.watch import client_address
 
 MAX_PASSWORD_CHARS = 1024
 KEY_SECONDS = 12 * 3600  # how long links from an unlocked page keep working
@@ -83,10 +84,6 @@ def throttle(request: Request) -> Throttle:
     return found
 
 
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 class TooMany(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"too many wrong passwords; try again in {max(1, round(seconds))} s")
@@ -100,7 +97,7 @@ async def check_password(request: Request, uploads: Uploads, target: str, given:
     if secret is None:
         return True
     limiter = throttle(request)
-    address = client_address(request)
+    address = client_address(request.scope)  # the one way to name a client (trusted proxies)
     locked = limiter.locked_for(address)
     if locked > 0:
         raise TooMany(locked)
