@@ -473,16 +473,6 @@ def active_uploads(connection: Connection, active_since: float, exclude: str = "
     return [upload_from_row(row) for row in rows]
 
 
-def touch_upload_if_idle(
-    connection: Connection, upload_id: str, idle_before: float, now: float
-) -> bool:
-    """Mark an upload active again; True if it had been idle (so it must be admitted again)."""
-    cursor = connection.execute(
-        "UPDATE uploads SET updated = ? WHERE id = ? AND updated < ?", (now, upload_id, idle_before)
-    )
-    return bool(cursor.rowcount == 1)
-
-
 def health_check(connection: Connection, now: float) -> None:
     """A read and a write, as uploads need them; raises when the database can't do either."""
     # A row of each table every upload touches, through its key: the index and the table's root
