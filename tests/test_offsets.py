@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from starlette.testclient import TestClient
@@ -151,3 +154,60 @@ def test_a_deferred_length_becomes_known_within_the_free_space_only(
     assert too_big.status_code == 507
     assert "not enough space" in too_big.json()["error"]
     assert client.head(url, headers=TUS).headers["upload-defer-length"] == "1"
+
+
+class FlakyDatabase:
+    """Answers lock renewals, failing the calls whose numbers are in `failing`; each call
+    advances the clock by a second (a database slow to answer)."""
+
+    def __init__(self, failing: set[int], clock: list[float]) -> None:
+        self.failing = failing
+        self.clock = clock
+        self.calls = 0
+
+    async def run(self, *_: object) -> bool:
+        self.calls += 1
+        self.clock[0] += 1.0
+        if self.calls in self.failing or -1 in self.failing:
+            raise sqlite3.OperationalError("database is locked")
+        return True
+
+
+def keep_lock_until_stopped(failing: set[int], monkeypatch: pytest.MonkeyPatch) -> int | None:
+    """Run a write's lock keeper over 8 renewals; the renewal at which it stopped the write."""
+    monkeypatch.setattr(offsets, "KEEP_SECONDS", 0.001)
+    clock = [0.0]
+    database = FlakyDatabase(failing, clock)
+    stopped: list[int] = []
+    uploads = SimpleNamespace(db=database, clock=lambda: clock[0])
+    write = SimpleNamespace(
+        upload=SimpleNamespace(id="u1"), holder="h1", stop=lambda: stopped.append(database.calls)
+    )
+
+    async def run() -> None:
+        keeper = asyncio.create_task(offsets._keep_lock(uploads, write))  # type: ignore[arg-type]
+        while database.calls < 8:
+            await asyncio.sleep(0.001)
+        keeper.cancel()
+
+    asyncio.run(run())
+    return stopped[0] if stopped else None
+
+
+def test_one_failed_renewal_does_not_stop_a_write_whose_lease_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy database once (it happens under load) used to cut the PATCH at once, though its
+    5 s lease still held: the client got a closed connection mid-body."""
+    assert keep_lock_until_stopped({1}, monkeypatch) is None
+    assert keep_lock_until_stopped({3, 5}, monkeypatch) is None
+
+
+def test_a_lease_that_cannot_be_renewed_stops_the_write_before_it_lapses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The lease (5 s) was last renewed at 0 s; each failed call takes a second: the write stops
+    # at the first failure with less than two renewals' time left, before another request can
+    # take the lock.
+    stopped_at = keep_lock_until_stopped({-1}, monkeypatch)
+    assert stopped_at is not None and 4 <= stopped_at < offsets.LOCK_LEASE_SECONDS + 1

@@ -543,7 +543,8 @@ def _locked(uploads: Uploads, upload: Upload) -> bool:
 
 async def _keep_lock(uploads: Uploads, write: Write) -> None:
     """Renew the write's lease, and stop the write when another request (in any process) asks
-    for the lock or the lock was lost."""
+    for the lock, when the lock was lost, or when the lease is about to lapse unrenewed."""
+    held_until = uploads.clock() + LOCK_LEASE_SECONDS
     while True:
         await asyncio.sleep(KEEP_SECONDS)
         now = uploads.clock()
@@ -552,9 +553,14 @@ async def _keep_lock(uploads: Uploads, write: Write) -> None:
                 books.renew_lock, write.upload.id, write.holder, now + LOCK_LEASE_SECONDS, now
             )
         except Exception:
-            # Unrenewed, the lease soon lets another request in: stop writing before that.
             log.warning("could not renew the lock of upload %s", write.upload.id, exc_info=True)
-            renewed = False
+            # The lease still holds until `held_until`: one slow or failed database call must not
+            # cut a healthy upload short. Stop while two renewals' time is left, before the lease
+            # lets another request in.
+            renewed = uploads.clock() + 2 * KEEP_SECONDS < held_until
+        else:
+            if renewed:
+                held_until = now + LOCK_LEASE_SECONDS
         if not renewed:
             write.stop()
 
