@@ -28,6 +28,7 @@ import math
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -482,15 +483,44 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
 async def _take_lock(uploads: Uploads, upload_id: str, holder: str, offset: int) -> None:
     """Become the upload's one writer. A request holding the lock is asked to let go; it saves
     what it wrote and releases, usually within a second. 423 only if it doesn't in time."""
+
+    async def refused() -> Upload | None:
+        if await uploads.db.run(
+            books.take_lock, upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS
+        ):
+            return None
+        return await _explain_refused_lock(uploads, upload_id, offset)
+
+    await _wait_until_let_go(uploads, refused)
+
+
+async def _let_go(uploads: Uploads, upload: Upload) -> Upload:
+    """Ask the request writing to the upload to stop, and wait until it has (DELETE)."""
+    latest = upload
+
+    async def still_held() -> Upload | None:
+        nonlocal latest
+        fresh = await uploads.db.run(queries.get_upload, upload.id)
+        if fresh is None:
+            raise NotFound("no such upload")
+        latest = fresh
+        return fresh if _locked(uploads, fresh) else None
+
+    await _wait_until_let_go(uploads, still_held)
+    return latest
+
+
+async def _wait_until_let_go(
+    uploads: Uploads, holder_of: Callable[[], Awaitable[Upload | None]]
+) -> None:
+    """Until `holder_of` answers None (the lock is free, or ours), ask whoever holds the lock it
+    names to let go (once per holder) and wait; 423 if it doesn't in TAKEOVER_WAIT_SECONDS."""
     deadline = time.monotonic() + TAKEOVER_WAIT_SECONDS
     asked: str | None = None
-    while not await uploads.db.run(
-        books.take_lock, upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS
-    ):
-        fresh = await _explain_refused_lock(uploads, upload_id, offset)
-        if fresh.lock_owner != asked:
-            asked = fresh.lock_owner
-            await _ask_to_let_go(uploads, fresh)
+    while (held := await holder_of()) is not None:
+        if held.lock_owner != asked:
+            asked = held.lock_owner
+            await _ask_to_let_go(uploads, held)
         if time.monotonic() > deadline:
             raise Locked("another request is writing to this upload and did not let go in time")
         await asyncio.sleep(TAKEOVER_POLL_SECONDS)
@@ -501,24 +531,6 @@ async def _ask_to_let_go(uploads: Uploads, upload: Upload) -> None:
     local = _writers.get(upload.lock_owner or "")
     if local is not None:
         local.stop()  # in this process: at once, without waiting for its keeper
-
-
-async def _let_go(uploads: Uploads, upload: Upload) -> Upload:
-    """Ask the request writing to the upload to stop, and wait until it has (DELETE)."""
-    deadline = time.monotonic() + TAKEOVER_WAIT_SECONDS
-    asked: str | None = None
-    while _locked(uploads, upload):
-        if upload.lock_owner != asked:
-            asked = upload.lock_owner
-            await _ask_to_let_go(uploads, upload)
-        if time.monotonic() > deadline:
-            raise Locked("another request is writing to this upload and did not let go in time")
-        await asyncio.sleep(TAKEOVER_POLL_SECONDS)
-        fresh = await uploads.db.run(queries.get_upload, upload.id)
-        if fresh is None:
-            raise NotFound("no such upload")
-        upload = fresh
-    return upload
 
 
 async def _explain_refused_lock(uploads: Uploads, upload_id: str, offset: int) -> Upload:
