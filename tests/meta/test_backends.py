@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +158,35 @@ def test_one_writer_per_chunk_across_processes(databases: list[Database]) -> Non
     assert second.run_sync(queries.renew_chunk_writers, "p1", now + 10, 15.0) == 1
     assert not second.run_sync(queries.claim_chunk_writer, "u1", 4, "p3:z", now + 20, 15.0)
     assert second.run_sync(queries.claim_chunk_writer, "u1", 5, "p3:z", now + 20, 15.0)
+
+
+class LockedAtFirst:
+    """A connection whose WAL switch finds the file locked `times` times (another process
+    starting at the same moment), as one of two `--workers` once did at start-up."""
+
+    def __init__(self, times: int, message: str = "database is locked") -> None:
+        self.times = times
+        self.message = message
+        self.tries = 0
+
+    def execute(self, sql: str) -> None:
+        assert sql == "PRAGMA journal_mode = WAL"
+        self.tries += 1
+        if self.tries <= self.times:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_a_locked_wal_switch_at_start_up_is_tried_again() -> None:
+    from pyfiledrop.meta.sqlite import use_wal
+
+    connection = LockedAtFirst(3)
+    use_wal(connection)
+    assert connection.tries == 4
+    # Past the budget, or another error: said at once.
+    clock = iter([0.0, 10.0, 1000.0])
+    with pytest.raises(sqlite3.OperationalError):
+        use_wal(LockedAtFirst(99), clock=lambda: next(clock))
+    damaged = LockedAtFirst(1, "file is not a database")
+    with pytest.raises(sqlite3.OperationalError):
+        use_wal(damaged)
+    assert damaged.tries == 1

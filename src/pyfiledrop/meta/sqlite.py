@@ -25,6 +25,8 @@ log = logging.getLogger("pyfiledrop")
 # A database held locked from outside makes every request wait: each statement waits at most
 # BUSY_TIMEOUT_MS, and a call gives up after about DB_WAIT_SECONDS with a 503 and Retry-After.
 BUSY_TIMEOUT_MS = 5_000
+WAL_SWITCH_SECONDS = 30.0  # how long a starting process keeps asking for WAL mode
+WAL_RETRY_SECONDS = 0.05
 DB_WAIT_SECONDS = 8.0
 CONGESTED_BUSY_TIMEOUT_MS = 100
 LOCKED_RETRIES = 5
@@ -45,11 +47,27 @@ def migration_scripts() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def use_wal(connection: Any, clock: Callable[[], float] = time.monotonic) -> None:
+    """Switch to WAL. A second process opening the same file at the same moment (`--workers`)
+    can get "database is locked" here at once, without the busy handler (seen: one of two workers
+    failed its start-up and uvicorn stopped the whole server mid-upload): try again, within the
+    start-up budget."""
+    deadline = clock() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or clock() > deadline:
+                raise
+        time.sleep(WAL_RETRY_SECONDS)
+
+
 def connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.row_factory = sqlite3.Row
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    connection.execute("PRAGMA journal_mode = WAL")
+    use_wal(connection)
     # NORMAL in WAL mode survives a process crash (SIGKILL) without an fsync per commit.
     connection.execute("PRAGMA synchronous = NORMAL")
     connection.execute("PRAGMA foreign_keys = ON")
