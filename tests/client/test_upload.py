@@ -352,9 +352,10 @@ def test_memory_stays_bounded_when_the_whole_file_could_be_in_flight(
         assert result.returncode == 0, result.stderr
         assert_stored_exactly(server, json_lines(result.stdout)[0], source)
         peak_kib = int(result.stderr.rsplit("peak-rss-kib", 1)[1].split()[0])
-        # The whole file in flight would be 384 MiB more. Read-ahead is capped at 64 MiB; measured
-        # peaks are 70-105 MiB, up to ~220 MiB on a busy machine (malloc keeps freed pieces).
-        assert peak_kib < 300 * 1024
+        # The whole file in flight would be 384 MiB more than the ~45 MiB the client needs at
+        # rest. Read-ahead is capped at 64 MiB; measured peaks are 70-105 MiB alone and up to
+        # 302 MiB inside the full suite (malloc keeps freed pieces), so the bound sits between.
+        assert peak_kib < 360 * 1024, f"peak {peak_kib} KiB"
     finally:
         source.unlink()
         for stored in server.stored_files():
