@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 from starlette.requests import ClientDisconnect, Request
 
 from pyfiledrop.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from pyfiledrop.storage import Buffer, ChunkSink
 from pyfiledrop.uploads import ChunkPlan, Uploads
+from pyfiledrop.web.body_takeover import Stalled, take_body
 
 MIN_IDLE_SECONDS = 30.0
 
@@ -20,11 +22,23 @@ def idle_timeout(uploads: Uploads) -> float:
     return max(MIN_IDLE_SECONDS, uploads.settings.timeout / 1000)
 
 
-async def body_pieces(request: Request, idle: float) -> AsyncIterator[bytes]:
+async def body_pieces(request: Request, idle: float) -> AsyncGenerator[bytes | bytearray, None]:
     """The body as it arrives; a sender silent for `idle` seconds is cut off (slow-loris), and
-    so is one that keeps sending too little to matter (`RateFloor`)."""
-    stream = request.stream().__aiter__()
+    so is one that keeps sending too little to matter (`RateFloor`).
+
+    Straight from the socket in big buffers where the server can (body_takeover.py), else
+    through ASGI's messages. Pieces are never reused: views of them stay valid."""
     floor = RateFloor.of(request)
+    taken = take_body(request.scope, idle, floor.check)
+    if taken is not None:
+        async with aclosing(taken):
+            try:
+                async for buffer in taken:
+                    yield buffer
+            except Stalled as error:
+                raise BadRequest(str(error)) from None
+        return
+    stream = request.stream().__aiter__()
     while True:
         try:
             async with asyncio.timeout(idle):

@@ -8,6 +8,7 @@ and its bytes go straight to their place in the partial file. Nothing is spooled
 from __future__ import annotations
 
 import contextlib
+from contextlib import aclosing
 from typing import Any
 
 from python_multipart.exceptions import FormParserError
@@ -114,8 +115,12 @@ class _Parts:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_file:
-            # `data` is an immutable bytes object, so a view of it stays valid without a copy.
-            piece = memoryview(data)[start:end] if isinstance(data, bytes) else data[start:end]
+            # `data` is bytes, or a body buffer never written again: a view stays valid, no copy.
+            piece = (
+                memoryview(data)[start:end]
+                if isinstance(data, (bytes, bytearray))
+                else data[start:end]
+            )
             self.file_pieces.append(piece)
             return
         self._count_after_file(end - start)
@@ -188,31 +193,32 @@ async def receive(
     consumed = 0
     body_cap = 0  # set when the file part starts
     try:
-        async for piece in body_pieces(request, idle_timeout(uploads)):
-            consumed += len(piece)
-            if feeder is not None and consumed > body_cap:
-                raise PayloadTooLarge("the request body is longer than the chunk it carries")
-            parser.write(piece)
-            if parts.error:
-                raise BadRequest(parts.error)
-            if not parts.file_started and consumed > MAX_PREAMBLE_BYTES:
-                raise PayloadTooLarge("the form fields before the file part are too long")
-            if parts.file_started and feeder is None:
-                _note_upload_id(request, parts.fields)
-                feeder = ChunkFeeder(
-                    await _begin(uploads, owner, owner if claimant is None else claimant, parts)
-                )
-                _refuse_oversized_body(feeder, content_length, consumed, parts)
-                # The whole body, however it is framed: what came so far, the file, a little more.
-                body_cap = consumed + feeder.plan.limit + BODY_OVERHEAD_BYTES
-            if feeder is not None and parts.file_pieces:
-                pieces, parts.file_pieces = parts.file_pieces, []
-                for file_piece in pieces:
-                    await feeder.feed(file_piece)
-            if parts.file_ended:
-                # Only a few small fields may follow (a one-shot file's limit is the server's
-                # whole size limit: without this, bytes after its end could run on that long).
-                body_cap = min(body_cap, consumed + BODY_OVERHEAD_BYTES)
+        async with aclosing(body_pieces(request, idle_timeout(uploads))) as body:
+            async for piece in body:
+                consumed += len(piece)
+                if feeder is not None and consumed > body_cap:
+                    raise PayloadTooLarge("the request body is longer than the chunk it carries")
+                parser.write(piece)  # type: ignore[arg-type]  # bytearray: bytes' methods
+                if parts.error:
+                    raise BadRequest(parts.error)
+                if not parts.file_started and consumed > MAX_PREAMBLE_BYTES:
+                    raise PayloadTooLarge("the form fields before the file part are too long")
+                if parts.file_started and feeder is None:
+                    _note_upload_id(request, parts.fields)
+                    feeder = ChunkFeeder(
+                        await _begin(uploads, owner, owner if claimant is None else claimant, parts)
+                    )
+                    _refuse_oversized_body(feeder, content_length, consumed, parts)
+                    # The whole body, however framed: what came so far, the file, a little more.
+                    body_cap = consumed + feeder.plan.limit + BODY_OVERHEAD_BYTES
+                if feeder is not None and parts.file_pieces:
+                    pieces, parts.file_pieces = parts.file_pieces, []
+                    for file_piece in pieces:
+                        await feeder.feed(file_piece)
+                if parts.file_ended:
+                    # Only a few small fields may follow (a one-shot file's limit is the server's
+                    # whole size limit: without this, bytes after its end could run on that long).
+                    body_cap = min(body_cap, consumed + BODY_OVERHEAD_BYTES)
         parser.finalize()
         if feeder is None:
             raise BadRequest("no file part in the request")

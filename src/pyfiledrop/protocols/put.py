@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 from starlette.requests import Request
@@ -29,8 +30,9 @@ async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> 
     feeder = ChunkFeeder(await uploads.begin_stream(owner, name, size, options))
     note_upload(request.scope, feeder.plan.upload.id)
     try:
-        async for piece in body_pieces(request, idle_timeout(uploads)):
-            await feeder.feed(piece)
+        async with aclosing(body_pieces(request, idle_timeout(uploads))) as pieces:
+            async for piece in pieces:
+                await feeder.feed(memoryview(piece))
         result = await feeder.finish(uploads)
     except BaseException:
         await feeder.abort(uploads)

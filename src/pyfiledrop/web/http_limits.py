@@ -9,9 +9,16 @@ other protocol, has a size limit but is 2-3 times slower on the upload path (ARC
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from pyfiledrop.web.body_takeover import TAKE_BODY, BodyReader, Buffer, Check, content_length
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers send a few KiB
 # From the connection, or the first byte of a request, to the blank line ending its head.
@@ -27,7 +34,8 @@ def _answer(status: bytes, message: str) -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's `http=` protocol: httptools (uvicorn[standard]), with the head bounded."""
+    """uvicorn's `http=` protocol: httptools (uvicorn[standard]), with the head bounded, and an
+    upload's body offered to its handler straight from the socket (body_takeover.py)."""
 
     _in_head = True
     _head_bytes = 0  # bytes received while the head is incomplete (a head that never ends)
@@ -35,6 +43,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None = None
     _refused = False
     _cycles: list[RequestResponseCycle] = []  # noqa: RUF012  (replaced, never mutated)
+    _body_seen = 0  # body bytes of the current request the parser has passed on
+    _taken: RequestResponseCycle | None = None  # the request whose body a BodyReader reads
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -73,6 +83,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes, self._head_size = True, 0, 0
+        self._body_seen = 0
         self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -92,10 +103,71 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None:
             self._cycles = [c for c in self._cycles if not c.response_complete] + [self.cycle]
+            if self.cycle.scope is self.scope:
+                self._offer_body(self.cycle)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
+            self._body_seen += len(body)
             super().on_body(body)
+
+    def _offer_body(self, cycle: RequestResponseCycle) -> None:
+        length = content_length(self.headers)
+        if length is None or not length or self.scope["method"] not in ("PUT", "POST", "PATCH"):
+            return
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[TAKE_BODY] = functools.partial(self._take_body, cycle, length)
+
+    def _take_body(
+        self,
+        cycle: RequestResponseCycle,
+        length: int,
+        idle: float,
+        check: Check,
+        count: Callable[[int], None] | None,
+    ) -> AsyncGenerator[Buffer, None] | None:
+        """The rest of `cycle`'s body from a BodyReader, if the parser is still inside it."""
+        remaining = length - self._body_seen
+        if (
+            self.cycle is not cycle  # a pipelined request was parsed after it: body complete
+            or not cycle.more_body
+            or cycle.disconnected
+            or cycle.response_complete
+            or remaining <= 0
+            or self._taken is not None
+            or self.transport.is_closing()
+            or self.transport.get_protocol() is not self
+        ):
+            return None
+        if cycle.waiting_for_100_continue:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        first, cycle.body = bytes(cycle.body), bytearray()
+        if count is not None and first:
+            count(len(first))
+        reader = BodyReader(self, self.transport, remaining, idle, check, count)
+        self._taken = cycle
+        self.transport.set_protocol(reader)
+        self.flow.resume_reading()  # uvicorn's own pause, if any: the reader paces itself now
+        return reader.pieces(first)
+
+    def body_taken_back(self) -> None:
+        """The reader got the whole body: this request is complete, the next one starts fresh."""
+        cycle, self._taken = self._taken, None
+        self.parser = httptools.HttpRequestParser(self)
+        with contextlib.suppress(AttributeError):  # as uvicorn sets it up (httptools >= 0.6.3)
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        if cycle is not None:
+            cycle.more_body = False
+            cycle.message_event.set()
+
+    def body_abandoned(self) -> None:
+        """The handler stopped reading mid-body: close the connection once it has answered."""
+        cycle, self._taken = self._taken, None
+        if cycle is None or cycle.response_complete:
+            self.transport.close()
+        else:
+            cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         if not self._refused:

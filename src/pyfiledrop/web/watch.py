@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyfiledrop.logs import ACCESS_LOGGER, loggable_path
 from pyfiledrop.metrics import Metrics
+from pyfiledrop.web.body_takeover import COUNT_IN
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -102,14 +103,19 @@ class WatchMiddleware:
             else None
         )
 
+        def count_in(size: int) -> None:
+            seen["in"] += size
+            if received is not None:
+                received.inc(size)
+
         async def counting_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                size = len(message.get("body", b""))
-                seen["in"] += size
-                if received is not None:
-                    received.inc(size)
+                count_in(len(message.get("body", b"")))
             return message
+
+        # A body read straight from the socket (web/body_takeover.py) is counted there.
+        scope.setdefault("extensions", {})[COUNT_IN] = count_in
 
         async def watching_send(message: Message) -> None:
             if message["type"] == "http.response.start":

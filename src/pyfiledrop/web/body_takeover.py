@@ -1,0 +1,252 @@
+"""Receiving an upload's body below ASGI: the app takes the socket over for the body's length.
+
+Through ASGI every ~64 KiB of a body costs uvloop a bytes object, httptools another, uvicorn a
+bytearray append and a `bytes()` copy, then a message dict, an event and an await: about a third
+of the server's CPU for a PUT, before a byte is written or hashed. For a body with a
+Content-Length, the request's handler may instead ask for the rest of the body here: the
+transport's protocol becomes a `BufferedProtocol` whose `get_buffer` hands the kernel fresh
+buffers of up to 1 MiB (`recv_into`: one copy, from the socket to the buffer the disk write and
+the hash then read). It never asks for a byte past the body, so a pipelined next request stays in
+the socket; when the last byte is in, the HTTP protocol gets the transport back with a fresh
+parser and the request is marked complete, and keep-alive goes on as before.
+
+What ASGI did for the body, this does too: `Expect: 100-continue` is answered when the body is
+taken; a sender silent for `idle` seconds is cut off with one timer per body (not one per
+piece); `check(size)` (the rate floor) may refuse as bytes arrive; a dropped connection raises
+`ClientDisconnect` and uvicorn learns of it as before. A handler that stops reading mid-body
+(413, 408, an error) leaves the connection to close after its answer: the bytes still on their
+way can't be told from a next request.
+
+Buffers are never reused: each one is fresh, so a handler (or the sink's writer thread) may keep
+views of it for as long as it likes. Their size shrinks with the number of bodies being taken
+at once (`BUDGET_BYTES`), and a reader stops reading while one full buffer waits for its
+handler, so memory stays bounded with many slow consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, Protocol
+
+from starlette.requests import ClientDisconnect
+
+TAKE_BODY = "pyfiledrop.take_body"  # scope["extensions"] key: offered by the HTTP protocol
+COUNT_IN = "pyfiledrop.count_in"  # scope["extensions"] key: the access log's byte counter
+BUFFER_BYTES = 1024 * 1024
+MIN_BUFFER_BYTES = 64 * 1024
+BUDGET_BYTES = 16 * 1024 * 1024  # what all readers' buffers together aim to stay under
+READY_BUFFERS = 1  # full buffers waiting for the handler before reading pauses
+
+Buffer = bytes | bytearray
+Check = Callable[[int], None]
+
+
+class Stalled(Exception):
+    """The sender sent nothing for `idle` seconds."""
+
+
+class HttpSide(Protocol):
+    """What the reader needs from the HTTP protocol it stands in for."""
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+    def eof_received(self) -> bool | None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def body_taken_back(self) -> None: ...
+    def body_abandoned(self) -> None: ...
+
+
+class _Readers:
+    active = 0
+
+    @classmethod
+    def buffer_bytes(cls) -> int:
+        return max(MIN_BUFFER_BYTES, min(BUFFER_BYTES, BUDGET_BYTES // (2 * max(1, cls.active))))
+
+
+class BodyReader(asyncio.BufferedProtocol):
+    """Stands in for the HTTP protocol on the transport until `remaining` bytes have come."""
+
+    def __init__(
+        self,
+        http: HttpSide,
+        transport: asyncio.Transport,
+        remaining: int,
+        idle: float,
+        check: Check,
+        count: Callable[[int], None] | None,
+    ) -> None:
+        self.http = http
+        self.transport = transport
+        self.remaining = remaining
+        self.idle = idle
+        self.check = check
+        self.count = count
+        self.loop = asyncio.get_running_loop()
+        self.ready: deque[Buffer] = deque()
+        self.current: bytearray | None = None
+        self.filled = 0
+        self.paused = False
+        self.done = False  # every byte of the body is in
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.last = self.loop.time()
+        self.timer: asyncio.TimerHandle | None = None
+        _Readers.active += 1
+        self.counted = True
+
+    # asyncio.BufferedProtocol, called by the transport.
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.current is None:
+            self.current = bytearray(min(_Readers.buffer_bytes(), self.remaining))
+            self.filled = 0
+        return memoryview(self.current)[self.filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self.current is not None
+        self.filled += nbytes
+        self.remaining -= nbytes
+        self.last = self.loop.time()
+        if self.count is not None:
+            self.count(nbytes)
+        try:
+            self.check(nbytes)
+        except Exception as error:  # the rate floor: the handler raises it
+            self._fail(error)
+            return
+        if self.filled == len(self.current):
+            self.ready.append(self.current)
+            self.current = None
+            if self.remaining == 0:
+                self.done = True
+                self._pause()
+                self.loop.call_soon(self._give_back)
+            elif len(self.ready) >= READY_BUFFERS:
+                self._pause()
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        return self.http.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done:
+            self._fail(ClientDisconnect())
+        self.http.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.http.resume_writing()
+
+    # The handler's side.
+    async def pieces(self, first: bytes) -> AsyncGenerator[Buffer, None]:
+        """The body: what came with the head (`first`), then each buffer as it fills."""
+        try:
+            if first:
+                self.check(len(first))
+                yield first
+            self._arm_timer()
+            while True:
+                if self.ready:
+                    piece = self.ready.popleft()
+                    if self.paused and not self.done and self.error is None:
+                        self._resume()
+                    yield piece
+                elif self.error is not None:
+                    raise self.error
+                elif self.done:
+                    return
+                else:
+                    self.waiter = self.loop.create_future()
+                    try:
+                        await self.waiter
+                    finally:
+                        self.waiter = None
+        finally:
+            self._close()
+
+    def _give_back(self) -> None:
+        if self.transport.get_protocol() is self and not self.transport.is_closing():
+            self.transport.set_protocol(self.http)  # type: ignore[arg-type]
+            self.http.body_taken_back()
+            self.transport.resume_reading()
+
+    def _close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.counted:
+            self.counted = False
+            _Readers.active -= 1
+        if not self.done:
+            # Stopped mid-body: what follows in the socket is this body's rest, not a request.
+            self.error = self.error or ClientDisconnect()
+            self._pause()
+            self.http.body_abandoned()
+        self.ready.clear()
+        self.current = None
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._pause()
+        self._wake()
+
+    def _pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            if not self.transport.is_closing():
+                self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        self.paused = False
+        self.last = self.loop.time()  # waiting for the handler is not the sender's silence
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _arm_timer(self) -> None:
+        self.timer = self.loop.call_at(self.last + self.idle, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self.timer = None
+        if self.done or self.error is not None:
+            return
+        if not self.paused and self.loop.time() - self.last >= self.idle:
+            self._fail(Stalled(f"the request body stalled for {self.idle:.0f} s"))
+            return
+        if self.paused:
+            self.last = self.loop.time()
+        self._arm_timer()
+
+
+def take_body(
+    scope: Mapping[str, Any], idle: float, check: Check
+) -> AsyncGenerator[Buffer, None] | None:
+    """The rest of this request's body read straight from the socket, or None when that can't
+    be done (no real connection, a chunked body, a pipelined request already parsed past it, the
+    body already whole): read it through ASGI then."""
+    offer: Callable[
+        [float, Check, Callable[[int], None] | None], AsyncGenerator[Buffer, None] | None
+    ]
+    offer = scope.get("extensions", {}).get(TAKE_BODY)
+    if offer is None:
+        return None
+    return offer(idle, check, scope.get("extensions", {}).get(COUNT_IN))
+
+
+def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The one Content-Length of a body without Transfer-Encoding, else None."""
+    lengths = [value for name, value in headers if name == b"content-length"]
+    if len(lengths) != 1 or any(name == b"transfer-encoding" for name, _ in headers):
+        return None
+    value = lengths[0].strip()
+    if not value.isdigit() or len(value) > 20:
+        return None
+    return int(value)
