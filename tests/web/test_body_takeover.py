@@ -1,0 +1,248 @@
+"""An upload's body read straight from the socket (web/body_takeover.py), over real sockets:
+keep-alive and pipelining after it, bytes that came with the head, a cut body, the idle timeout,
+the rate floor, an over-long body, and `Expect: 100-continue`."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+import pyfiledrop.protocols.body as body_module
+import pyfiledrop.web.http_limits as http_limits
+from pyfiledrop.web.app import create_app
+from pyfiledrop.web.body_takeover import BodyReader
+from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
+from tests.conftest import free_port
+from tests.dz import chunk_fields
+from tests.inproc import settings_in
+from tests.rawhttp import RawResponse, head, multipart, read_response, stream_until_answered
+
+MiB = 1024 * 1024
+BODY = os.urandom(8 * MiB + 12345)  # not a multiple of any buffer size
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[BodyReader]:
+    """Every BodyReader the server makes: proof that a body was taken, not read through ASGI."""
+    readers: list[BodyReader] = []
+
+    class Recorded(BodyReader):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            readers.append(self)
+
+    monkeypatch.setattr(http_limits, "BodyReader", Recorded)
+    return readers
+
+
+@contextlib.contextmanager
+def serving(root: Path, **overrides: Any) -> Iterator[int]:
+    """The app under uvicorn (uvloop, our protocol) in this process, on a free port."""
+    port = free_port()
+    app = create_app(settings_in(root, min_free=0, **overrides))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", http=BoundedHttpToolsProtocol
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def put(name: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    return head("PUT", f"/put/{name}", headers, len(body)) + body
+
+
+def read_responses(sock: socket.socket, count: int, timeout: float = 20) -> list[RawResponse]:
+    """`count` Content-Length framed responses from one connection, in order."""
+    sock.settimeout(timeout)
+    data, responses = b"", []
+    deadline = time.monotonic() + timeout
+    while len(responses) < count and time.monotonic() < deadline:
+        if b"\r\n\r\n" in data:
+            raw_head, _, rest = data.partition(b"\r\n\r\n")
+            lines = raw_head.decode("latin-1").split("\r\n")
+            fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+            length = int(fields.get("content-length", "0"))
+            if len(rest) >= length:
+                response = RawResponse(int(lines[0].split()[1]), list(fields.items()))
+                response.body, data = rest[:length], rest[length:]
+                responses.append(response)
+                continue
+        piece = sock.recv(65536)
+        if not piece:
+            break
+        data += piece
+    return responses
+
+
+def stored(root: Path) -> list[bytes]:
+    return sorted(path.read_bytes() for path in (root / "storage").iterdir())
+
+
+def test_two_puts_on_one_connection_keep_alive_after_a_taken_body(
+    tmp_path: Path, taken: list[BodyReader]
+) -> None:
+    with serving(tmp_path) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        for name in ("one.bin", "two.bin"):
+            sock.sendall(put(name, BODY))
+            [response] = read_responses(sock, 1)
+            assert response.status == 201, response.body
+            assert json.loads(response.body)["sha256"] == hashlib.sha256(BODY).hexdigest()
+    assert len(taken) == 2
+    assert stored(tmp_path) == [BODY, BODY]
+
+
+def test_pipelined_requests_after_a_taken_body_are_answered_in_order(
+    tmp_path: Path, taken: list[BodyReader]
+) -> None:
+    small = b"the next request's body"
+    with serving(tmp_path) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        # One send: the second head sits right behind the first body in the socket.
+        sock.sendall(put("big.bin", BODY) + put("small.bin", small) + head("GET", "/healthz"))
+        responses = read_responses(sock, 3)
+    assert [r.status for r in responses] == [201, 201, 200]
+    assert [json.loads(r.body)["size"] for r in responses[:2]] == [len(BODY), len(small)]
+    assert len(taken) == 1  # the small body came whole with its head
+    assert stored(tmp_path) == sorted([BODY, small])
+
+
+def test_bytes_that_came_with_the_head_start_the_body(
+    tmp_path: Path, taken: list[BodyReader]
+) -> None:
+    request = put("with-head.bin", BODY)
+    split = len(request) - len(BODY) + 100_000  # the head and 100 kB of body in one packet
+    with serving(tmp_path) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request[:split])
+        sock.sendall(request[split:])
+        [response] = read_responses(sock, 1)
+    assert response.status == 201
+    assert len(taken) == 1
+    assert stored(tmp_path) == [BODY]
+
+
+def test_a_body_cut_midway_aborts_the_upload(tmp_path: Path, taken: list[BodyReader]) -> None:
+    with serving(tmp_path) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(put("cut.bin", BODY)[: 3 * MiB])
+            deadline = time.monotonic() + 10
+            while not taken and time.monotonic() < deadline:
+                time.sleep(0.01)  # polling for the server to take the body, not a fixed wait
+        deadline = time.monotonic() + 10
+        while list((tmp_path / "chunks").iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The server goes on serving: its next upload on a new connection is whole.
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(put("after.bin", BODY))
+            [response] = read_responses(sock, 1)
+    assert len(taken) == 2
+    assert list((tmp_path / "chunks").iterdir()) == []  # the cut PUT's partial is gone
+    assert response.status == 201
+    assert stored(tmp_path) == [BODY]  # nothing of the cut one was published
+
+
+def test_expect_100_continue_is_answered_when_the_body_is_taken(
+    tmp_path: Path, taken: list[BodyReader]
+) -> None:
+    request_head = head("PUT", "/put/expect.bin", {"Expect": "100-continue"}, len(BODY))
+    with serving(tmp_path) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request_head)
+        sock.settimeout(10)
+        interim = sock.recv(1024)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(BODY)
+        [response] = read_responses(sock, 1)
+    assert response.status == 201
+    assert len(taken) == 1
+    assert stored(tmp_path) == [BODY]
+
+
+def test_a_stalled_taken_body_is_cut_off_by_the_idle_timeout(
+    tmp_path: Path, taken: list[BodyReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(body_module, "MIN_IDLE_SECONDS", 1.0)  # in production: at least 30 s
+    with (
+        serving(tmp_path, timeout=500) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        started = time.monotonic()
+        sock.sendall(put("stalled.bin", BODY)[: 2 * MiB])
+        response = read_response(sock, timeout=10)
+        waited = time.monotonic() - started
+    assert response is not None and response.status == 400
+    assert "stalled" in response.json()["error"]
+    assert 0.9 < waited < 5
+    assert len(taken) == 1
+    assert stored(tmp_path) == []
+
+
+def test_a_taken_body_slower_than_the_floor_is_refused_with_408(
+    tmp_path: Path, taken: list[BodyReader]
+) -> None:
+    def trickle() -> Iterator[bytes]:
+        for _ in range(200):
+            yield bytes(16 * 1024)
+            time.sleep(0.02)  # pacing the sender at ~800 kB/s, under the floor
+
+    with serving(tmp_path, min_rate=4 * MiB, min_rate_window=1) as port:
+        started = time.monotonic()
+        result = stream_until_answered(
+            port, head("PUT", "/put/slow.bin", length=64 * MiB), trickle()
+        )
+    assert result.response is not None and result.response.status == 408, result.response
+    assert time.monotonic() - started < 4
+    assert len(taken) == 1
+    assert stored(tmp_path) == []
+
+
+def test_a_taken_chunk_body_longer_than_its_chunk_is_refused_early(
+    tmp_path: Path, taken: list[BodyReader]
+) -> None:
+    upload_id = str(uuid.uuid4())
+    fields = list(chunk_fields(upload_id, 0, MiB, 2 * MiB).items())
+    prefix = multipart(fields, "big.bin", b"").rsplit(b"\r\n--rawb0undary--", 1)[0]
+    headers = {"Content-Type": "multipart/form-data; boundary=rawb0undary"}
+    request_head = head("POST", "/upload", headers, 256 * MiB)
+    pieces = iter([prefix, *(bytes(MiB) for _ in range(256))])
+    with serving(tmp_path) as port:
+        result = stream_until_answered(port, request_head, pieces)
+    assert result.response is not None and result.response.status == 413
+    assert result.sent_when_answered < 32 * MiB
+    assert result.response.header("connection") == "close"
+    assert stored(tmp_path) == []
+
+
+def test_a_chunked_body_is_read_through_asgi(tmp_path: Path, taken: list[BodyReader]) -> None:
+    framed = b"".join(
+        b"%x\r\n" % len(BODY[i : i + MiB]) + BODY[i : i + MiB] + b"\r\n"
+        for i in range(0, len(BODY), MiB)
+    )
+    request = (
+        head("PUT", "/put/chunked.bin", {"Transfer-Encoding": "chunked"}) + framed + b"0\r\n\r\n"
+    )
+    with serving(tmp_path) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request)
+        [response] = read_responses(sock, 1)
+    assert response.status == 201
+    assert taken == []
+    assert stored(tmp_path) == [BODY]
