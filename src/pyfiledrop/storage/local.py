@@ -32,14 +32,16 @@ from pyfiledrop.storage import Buffer, OnWritten
 BATCH_BYTES = 1024 * 1024
 MIN_BATCH_BYTES = 64 * 1024
 # What all open sinks together may hold in batches (gathering + in flight): with many uploads at
-# once each batch gets smaller, so memory stays bounded (about 2 batches per sink).
-BATCH_BUDGET_BYTES = 32 * 1024 * 1024
+# once each batch gets smaller, so memory stays bounded (about 2 batches per sink). 16 MiB, not
+# 32: with 128 chunks in flight the batches and the receive buffers (web/body_takeover.py)
+# together kept the server above 100 MiB; one stream still gets 1 MiB batches.
+BATCH_BUDGET_BYTES = 16 * 1024 * 1024
 PUBLISH_WAIT_SECONDS = 30.0
 BATCH_PIECES = 256  # well under IOV_MAX (1024)
 READ_BYTES = 1024 * 1024
-HASH_READ_BYTES = 1024 * 1024
+HASH_READ_BYTES = 256 * 1024  # one per I/O thread, kept: hashing is no faster with more
 MAX_CHUNK_COUNT = 1_000_000
-IO_THREADS = 16
+IO_THREADS = 8  # 16 held more buffers and arenas than two cores can keep busy
 MAX_NAME_TRIES = 200  # a hundred numbered names, then random suffixes
 
 FICLONERANGE = 0x4020940D  # linux/fs.h: share extents (btrfs, XFS with reflink, bcachefs)
