@@ -1,0 +1,147 @@
+"""The local disk's chunk sink on its own: bytes land at their offset in batches, hashed in
+order, short writes are finished, a full disk is 507, abort waits for the write in flight, and
+batches shrink as more sinks are open."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pyfiledrop.storage.local as local
+from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.storage import Buffer
+from pyfiledrop.storage.local import LocalStorage
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[LocalStorage]:
+    storage = LocalStorage(tmp_path / "storage", tmp_path / "chunks", writeback=False)
+    storage.root.mkdir()
+    storage.partials.mkdir()
+    yield storage
+    storage.close()
+
+
+def pieces_of(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_a_chunk_lands_at_its_offset_and_is_hashed_in_order(storage: LocalStorage) -> None:
+    data = os.urandom(3 * local.BATCH_BYTES + 777)
+    hasher = hashlib.sha256()
+    batches: list[int] = []
+
+    def on_written(pieces: list[Buffer]) -> None:
+        batches.append(sum(map(len, pieces)))
+        for piece in pieces:
+            hasher.update(piece)
+
+    async def run() -> int:
+        await storage.create_partial("u", 4096 + len(data))
+        sink = await storage.open_chunk("u", 4096, on_written, len(data))
+        for piece in pieces_of(data, 65536):
+            await sink.write(memoryview(piece))
+        return await sink.finish()
+
+    assert asyncio.run(run()) == len(data)
+    written = storage.partial_path("u").read_bytes()
+    assert written[4096:] == data and written[:4096] == bytes(4096)
+    assert hasher.digest() == hashlib.sha256(data).digest()
+    assert batches[:3] == [local.BATCH_BYTES] * 3  # ~1 MiB batches, not a write per piece
+    assert storage.open_sinks.count == 0
+
+
+def test_a_short_write_is_finished(storage: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_pwritev = os.pwritev
+
+    def short_pwritev(fd: int, buffers: list[Any], offset: int) -> int:
+        first = memoryview(buffers[0])
+        return real_pwritev(fd, [first[: max(1, len(first) // 3)]], offset)  # a third at most
+
+    monkeypatch.setattr(local.os, "pwritev", short_pwritev)
+    data = os.urandom(200_000)
+
+    async def run() -> int:
+        await storage.create_partial("u", len(data))
+        sink = await storage.open_chunk("u", 0)
+        for piece in pieces_of(data, 30_000):
+            await sink.write(piece)
+        return await sink.finish()
+
+    assert asyncio.run(run()) == len(data)
+    assert storage.partial_path("u").read_bytes() == data
+
+
+def test_a_full_disk_is_insufficient_storage(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, buffers: list[Any], offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local.os, "pwritev", full)
+
+    async def run() -> None:
+        await storage.create_partial("u", 10)
+        sink = await storage.open_chunk("u", 0)
+        await sink.write(b"0123456789")
+        with pytest.raises(InsufficientStorage):
+            await sink.finish()
+
+    asyncio.run(run())
+    assert storage.open_sinks.count == 0  # closed although it failed
+
+
+def test_abort_waits_for_the_write_in_flight(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write still running in a thread when the request ends must not land after abort
+    returns (the partial may be discarded or published right after)."""
+    real_pwritev = os.pwritev
+    finished: list[int] = []
+
+    def slow_pwritev(fd: int, buffers: list[Any], offset: int) -> int:
+        release.wait(10)
+        done = real_pwritev(fd, buffers, offset)
+        finished.append(done)
+        return done
+
+    release = threading.Event()
+    monkeypatch.setattr(local.os, "pwritev", slow_pwritev)
+
+    async def run() -> list[int]:
+        await storage.create_partial("u", 2 * local.BATCH_BYTES)
+        sink = await storage.open_chunk("u", 0)
+        await sink.write(bytes(local.BATCH_BYTES))  # submitted: in flight, blocked
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        await sink.abort()
+        return list(finished)
+
+    assert asyncio.run(run()) == [local.BATCH_BYTES]
+    assert storage.open_sinks.count == 0
+
+
+def test_batches_shrink_as_more_sinks_are_open(storage: LocalStorage) -> None:
+    async def run() -> list[int]:
+        await storage.create_partial("u", 1)
+        sizes = []
+        sinks = []
+        for _ in range(64):
+            sinks.append(await storage.open_chunk("u", 0))
+            sizes.append(storage.open_sinks.batch_bytes)
+        for sink in sinks:
+            await sink.abort()
+        return sizes
+
+    sizes = asyncio.run(run())
+    assert sizes[0] == local.BATCH_BYTES
+    assert sizes[-1] == max(local.MIN_BATCH_BYTES, local.BATCH_BUDGET_BYTES // (2 * 64))
+    assert sizes == sorted(sizes, reverse=True)
+    assert storage.open_sinks.batch_bytes == local.BATCH_BYTES  # all closed again
