@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 Buffer = bytes | memoryview
-# Called with each batch once it is written, in order, on the storage's I/O thread (hashing).
+# Called with each batch in order, on an I/O thread, while or after it is written (hashing); a
+# sink's finish returns only after the last call has.
 OnWritten = Callable[[list[Buffer]], None]
 
 
