@@ -249,18 +249,21 @@ def test_a_chunked_body_is_read_through_asgi(tmp_path: Path, taken: list[BodyRea
     assert stored(tmp_path) == [BODY]
 
 
-def test_a_buffer_is_refilled_only_once_nothing_refers_to_it() -> None:
-    reader = BodyReader.__new__(BodyReader)  # only its pool is used here
-    reader.pool = []
-    size = body_takeover._Readers.buffer_bytes()
-    first = reader._free_buffer(size)
+def test_a_buffer_is_refilled_only_once_nothing_refers_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    readers = body_takeover._Readers
+    monkeypatch.setattr(readers, "pool", [])
+    size = readers.buffer_bytes()
+    first = readers.free_buffer(size)
     view = memoryview(first)[10:20]  # e.g. a batch waiting for its write, or a hasher
     del first
-    second = reader._free_buffer(size)
+    second = readers.free_buffer(size)
     assert second is not view.obj
     del second
     held = view.obj
     del view
-    assert reader._free_buffer(size) is not held  # `held` still refers to it
+    assert readers.free_buffer(size) is not held  # `held` still refers to it
     del held
-    assert reader._free_buffer(size) is reader.pool[0]  # released: reused, not allocated
+    assert readers.free_buffer(size) is readers.pool[0]  # released: reused, not allocated
+    assert len(readers.pool) == 2

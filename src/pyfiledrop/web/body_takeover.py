@@ -41,7 +41,7 @@ BUFFER_BYTES = 1024 * 1024
 MIN_BUFFER_BYTES = 64 * 1024
 BUDGET_BYTES = 8 * 1024 * 1024  # what all readers' buffers together aim to stay under
 READY_BUFFERS = 1  # full buffers waiting for the handler before reading pauses
-POOL_BUFFERS = 4  # kept per reader: filling, waiting, and one or two the sink still holds
+POOL_BYTES = 8 * 1024 * 1024  # buffers kept for reuse, all readers together
 
 Buffer = bytes | bytearray
 Check = Callable[[int], None]
@@ -63,11 +63,29 @@ class HttpSide(Protocol):
 
 
 class _Readers:
+    """The readers of this process: how many, and their buffers kept for reuse (one event loop
+    per process touches these)."""
+
     active = 0
+    pool: list[bytearray] = []  # noqa: RUF012  (replaced as a whole)
 
     @classmethod
     def buffer_bytes(cls) -> int:
         return max(MIN_BUFFER_BYTES, min(BUFFER_BYTES, BUDGET_BYTES // (2 * max(1, cls.active))))
+
+    @classmethod
+    def free_buffer(cls, size: int) -> bytearray:
+        """A pooled buffer of this size nobody refers to any more, else a new one."""
+        pool = cls.pool
+        for index in range(len(pool)):
+            # 2: the pool's reference and getrefcount's argument; nothing else holds it.
+            if len(pool[index]) == size and sys.getrefcount(pool[index]) == 2:
+                return pool[index]
+        buffer = bytearray(size)
+        if size == cls.buffer_bytes():  # not a body's short last one
+            same = [kept for kept in pool if len(kept) == size]
+            cls.pool = [*same[len(same) + 1 - POOL_BYTES // size :], buffer]
+        return buffer
 
 
 class BodyReader(asyncio.BufferedProtocol):
@@ -91,7 +109,6 @@ class BodyReader(asyncio.BufferedProtocol):
         self.loop = asyncio.get_running_loop()
         self.ready: deque[Buffer] = deque()
         self.current: bytearray | None = None
-        self.pool: list[bytearray] = []
         self.filled = 0
         self.paused = False
         self.done = False  # every byte of the body is in
@@ -105,20 +122,9 @@ class BodyReader(asyncio.BufferedProtocol):
     # asyncio.BufferedProtocol, called by the transport.
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.current is None:
-            self.current = self._free_buffer(min(_Readers.buffer_bytes(), self.remaining))
+            self.current = _Readers.free_buffer(min(_Readers.buffer_bytes(), self.remaining))
             self.filled = 0
         return memoryview(self.current)[self.filled :]
-
-    def _free_buffer(self, size: int) -> bytearray:
-        """A pooled buffer of this size nobody refers to any more, else a new one."""
-        for index in range(len(self.pool)):
-            # 2: the pool's reference and getrefcount's argument; nothing else holds it.
-            if len(self.pool[index]) == size and sys.getrefcount(self.pool[index]) == 2:
-                return self.pool[index]
-        buffer = bytearray(size)
-        if size == _Readers.buffer_bytes():  # not the short last one
-            self.pool = [*self.pool[-(POOL_BUFFERS - 1) :], buffer]
-        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         assert self.current is not None
@@ -204,7 +210,6 @@ class BodyReader(asyncio.BufferedProtocol):
             self.http.body_abandoned()
         self.ready.clear()
         self.current = None
-        self.pool = []
 
     def _fail(self, error: BaseException) -> None:
         if self.error is None:
