@@ -116,8 +116,7 @@ class BodyReader(asyncio.BufferedProtocol):
         self.waiter: asyncio.Future[None] | None = None
         self.last = self.loop.time()
         self.timer: asyncio.TimerHandle | None = None
-        _Readers.active += 1
-        self.counted = True
+        self.counted = False
 
     # asyncio.BufferedProtocol, called by the transport.
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -164,8 +163,16 @@ class BodyReader(asyncio.BufferedProtocol):
         self.http.resume_writing()
 
     # The handler's side.
-    async def pieces(self, first: bytes) -> AsyncGenerator[Buffer, None]:
-        """The body: what came with the head (`first`), then each buffer as it fills."""
+    async def pieces(self, hand_over: Callable[[], bytes]) -> AsyncGenerator[Buffer, None]:
+        """The body: what came with the head (`hand_over` returns it as it makes this reader
+        the transport's protocol, on the first step, so a body never read is never taken), then
+        each buffer as it fills."""
+        first = hand_over()
+        self.last = self.loop.time()
+        _Readers.active += 1
+        self.counted = True
+        if self.count is not None and first:
+            self.count(len(first))
         try:
             if first:
                 self.check(len(first))

@@ -139,17 +139,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             or self.transport.get_protocol() is not self
         ):
             return None
+        reader = BodyReader(self, self.transport, remaining, idle, check, count)
+        return reader.pieces(functools.partial(self._hand_over, cycle, reader))
+
+    def _hand_over(self, cycle: RequestResponseCycle, reader: BodyReader) -> bytes:
+        """Give `reader` the transport (when the handler starts reading, in the same loop turn
+        as the checks above); the body bytes the parser already passed on come first."""
         if cycle.waiting_for_100_continue:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             cycle.waiting_for_100_continue = False
         first, cycle.body = bytes(cycle.body), bytearray()
-        if count is not None and first:
-            count(len(first))
-        reader = BodyReader(self, self.transport, remaining, idle, check, count)
         self._taken = cycle
         self.transport.set_protocol(reader)
         self.flow.resume_reading()  # uvicorn's own pause, if any: the reader paces itself now
-        return reader.pieces(first)
+        return first
 
     def body_taken_back(self) -> None:
         """The reader got the whole body: this request is complete, the next one starts fresh."""
