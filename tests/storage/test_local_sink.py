@@ -34,7 +34,10 @@ def pieces_of(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def test_a_chunk_lands_at_its_offset_and_is_hashed_in_order(storage: LocalStorage) -> None:
+@pytest.mark.parametrize("others", [0, 40])  # one upload: big batches; many: small ones
+def test_a_chunk_lands_at_its_offset_and_is_hashed_in_order(
+    storage: LocalStorage, others: int
+) -> None:
     data = os.urandom(3 * local.BATCH_BYTES + 777)
     hasher = hashlib.sha256()
     batches: list[int] = []
@@ -46,16 +49,21 @@ def test_a_chunk_lands_at_its_offset_and_is_hashed_in_order(storage: LocalStorag
 
     async def run() -> int:
         await storage.create_partial("u", 4096 + len(data))
+        idle = [await storage.open_chunk("u", 0) for _ in range(others)]
         sink = await storage.open_chunk("u", 4096, on_written, len(data))
         for piece in pieces_of(data, 65536):
             await sink.write(memoryview(piece))
+        for other in idle:
+            await other.abort()
         return await sink.finish()
 
     assert asyncio.run(run()) == len(data)
     written = storage.partial_path("u").read_bytes()
     assert written[4096:] == data and written[:4096] == bytes(4096)
     assert hasher.digest() == hashlib.sha256(data).digest()
-    assert batches[:3] == [local.BATCH_BYTES] * 3  # ~1 MiB batches, not a write per piece
+    expected = max(local.MIN_BATCH_BYTES, local.BATCH_BUDGET_BYTES // (2 * (others + 1)))
+    expected = -(-min(local.BATCH_BYTES, expected) // 65536) * 65536  # whole pieces
+    assert batches[:3] == [expected] * 3  # batches, not a write per piece
     assert storage.open_sinks.count == 0
 
 

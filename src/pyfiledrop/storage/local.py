@@ -3,7 +3,7 @@ starts), positional writes, publish by link.
 
 The chunk bytes are gathered into batches of about 1 MiB and written by a worker thread while the
 event loop parses the next batch (see ARCHITECTURE.md: one batch in flight per request overlaps the
-network and the disk without unbounded memory). A batch is hashed (`on_written`) by another
+network and the disk without unbounded memory). A big batch is hashed (`on_written`) by another
 worker at the same time as it is written: both only read it, and SHA-256 (~0.7 s/GiB) after the
 copy into the page cache on one thread capped a single stream near 1 GiB/s. Hashes stay in order
 (one hash in flight per sink), and a chunk is done only when both are.
@@ -40,6 +40,9 @@ MIN_BATCH_BYTES = 64 * 1024
 # together kept the server above 100 MiB; one stream still gets 1 MiB batches.
 BATCH_BUDGET_BYTES = 16 * 1024 * 1024
 PUBLISH_WAIT_SECONDS = 30.0
+# Smaller batches (many uploads at once) are written and hashed by one job: a second thread
+# hop per batch cost more there than the overlap gained.
+SPLIT_HASH_BYTES = 512 * 1024
 BATCH_PIECES = 256  # well under IOV_MAX (1024)
 READ_BYTES = 1024 * 1024
 HASH_READ_BYTES = 256 * 1024  # one per I/O thread, kept: hashing is no faster with more
@@ -74,6 +77,14 @@ def _pwrite_all(fd: int, pieces: list[Buffer], offset: int, writeback: bool) -> 
             pieces = [memoryview(pieces[0])[written:], *pieces[1:]]
     if writeback:
         _start_writeback(fd, start, offset - start)
+
+
+def _write_batch(
+    fd: int, pieces: list[Buffer], offset: int, writeback: bool, on_written: OnWritten | None
+) -> None:
+    _pwrite_all(fd, pieces, offset, writeback)
+    if on_written is not None:
+        on_written(pieces)
 
 
 def _raise_mapped(error: OSError) -> NoReturn:
@@ -140,11 +151,21 @@ class LocalChunkSink:
         batch, size = self._batch, self._batched
         self._batch, self._batched = [], 0
         loop = asyncio.get_running_loop()
-        self._in_flight = loop.run_in_executor(
-            self._executor, _pwrite_all, self._fd, batch, self._offset, self._writeback
-        )
-        if self._on_written is not None:
+        if self._on_written is not None and size >= SPLIT_HASH_BYTES:
             self._hashing = loop.run_in_executor(self._executor, self._on_written, batch)
+            self._in_flight = loop.run_in_executor(
+                self._executor, _pwrite_all, self._fd, batch, self._offset, self._writeback
+            )
+        else:
+            self._in_flight = loop.run_in_executor(
+                self._executor,
+                _write_batch,
+                self._fd,
+                batch,
+                self._offset,
+                self._writeback,
+                self._on_written,
+            )
         self._offset += size
         self._written += size
 
