@@ -37,7 +37,6 @@ from pyfiledrop.web.page import auto_chunk_floor
 
 SETTINGS_ENV = "PYFILEDROP_SETTINGS_JSON"
 KEEP_ALIVE_SECONDS = 75
-MMAP_THRESHOLD_BYTES = 64 * 1024
 LISTEN_BACKLOG = 2048  # uvicorn's default
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app can't start
 SIOCGIFADDR = 0x8915  # Linux: an interface's IPv4 address
@@ -219,16 +218,10 @@ def app_from_environment() -> Starlette:
 
 def _limit_malloc_arenas() -> None:
     """glibc gives busy threads their own malloc arenas, each keeping freed memory; with many
-    uploads at once that retention dominated the server's RSS. Two arenas are plenty here.
-
-    Blocks of 64 KiB and more (receive buffers, batches) are mapped on their own, so a freed one
-    goes back to the system at once instead of fragmenting a heap that never shrinks; glibc's
-    default threshold grows to 32 MiB as big blocks are freed, which put them all in the heap."""
-    m_arena_max, m_mmap_threshold = -8, -3
+    uploads at once that retention dominated the server's RSS. Two arenas are plenty here."""
+    m_arena_max = -8
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        libc.mallopt(m_arena_max, 2)
-        libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES)
+        ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt(m_arena_max, 2)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
