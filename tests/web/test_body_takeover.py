@@ -254,7 +254,7 @@ def test_a_buffer_is_refilled_only_once_nothing_refers_to_it(
 ) -> None:
     readers = body_takeover._Readers
     monkeypatch.setattr(readers, "pool", [])
-    size = readers.buffer_bytes()
+    size = body_takeover.BUFFER_BYTES
     first = readers.free_buffer(size)
     view = memoryview(first)[10:20]  # e.g. a batch waiting for its write, or a hasher
     del first

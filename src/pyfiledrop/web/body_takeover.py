@@ -75,16 +75,18 @@ class _Readers:
 
     @classmethod
     def free_buffer(cls, size: int) -> bytearray:
-        """A pooled buffer of this size nobody refers to any more, else a new one."""
+        """A pooled full-size buffer nobody refers to any more, else a new one. Smaller ones
+        (many bodies at once) come from malloc's free lists cheaply; scanning a pool of them
+        for every buffer cost more than it saved."""
+        if size != BUFFER_BYTES:
+            return bytearray(size)
         pool = cls.pool
         for index in range(len(pool)):
             # 2: the pool's reference and getrefcount's argument; nothing else holds it.
-            if len(pool[index]) == size and sys.getrefcount(pool[index]) == 2:
+            if sys.getrefcount(pool[index]) == 2:
                 return pool[index]
         buffer = bytearray(size)
-        if size == cls.buffer_bytes():  # not a body's short last one
-            same = [kept for kept in pool if len(kept) == size]
-            cls.pool = [*same[len(same) + 1 - POOL_BYTES // size :], buffer]
+        cls.pool = [*pool[len(pool) + 1 - POOL_BYTES // size :], buffer]
         return buffer
 
 
@@ -144,8 +146,8 @@ class BodyReader(asyncio.BufferedProtocol):
                 self.done = True
                 self._pause()
                 self.loop.call_soon(self._give_back)
-            elif len(self.ready) >= READY_BUFFERS:
-                self._pause()
+            elif len(self.ready) >= READY_BUFFERS and self.waiter is None:
+                self._pause()  # a handler already waiting takes it in this loop turn
             self._wake()
 
     def eof_received(self) -> bool | None:
@@ -239,6 +241,7 @@ class BodyReader(asyncio.BufferedProtocol):
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
+        self.waiter = None  # one buffer for a waiting handler; the next one pauses reading
 
     def _arm_timer(self) -> None:
         self.timer = self.loop.call_at(self.last + self.idle, self._check_idle)
