@@ -1,8 +1,9 @@
 """Receiving an upload's body below ASGI: the app takes the socket over for the body's length.
 
 Through ASGI every ~64 KiB of a body costs uvloop a bytes object, httptools another, uvicorn a
-bytearray append and a `bytes()` copy, then a message dict, an event and an await: about a third
-of the server's CPU for a PUT, before a byte is written or hashed. For a body with a
+bytearray append and a `bytes()` copy, then a message dict, an event and an await: taking the
+body below it cut a 1 GiB PUT from 1.6-1.8 to 1.3-1.45 s of server CPU (8 MiB Dropzone chunks:
+2.3-2.4 to 1.8), before any byte is written or hashed differently. For a body with a
 Content-Length, the request's handler may instead ask for the rest of the body here: the
 transport's protocol becomes a `BufferedProtocol` whose `get_buffer` hands the kernel fresh
 buffers of up to 1 MiB (`recv_into`: one copy, from the socket to the buffer the disk write and
