@@ -230,9 +230,11 @@ def summarize_profiles(settings: Sequence[Setting], folder: Path) -> None:
 
 
 def estimate_seconds(settings: Sequence[Setting], size: int, runs: int) -> float:
-    """Rough: ~250 MB/s uploads, hashing the stored file at ~1.5 GB/s, ~3 s start/stop/sync."""
+    """Rough: ~250 MB/s uploads, hashing the stored file at ~1.5 GB/s, ~3 s start/stop/sync;
+    a download row uploads the file first."""
     per_trial = size / 250e6 + size / 1.5e9 + 3
-    return per_trial * len(settings) * runs
+    seeded = sum(1 for setting in settings if setting.seed is not None)
+    return (per_trial * len(settings) + size / 250e6 * seeded) * runs
 
 
 def write_raw(path: Path, record: dict[str, Any]) -> None:
