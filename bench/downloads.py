@@ -20,8 +20,8 @@ from bench.systems import (
 )
 
 PYFILEDROP_DOWNLOAD = "pyfiledrop download"
-CURL_FROM_PYFILEDROP = "curl from pyfiledrop"
-NGINX_GET = "nginx GET"
+CURL_FROM_PYFILEDROP = "curl download from pyfiledrop"
+NGINX_GET = "curl download from nginx"
 
 
 def target(trial: Trial) -> Path:

@@ -260,7 +260,9 @@ class Matrix:
     in_flight: tuple[int, ...]
     u2c_connections: tuple[int, ...]
     page_default: bool
-    references: bool = True  # rows no target needs: the article's 1 MB, nginx GET, tus with flush
+    references: bool = (
+        True  # rows no target needs: the article's 1 MB, nginx serving, tus with flush
+    )
 
 
 FULL = Matrix((2 * MIB, 8 * MIB, 32 * MIB, 64 * MIB), (1, 2, 4, 8), (2, 4), True)

@@ -205,7 +205,7 @@ def test_targets_for_tus_downloads_and_the_uploaders_cpu() -> None:
             result("pyfiledrop tus (flush) | tus-js-client 8MiB", 300),
             result("@tus/server | tus-js-client 8MiB", 400),
             result("pyfiledrop download | CLI defaults", 600),
-            result("curl from pyfiledrop | curl -o", 1000),
+            result("curl download from pyfiledrop | curl -o", 1000),
             result("pyfiledrop Dropzone (no flush) | CLI defaults", 500, client_cpu_seconds=2.8),
             result("pyfiledrop Dropzone (flush) | CLI defaults", 450, client_cpu_seconds=3.4),
         ]
@@ -215,7 +215,7 @@ def test_targets_for_tus_downloads_and_the_uploaders_cpu() -> None:
     assert "600 (tus-js-client 8MiB) / 400 (@tus/server, tus-js-client 8MiB)" in tus
     assert "= **1.50x** (target >= 1.2x: met)" in tus
     download = next(line for line in lines if "pyfiledrop download vs curl" in line)
-    assert "600 (CLI defaults) / 1000 (curl from pyfiledrop, curl -o)" in download
+    assert "600 (CLI defaults) / 1000 (curl download from pyfiledrop, curl -o)" in download
     assert "= **0.60x** (target >= 0.8x: missed by 25%)" in download
     client = next(line for line in lines if line.startswith("- client CPU"))
     assert "worst 1.70 s (pyfiledrop Dropzone (flush), CLI defaults)" in client

@@ -30,10 +30,12 @@ def test_quick_keeps_the_targets_rows_and_drops_the_references() -> None:
         "pyfiledrop tus (flush) | tus-js-client 8MiB",
     ]
     assert downloads.reference_settings(QUICK) == []
-    assert [s.key for s in downloads.reference_settings(FULL)] == ["nginx GET | curl -o"]
+    assert [s.key for s in downloads.reference_settings(FULL)] == [
+        "curl download from nginx | curl -o"
+    ]
     assert [s.key for s in downloads.pyfiledrop_settings()] == [
         "pyfiledrop download | CLI defaults",
-        "curl from pyfiledrop | curl -o",
+        "curl download from pyfiledrop | curl -o",
     ]
 
 
