@@ -144,3 +144,12 @@ def test_tus_js_client_into_the_tus_projects_server(tmp_path: Path) -> None:
     result = run_trial(setting, source, sha, tmp_path / "w", 0, tmp_path / "logs")
     assert result.error is None and result.sha_ok
     assert result.client_cpu_seconds is not None and result.client_cpu_seconds > 0
+
+
+def test_the_time_estimate_counts_the_seeding_upload_of_download_rows() -> None:
+    from bench.__main__ import estimate_seconds
+
+    plain = tus.peer_settings()
+    seeded = downloads.pyfiledrop_settings()[:1]
+    size = 250_000_000  # 1 s at the estimate's 250 MB/s
+    assert estimate_seconds(seeded, size, 2) == pytest.approx(estimate_seconds(plain, size, 2) + 2)
