@@ -77,6 +77,18 @@ class StoredFile:
     hash_trusted: bool = False
 
 
+@dataclass(frozen=True)
+class Share:
+    """Several files behind one link (`meta/shares.py` keeps them)."""
+
+    id: str
+    owner: str
+    created: float
+    expires: float | None = None
+    downloads: int = 0
+    max_downloads: int | None = None
+
+
 def open_database(url: str | None, data: Path) -> Database:
     """SQLite in the data folder by default; a `postgresql://` URL for several processes."""
     if url is None:
