@@ -40,7 +40,6 @@ class Upload:
     updated: float
     received: int = 0
     lease_until: float | None = None
-    final_path: str | None = None
     file_id: str | None = None
     byte_offset: int = 0  # uploads received in order (tus): the bytes stored so far
     metadata: str | None = None
