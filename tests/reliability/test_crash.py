@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import socket
 import sqlite3
@@ -21,7 +22,7 @@ import pytest
 from pyfiledrop.meta import queries
 from tests.conftest import Server, random_file, sha256_of
 from tests.dz import chunk_fields, read_chunk, send_chunk
-from tests.inproc import app_client
+from tests.harness import app_client
 from tests.rawhttp import head, multipart
 
 KiB = 1024
@@ -344,6 +345,7 @@ def test_partial_left_by_a_crash_after_publishing_is_removed(
         assert send_chunk(client, source, upload_id, 1, MiB).json()["status"] == "done"
         partial = tmp_path / "app" / "chunks" / f"{upload_id}.part"
         assert partial.exists()
+        os.utime(partial, (uploads.clock(), uploads.clock()))  # new by the app's (fake) clock
         monkeypatch.setattr(uploads.storage, "discard_partial", real_discard)
         assert client.portal.call(uploads.remove_abandoned) == 1  # type: ignore[union-attr]
         assert not partial.exists()

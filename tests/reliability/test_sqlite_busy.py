@@ -18,7 +18,7 @@ import pytest
 import pyfiledrop.meta.sqlite as sqlite_meta
 from tests.conftest import Server, random_file, sha256_of
 from tests.dz import send_chunk
-from tests.inproc import app_client
+from tests.harness import app_client
 
 KiB = 1024
 CHUNK = 256 * KiB

@@ -21,7 +21,7 @@ from pyfiledrop.web.app import create_app
 from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
 from tests.conftest import Server, ServerFactory, free_port, random_file, sha256_of
 from tests.dz import chunk_fields, upload
-from tests.inproc import settings_in
+from tests.harness import settings_in
 from tests.rawhttp import head, multipart, read_response, stream_until_answered
 
 MiB = 1024 * 1024
