@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ def test_files_list_info_rm_and_purge(server_factory: ServerFactory) -> None:
     assert gone.status_code == 410
     assert gone.json()["error"] == "this file was removed by the server's operator"
 
-    time.sleep(1.1)  # `short` expires
+    server.expire(short["id"])
     purged = files_cli(server, "purge-expired")
     assert [row["id"] for row in purged["removed"]] == [short["id"]]
     assert purged["removed"][0]["reason"] == "expired"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -258,7 +257,8 @@ def test_expiry_and_delete_over_real_http(server_factory: ServerFactory) -> None
         )
         assert deleted.status_code == 200
         assert not (server.storage_dir / "keep.txt").exists()
-        time.sleep(2.1)
+        assert record["expires"] is not None
+        server.expire(record["id"])
         assert client.get(record["url"]).status_code == 410
 
 

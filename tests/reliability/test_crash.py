@@ -125,7 +125,9 @@ class Client:
             self.record = body["file"]
             return []
         if body["state"] == "finalizing" and not (set(range(self.count)) - set(body["received"])):
-            time.sleep(0.2)  # another request is finishing it; finish will wait for it
+            # Another request is finishing it: a client's pause before it asks again (the
+            # chaos loop re-asks until the upload is done; nothing waits on this sleep).
+            time.sleep(0.2)
         return [i for i in range(self.count) if i not in body["received"]]
 
 
@@ -155,10 +157,10 @@ def killer(
             time.sleep(0.005)
         if not busy.is_set():
             return
-        time.sleep(rng.uniform(0.0, 0.05))  # not always right after a response
+        time.sleep(rng.uniform(0.0, 0.05))  # the chaos itself: not always right after a response
         server.kill()
         log.append(time.monotonic() - started)
-        time.sleep(rng.uniform(0.0, 0.2))
+        time.sleep(rng.uniform(0.0, 0.2))  # the chaos itself: down for a random while
         server.start()
 
 
