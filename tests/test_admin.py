@@ -47,7 +47,7 @@ def put(server: Server, name: str, data: bytes, **params: str) -> dict[str, Any]
 def test_files_list_info_rm_and_purge(server_factory: ServerFactory) -> None:
     server = server_factory("-a")
     kept = put(server, "kept.txt", b"kept")
-    short = put(server, "short.txt", b"short", expires_in="1")
+    short = put(server, "short.txt", b"short", expires_in="1h")  # expired by hand below
     removed = put(server, "removed.txt", b"removed")
     listed = files_cli(server, "list")["files"]
     assert {row["name"] for row in listed} == {"kept.txt", "short.txt", "removed.txt"}

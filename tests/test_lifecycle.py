@@ -247,7 +247,7 @@ def test_others_cannot_probe_file_info(tmp_path: Path) -> None:
 
 
 def test_expiry_and_delete_over_real_http(server_factory: ServerFactory) -> None:
-    server = server_factory("-a", "--expire-after", "2s")
+    server = server_factory("-a", "--expire-after", "1h")  # expired by hand below
     with httpx.Client(base_url=server.url, timeout=10) as client:
         record = client.put("/put/soon.txt", content=b"soon").json()
         keep = client.put("/put/keep.txt", content=b"keep").json()

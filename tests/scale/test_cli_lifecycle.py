@@ -36,7 +36,7 @@ def test_cli_upload_and_download_round_trip(backend: Backend, tmp_path: Path) ->
 
 
 def test_expiry_and_delete_remove_the_bytes(backend: Backend, tmp_path: Path) -> None:
-    server = backend.start("-a", "--expire-after", "2s")
+    server = backend.start("-a", "--expire-after", "1h")  # expired by hand below
     with httpx.Client(base_url=server.url, timeout=30) as client:
         soon = client.put("/put/soon.txt", content=b"soon").json()
         keep = client.put("/put/keep.txt", content=b"keep").json()
