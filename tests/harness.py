@@ -19,8 +19,9 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from pyfiledrop.config import Settings, prepare_folders
+from pyfiledrop.runtime import open_core
 from pyfiledrop.uploads import Uploads
-from pyfiledrop.web.app import create_app, open_core
+from pyfiledrop.web.app import create_app
 
 
 def iso(moment: float) -> str:
