@@ -24,6 +24,7 @@ import httpx
 from pyfiledrop.client.transport import CONNECT_TIMEOUT_SECONDS, IO_TIMEOUT_SECONDS
 
 Buffer = bytes | bytearray | memoryview
+ERROR_BODY_LIMIT = 64 * 1024  # an error's explanation is short: no more of it is read
 # Headers of the httpx client that this connection sets itself (or must not send).
 _NOT_COPIED = frozenset({"host", "content-length", "accept-encoding", "transfer-encoding"})
 
@@ -91,23 +92,24 @@ class Connection:
             return _as_httpx(request, response, response.read())
 
     @contextmanager
-    def get(self, path: str, headers: Mapping[str, str]) -> Iterator[http.client.HTTPResponse]:
-        """GET; the caller reads the body with `read_into` inside the `with`."""
+    def get(
+        self, path: str, headers: dict[str, str]
+    ) -> Iterator[tuple[httpx.Response, http.client.HTTPResponse]]:
+        """GET: the answer's status and headers (with the body too, when it is an error) and
+        the raw answer to read a 200 or 206 body from with `read_into`, inside the `with`."""
         request = httpx.Request("GET", self._base + path)
         with self._failures(request):
             self._connect()
             self._start("GET", path, headers)
-            response = self._conn.getresponse()
+            raw = self._conn.getresponse()
+            body = b"" if raw.status in (200, 206) else raw.read(ERROR_BODY_LIMIT)
         try:
-            yield response
+            yield _as_httpx(request, raw, body), raw
         except BaseException:
             self._conn.close()  # the body may be half read: never reuse the connection
             raise
         finally:
-            response.close()
-
-    def url(self, path: str) -> str:
-        return self._base + path
+            raw.close()
 
     def _start(self, method: str, path: str, headers: Mapping[str, str]) -> None:
         conn = self._conn
