@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from pyfiledrop.client import wire
 from pyfiledrop.client.download import _Chunks
-from pyfiledrop.client.transport import describe_transport_error, server_error
+from pyfiledrop.client.transport import describe_transport_error, server_error, trusting_nothing
 from tests.client.helpers import MiB, json_lines, run_cli
 from tests.client.relay import relay
 from tests.conftest import Server, random_file, sha256_of
@@ -118,6 +119,12 @@ def test_a_proxy_or_tls_leaves_the_bytes_to_httpx(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("ALL_PROXY")
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:3128")
     assert not wire.usable("http://127.0.0.1:8000")
+
+
+def test_the_plain_http_client_would_refuse_any_tls() -> None:
+    context = trusting_nothing()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] == 0
 
 
 def test_httpx_pieces_fill_buffers_exactly() -> None:
