@@ -17,7 +17,7 @@ from pyfiledrop.client.download import _Chunks
 from pyfiledrop.client.transport import describe_transport_error, server_error, trusting_nothing
 from tests.client.helpers import MiB, json_lines, run_cli
 from tests.client.relay import relay
-from tests.conftest import Server, random_file, sha256_of
+from tests.conftest import Server, ServerFactory, random_file, sha256_of
 
 ANSWER = b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
 
@@ -98,6 +98,33 @@ def test_an_error_answer_keeps_the_servers_words() -> None:
     assert server_error(response) == "413 file too large"
 
 
+def test_an_answer_before_the_body_is_read_is_still_heard() -> None:
+    """A server that refuses on the headers alone and hangs up mid-body (its unread bytes make
+    that a reset): the client's send fails, yet the refusal, already received, is reported."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answer = b'{"error": "file too large"}'
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(ANSWER % (413, len(answer), answer))
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    connection = wire.Connection(f"http://127.0.0.1:{listener.getsockname()[1]}", {})
+    piece = memoryview(bytes(MiB))
+    try:
+        response = connection.post("/upload", {}, (piece for _ in range(256)), 256 * MiB)
+    finally:
+        connection.close()
+        listener.close()
+        thread.join(10)
+    assert server_error(response) == "413 file too large"
+
+
 def test_nobody_listening_is_a_connect_error_in_words() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         url = f"http://127.0.0.1:{taken.getsockname()[1]}"
@@ -139,6 +166,28 @@ def test_httpx_pieces_fill_buffers_exactly() -> None:
         if got < len(buffer):
             break
     assert bytes(out) == b"".join(pieces)
+
+
+def test_the_password_goes_with_the_bulk_requests_too(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = server_factory("-a", "--password", "the right one")
+    source = random_file(tmp_path / "guarded.bin", 2 * MiB + 1)
+    state_dir = tmp_path / "state"
+    password = {"PYFILEDROP_PASSWORD": "the right one"}
+    upload = run_cli(
+        state_dir, "upload", str(source), "--url", server.url, "--chunk-size", "1M", "--json",
+        extra_env=password,
+    )  # fmt: skip
+    assert upload.returncode == 0, upload.stderr
+    (record,) = json_lines(upload.stdout)
+    target = tmp_path / "back.bin"
+    download = run_cli(
+        state_dir, "download", record["url"], "-o", str(target), "--json", extra_env=password
+    )
+    assert download.returncode == 0, download.stderr
+    assert json_lines(download.stdout)[0]["verified"] is True
+    assert sha256_of(target) == sha256_of(source) == record["sha256"]
 
 
 def test_upload_and_download_through_a_proxy_go_by_httpx(server: Server, tmp_path: Path) -> None:
