@@ -2,13 +2,16 @@
 
 The data path, per file:
 
-- one reader thread reads the file once, front to back, in pieces; it hashes every piece (so the
-  SHA-256 needs no second pass) and hands the pieces of chunks still to send to their senders;
-- N sender threads each POST one chunk at a time, in index order, streaming the multipart body
-  from those pieces over a keep-alive connection (the length is known up front, so no chunked
-  transfer encoding);
-- pieces read but not yet sent are bounded by READ_AHEAD_BYTES, so memory stays small whatever
-  the chunk size; a retried chunk is read again from disk (only the hash needs the single pass).
+- one reader thread reads the file once, front to back, with `readinto` into reused 1 MiB
+  buffers; it hashes every piece there (so the SHA-256 needs no second pass, and a resumed run
+  hashes the chunks the server already has without sending them) and hands the pieces of chunks
+  still to send to their senders;
+- N sender threads each POST one chunk at a time, in index order, over their own keep-alive
+  connection: the multipart head, then each piece with one `sendall` straight from its buffer
+  (`wire`; httpx where TLS or a proxy is involved), then the tail; the buffer goes back to the
+  pool once sent;
+- the pool holds at most READ_AHEAD_BYTES, so memory stays small whatever the chunk size; a
+  retried chunk is read again from disk (only the hash needs the single pass).
 
 Threads rather than asyncio: the hot work (socket sends, file reads, hashing) runs in C with the
 GIL released, so threads overlap it on both cores with less Python per byte than an event loop.
