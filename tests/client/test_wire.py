@@ -212,3 +212,18 @@ def test_upload_and_download_through_a_proxy_go_by_httpx(server: Server, tmp_pat
         assert download.returncode == 0, download.stderr
     assert through_proxy >= 1 and proxy.connections > through_proxy
     assert sha256_of(target) == sha256_of(source) == record["sha256"]
+
+
+def test_files_after_the_first_reuse_the_senders_connections(
+    server: Server, tmp_path: Path
+) -> None:
+    files = [random_file(tmp_path / f"f{n}.bin", 2 * MiB) for n in range(4)]
+    with relay(server.port) as counting:
+        result = run_cli(
+            tmp_path / "state", "upload", *map(str, files), "--url", counting.url,
+            "--chunk-size", "1M", "--parallel", "2", "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert [r["verified"] for r in json_lines(result.stdout)] == [True] * 4
+    # httpx's one for the probes and finishes, and one per sender: not two more per file.
+    assert counting.connections <= 3

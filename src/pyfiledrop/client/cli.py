@@ -229,6 +229,7 @@ def run_upload(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return _interrupted(reporter, "upload")
         finally:
+            session.close()
             reporter.close()
     return EXIT_FAILED if failed else EXIT_OK
 

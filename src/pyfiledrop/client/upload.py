@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -116,10 +117,20 @@ class Session:
     options: UploadOptions
     reporter: Reporter
     owner: str | None = None
+    # The chunk POSTs' own connections (see `wire`); None: they go through `http`.
+    connections: wire.Pool | None = None
+
+    def __post_init__(self) -> None:
+        if self.connections is None and wire.usable(self.options.url):
+            self.connections = wire.Pool(self.options.url, self.http.headers)
 
     @property
     def upload_url(self) -> str:
         return f"{self.options.url}/upload"
+
+    def close(self) -> None:
+        if self.connections is not None:
+            self.connections.close()
 
 
 @dataclass(frozen=True)
@@ -285,7 +296,6 @@ class _Transfer:
         self.finished_file: dict[str, Any] | None = plan.finished_file
         self.sent = 0
         self.headers = owner_headers(plan.owner) | {"X-Requested-With": "XMLHttpRequest"}
-        self.direct = wire.usable(session.options.url)
 
     def fail(self, error: TransferError) -> None:
         with self.lock:
@@ -330,8 +340,7 @@ class _Transfer:
     # The senders.
 
     def send_all(self) -> None:
-        connection = self._connection()
-        try:
+        with self._connection() as connection:
             while not self.abort.is_set():
                 index = self.work.get()
                 if index is None:
@@ -340,15 +349,21 @@ class _Transfer:
                     self._send_chunk(index, self.feeds[index], connection)
                 except TransferError as error:
                     self.fail(error)
-        finally:
-            if connection is not None:
-                connection.close()
 
-    def _connection(self) -> wire.Connection | None:
+    @contextmanager
+    def _connection(self) -> Iterator[wire.Connection | None]:
         """This thread's own connection for the chunk POSTs; None: they go through httpx."""
-        if not self.direct:
-            return None
-        return wire.Connection(self.session.options.url, self.session.http.headers)
+        pool = self.session.connections
+        if pool is None:
+            yield None
+            return
+        connection = pool.take()
+        try:
+            yield connection
+        except BaseException:
+            connection.close()  # maybe mid-request (Ctrl-C): never reuse it
+            raise
+        pool.give(connection)
 
     def _fields(self, index: int) -> list[tuple[str, str]]:
         chunk_size = self.plan.chunk_size
@@ -506,17 +521,13 @@ class _Transfer:
 
     def resend(self, indexes: list[int]) -> None:
         """Chunks the server reports missing at finish time: sent again, straight from disk."""
-        connection = self._connection()
-        try:
+        with self._connection() as connection:
             for index in indexes:
                 if not 0 <= index < self.plan.chunk_count:
                     raise TransferError(f"{self.filename}: the server asks for chunk {index}")
                 self._send_chunk(index, None, connection)
                 if self.error is not None:
                     raise self.error
-        finally:
-            if connection is not None:
-                connection.close()
 
 
 def _finish(transfer: _Transfer) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ exceptions, so the callers handle one kind of each whichever way the bytes went.
 import http.client
 import select
 import socket
+import threading
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -147,6 +148,33 @@ class Connection:
         except BaseException:
             self._conn.close()  # the connection is mid-request: never reuse it
             raise
+
+
+class Pool:
+    """Idle connections to one server, kept between files (a new file's senders skip the
+    handshake); each is used by one thread at a time."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str]) -> None:
+        self._base_url = base_url
+        self._headers = headers
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return Connection(self._base_url, self._headers)
+
+    def give(self, connection: Connection) -> None:
+        with self._lock:
+            self._idle.append(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
 
 def read_into(response: http.client.HTTPResponse, view: memoryview) -> int:
