@@ -64,7 +64,8 @@ typecheck: $(DEV)
 services:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL could not be installed: its tests will be skipped"
 
-# npm packages only the tests use (tus-js-client, Uppy, Dropzone 5.7.6 for the article's page).
+# npm packages only the tests and the bench use (tus-js-client, @tus/server + @tus/file-store,
+# Uppy, Dropzone 5.7.6 for the article's page).
 NODE_DEV := node_modules/.installed-dev
 $(NODE_DEV): package.json package-lock.json $(VENDOR)/.copied
 	npm ci --no-audit --no-fund --silent
@@ -81,7 +82,8 @@ test: install-dev browser-deps lint typecheck unit
 dist: install-dev
 	$(BIN)/python tools/dist.py --outdir $(DIST)
 
-# The benchmark's own needs: matplotlib (the `bench` extra), peers in their own venv, nginx.
+# The benchmark's own needs: matplotlib (the `bench` extra), peers in their own venv, nginx, and
+# the npm dev packages (tus-js-client and the tus project's Node server).
 PEERS := bench/.peers
 $(VENV)/.bench-installed: $(DEV)
 	$(BIN)/pip install -q -e '.[dev,s3,postgres,bench]'
@@ -92,7 +94,7 @@ $(PEERS)/.installed: bench/peers.txt
 	$(PEERS)/bin/pip install -q -r bench/peers.txt
 	touch $@
 
-bench: install-dev $(VENV)/.bench-installed $(PEERS)/.installed
+bench: install-dev $(VENV)/.bench-installed $(PEERS)/.installed $(NODE_DEV)
 	@command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 	$(BIN)/python -m bench $(ARGS)
 

@@ -13,11 +13,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import profile, quiet, report
+from bench import downloads, profile, quiet, report, tus
 from bench.machine import machine, versions
 from bench.measure import Result, run_concurrent, run_trial, settle_disk
 from bench.sources import random_file
@@ -28,7 +29,6 @@ from bench.systems import (
     PYFILEDROP_BIN,
     PYFILEDROP_NO_FSYNC,
     QUICK,
-    Matrix,
     Setting,
     Trial,
     ceilings_and_peers,
@@ -158,19 +158,30 @@ def pyfiledrop_ready() -> tuple[bool, bool]:
 
 
 def uses_uploader(setting: Setting) -> bool:
-    """Is the client `pyfiledrop upload` (which older installs lack)?"""
-    return setting.client(Trial(Path("x"), Path("/nonexistent"), 1))[1:2] == ["upload"]
+    """Is the client `pyfiledrop upload` or `download` (which older installs lack)?"""
+    argv = setting.client(Trial(Path("x"), Path("/nonexistent"), 1))
+    return argv[0].endswith("pyfiledrop") and argv[1:2] in (["upload"], ["download"])
 
 
 def matrix_settings(args: argparse.Namespace, notes: list[str]) -> list[Setting]:
     matrix = QUICK if args.quick else FULL
-    matrix = Matrix(
-        tuple(args.chunk_sizes or matrix.chunk_sizes),
-        tuple(args.in_flight or matrix.in_flight),
-        tuple(args.u2c_connections or matrix.u2c_connections),
-        matrix.page_default,
+    matrix = replace(
+        matrix,
+        chunk_sizes=tuple(args.chunk_sizes or matrix.chunk_sizes),
+        in_flight=tuple(args.in_flight or matrix.in_flight),
+        u2c_connections=tuple(args.u2c_connections or matrix.u2c_connections),
     )
-    return available(args, ceilings_and_peers(matrix), pyfiledrop_settings(matrix), notes)
+    others = [
+        *ceilings_and_peers(matrix),
+        *tus.peer_settings(),
+        *downloads.reference_settings(matrix),
+    ]
+    pyfiledrops = [
+        *pyfiledrop_settings(matrix),
+        *tus.pyfiledrop_settings(matrix),
+        *downloads.pyfiledrop_settings(),
+    ]
+    return available(args, others, pyfiledrops, notes)
 
 
 def available(
@@ -219,9 +230,11 @@ def summarize_profiles(settings: Sequence[Setting], folder: Path) -> None:
 
 
 def estimate_seconds(settings: Sequence[Setting], size: int, runs: int) -> float:
-    """Rough: ~250 MB/s uploads, hashing the stored file at ~1.5 GB/s, ~3 s start/stop/sync."""
+    """Rough: ~250 MB/s uploads, hashing the stored file at ~1.5 GB/s, ~3 s start/stop/sync;
+    a download row uploads the file first."""
     per_trial = size / 250e6 + size / 1.5e9 + 3
-    return per_trial * len(settings) * runs
+    seeded = sum(1 for setting in settings if setting.seed is not None)
+    return (per_trial * len(settings) + size / 250e6 * seeded) * runs
 
 
 def write_raw(path: Path, record: dict[str, Any]) -> None:
@@ -274,6 +287,16 @@ PROXY_NOTE = (
 )
 
 
+DOWNLOAD_NOTE = (
+    "Download rows: the file is put on the server first (pyfiledrop: `curl -T` to `/put/`, "
+    "untimed; nginx: a hard link in its root), so it is read from the page cache; then one "
+    "client fetches it into the run's folder and the copy is hashed. The server's CPU counts from "
+    "after the seeding; its peak RSS is the sampled one (the high-water mark would be the "
+    "seeding upload's). `pyfiledrop download` hashes what it receives and flushes the file "
+    "before renaming it into place; `curl -o` does neither."
+)
+
+
 def run_proxy(args: argparse.Namespace) -> int:
     notes: list[str] = [quiet_note(args.max_load), PROXY_NOTE]
     settings = available(args, [], proxy_settings(), notes)
@@ -312,6 +335,8 @@ def run_settings(
         + ("page cache dropped and the source read back in, " if args.drop_caches else "`sync`, ")
         + "then one upload over 127.0.0.1; the stored file is hashed and deleted afterwards."
     )
+    if any(setting.seed is not None for setting in settings):
+        notes.append(DOWNLOAD_NOTE)
     header: dict[str, str] = {
         "Date": _now(),
         "File": f"{format_size(args.size)} of random bytes, {runs} runs per setting, "
@@ -351,7 +376,8 @@ def run_settings(
                 status += " (loaded: not quoted)"
             print(
                 f"[{round_number + 1}/{runs}] {setting.key}: {result.mb_per_s:.0f} MB/s, "
-                f"cpu {result.cpu_seconds:.2f}s, rss {result.peak_rss_kib / 1024:.0f} MiB, "
+                f"cpu {result.cpu_seconds:.2f}s (client {result.client_cpu_seconds or 0:.2f}s), "
+                f"rss {result.peak_rss_kib / 1024:.0f} MiB, "
                 f"load {load:.2f}, {status}",
                 flush=True,
             )

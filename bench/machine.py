@@ -1,11 +1,12 @@
 """What the numbers were measured on: machine, disk and versions of everything under test."""
 
+import json
 import os
 import platform
 import subprocess
 from pathlib import Path
 
-from bench.systems import PEERS_BIN, PYFILEDROP_BIN
+from bench.systems import PEERS_BIN, PYFILEDROP_BIN, REPO
 
 
 def _first_line(argv: list[str]) -> str:
@@ -63,6 +64,14 @@ def _peer_version(package: str) -> str:
     return _first_line([str(PEERS_BIN / "python"), "-c", code])
 
 
+def _npm_version(package: str) -> str:
+    try:
+        manifest = json.loads((REPO / "node_modules" / package / "package.json").read_text())
+        return str(manifest["version"])
+    except (OSError, ValueError, KeyError):
+        return "not installed"
+
+
 def _commit() -> str:
     return _first_line(["git", "-C", str(PYFILEDROP_BIN.parent.parent), "log", "-1", "--format=%h"])
 
@@ -78,4 +87,8 @@ def versions() -> dict[str, str]:
         "uploadserver": _peer_version("uploadserver"),
         "curl": " ".join(_first_line(["curl", "--version"]).split()[:2]),
         "dd": _first_line(["dd", "--version"]),
+        "Node": _first_line(["node", "--version"]),
+        **{
+            name: _npm_version(name) for name in ("tus-js-client", "@tus/server", "@tus/file-store")
+        },
     }

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class Result:
     sha_ok: bool
     error: str | None = None
     load: float | None = None  # 1-minute load average when the run started (bench.quiet)
+    # the client process's user + system CPU, its waited-for children's included (dd: its own)
+    client_cpu_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,6 +197,67 @@ def _keep_logs(workdir: Path, logs: Path) -> None:
             shutil.copy(workdir / name, logs / f"{workdir.name}-{name}")
 
 
+@dataclass
+class _Timing:
+    code: int  # the client's exit code
+    seconds: float  # the client's wall time
+    server_cpu: float  # the server tree's (dd's own without a server)
+    client_cpu: float  # the client's own and its waited-for children's
+    peak_kib: int  # the server tree's (dd's own without a server)
+
+
+def _timed_client(
+    setting: Setting,
+    trial: Trial,
+    process: subprocess.Popen[bytes] | None,
+    timeout: float,
+    profile_to: Path | None,
+) -> _Timing:
+    if process is None:  # the client is the whole system (dd)
+        code, seconds, cpu, peak = _run_client(setting.client(trial), trial.workdir, timeout)
+        return _Timing(code, seconds, cpu, cpu, peak)
+    recorder = profile.start(process.pid, profile_to) if profile_to else None
+    if recorder is not None:
+        time.sleep(0.5)  # let py-spy attach before the upload starts
+    threads_before = thread_cpu_seconds(process.pid)
+    cpu_before = tree_cpu_seconds(process.pid)
+    with PeakSampler(process.pid) as sampler:
+        code, seconds, client_cpu, _ = _run_client(setting.client(trial), trial.workdir, timeout)
+    cpu = tree_cpu_seconds(process.pid) - cpu_before
+    if recorder is not None and profile_to is not None:
+        profile.stop(recorder)
+        threads = thread_cpu_seconds(process.pid)
+        split = {
+            name: round(value - threads_before.get(name, 0.0), 2) for name, value in threads.items()
+        }
+        profile_to.with_suffix(".threads.json").write_text(json.dumps(split))
+    peak = sampler.peak_kib
+    if setting.seed is None:  # else the high-water mark would be the seeding upload's
+        peak = max(peak, tree_status_kib(process.pid, "VmHWM"))
+    return _Timing(code, seconds, cpu, client_cpu, peak)
+
+
+def _serve_and_time(
+    setting: Setting, trial: Trial, timeout: float, profile_to: Path | None
+) -> tuple[Trial, _Timing]:
+    """Start the server (if any), seed it (if the setting does), time the client, stop it.
+    RuntimeError when the server does not start or the seeding fails."""
+    try:
+        process = start_server(setting.server, trial) if setting.server else None
+    except RuntimeError as problem:
+        raise RuntimeError(f"server did not start: {problem}") from problem
+    try:
+        if setting.seed is not None:
+            try:
+                trial = replace(trial, fetch_url=setting.seed(trial))
+            except (OSError, subprocess.SubprocessError) as problem:
+                raise RuntimeError(f"seeding failed: {problem}") from problem
+        return trial, _timed_client(setting, trial, process, timeout, profile_to)
+    finally:
+        if process is not None:
+            stop_server(process)
+
+
 def run_trial(
     setting: Setting,
     source: Path,
@@ -205,78 +268,47 @@ def run_trial(
     profile_to: Path | None = None,
 ) -> Result:
     size = source.stat().st_size
-    timeout = client_timeout(size)
-    trial = Trial(source, workdir, *free_ports(2))
+    port, upstream_port = free_ports(2)
+    trial = Trial(source, workdir, port, upstream_port)
     shutil.rmtree(workdir, ignore_errors=True)  # left over from an interrupted run
     workdir.mkdir(parents=True)
     trial.storage.mkdir()
-    error: str | None = None
-    try:
-        process = start_server(setting.server, trial) if setting.server else None
-    except RuntimeError as problem:  # one broken system must not end the whole run
-        _keep_logs(workdir, logs)
-        shutil.rmtree(workdir)
-        return Result(
-            key=setting.key,
-            system=setting.system,
-            label=setting.label,
-            flush=setting.flush,
-            round=round_number,
-            size=size,
-            seconds=0.0,
-            mb_per_s=0.0,
-            cpu_seconds=0.0,
-            peak_rss_kib=0,
-            sha_ok=False,
-            error=f"server did not start: {problem}",
-        )
-    try:
-        if process is not None:
-            recorder = profile.start(process.pid, profile_to) if profile_to else None
-            if recorder is not None:
-                time.sleep(0.5)  # let py-spy attach before the upload starts
-            threads_before = thread_cpu_seconds(process.pid)
-            cpu_before = tree_cpu_seconds(process.pid)
-            with PeakSampler(process.pid) as sampler:
-                code, seconds, _, _ = _run_client(setting.client(trial), workdir, timeout)
-            cpu = tree_cpu_seconds(process.pid) - cpu_before
-            if recorder is not None and profile_to is not None:
-                profile.stop(recorder)
-                threads = thread_cpu_seconds(process.pid)
-                split = {
-                    name: round(value - threads_before.get(name, 0.0), 2)
-                    for name, value in threads.items()
-                }
-                profile_to.with_suffix(".threads.json").write_text(json.dumps(split))
-            peak = max(sampler.peak_kib, tree_status_kib(process.pid, "VmHWM"))
-        else:  # the client is the whole system (dd)
-            code, seconds, cpu, peak = _run_client(setting.client(trial), workdir, timeout)
-    finally:
-        if process is not None:
-            stop_server(process)
-    if code != 0:
-        error = f"client exit {code}: {_tail(workdir / 'client.err')}"
-    stored = find_stored(trial.storage, source.name, size)
-    sha_ok = stored is not None and sha256_of(stored) == source_sha
-    if error is None and not sha_ok:
-        error = "stored file missing" if stored is None else "stored file differs"
-    if error is not None:
-        _keep_logs(workdir, logs)
-    shutil.rmtree(workdir)
-    return Result(
+    result = Result(
         key=setting.key,
         system=setting.system,
         label=setting.label,
         flush=setting.flush,
         round=round_number,
         size=size,
-        seconds=seconds,
-        mb_per_s=megabytes_per_second(size, seconds) if error is None else 0.0,
-        cpu_seconds=cpu,
-        peak_rss_kib=peak,
-        sha_ok=sha_ok,
-        error=error,
+        seconds=0.0,
+        mb_per_s=0.0,
+        cpu_seconds=0.0,
+        peak_rss_kib=0,
+        sha_ok=False,
     )
+    try:  # one broken system must not end the whole run
+        trial, timing = _serve_and_time(setting, trial, client_timeout(size), profile_to)
+    except RuntimeError as problem:
+        _keep_logs(workdir, logs)
+        shutil.rmtree(workdir)
+        return replace(result, error=str(problem))
+    result.seconds, result.cpu_seconds = timing.seconds, timing.server_cpu
+    result.client_cpu_seconds, result.peak_rss_kib = timing.client_cpu, timing.peak_kib
+    if timing.code != 0:
+        result.error = f"client exit {timing.code}: {_tail(workdir / 'client.err')}"
+    if setting.output is not None:
+        stored = setting.output(trial)
+    else:
+        stored = find_stored(trial.storage, source.name, size)
+    result.sha_ok = stored is not None and sha256_of(stored) == source_sha
+    if result.error is None and not result.sha_ok:
+        result.error = "stored file missing" if stored is None else "stored file differs"
+    if result.error is not None:
+        _keep_logs(workdir, logs)
+    else:
+        result.mb_per_s = megabytes_per_second(size, timing.seconds)
+    shutil.rmtree(workdir)
+    return result
 
 
 @dataclass

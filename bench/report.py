@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.downloads import CURL_FROM_PYFILEDROP, PYFILEDROP_DOWNLOAD
 from bench.quiet import QUIET_LOAD, is_quiet
-from bench.systems import PROXIED_CLIENTS, VIA_NGINX
+from bench.systems import ARTICLE, CLI_DEFAULTS, PAGE_DEFAULT, PROXIED_CLIENTS, VIA_NGINX
+from bench.tus import TUS_CLIENT, TUS_INTO_PYFILEDROP, TUS_PEER
 from bench.units import GIB
 
 
@@ -27,6 +29,7 @@ class Row:
     errors: tuple[str, ...]
     quiet_runs: int = 0  # good runs that started below the load threshold: the quoted ones
     max_load: float | None = None  # highest starting load among the quoted runs
+    client_cpu_s_per_gib: float | None = None  # None: not recorded (results from before it was)
 
 
 def median(values: Sequence[float]) -> float:
@@ -44,6 +47,11 @@ def summarize(results: Iterable[Mapping[str, Any]], max_load: float = QUIET_LOAD
         good = [run for run in runs if run["error"] is None]
         quoted = [run for run in good if is_quiet(run.get("load"), max_load)]
         speeds = [run["mb_per_s"] for run in quoted]
+        client_cpu = [
+            run["client_cpu_seconds"] / (run["size"] / GIB)
+            for run in quoted
+            if run.get("client_cpu_seconds") is not None
+        ]
         rows.append(
             Row(
                 system=runs[0]["system"],
@@ -60,6 +68,7 @@ def summarize(results: Iterable[Mapping[str, Any]], max_load: float = QUIET_LOAD
                 errors=tuple(sorted({run["error"] for run in runs if run["error"]})),
                 quiet_runs=len(quoted),
                 max_load=max((run["load"] for run in quoted), default=None),
+                client_cpu_s_per_gib=median(client_cpu) if client_cpu else None,
             )
         )
     return rows
@@ -67,19 +76,21 @@ def summarize(results: Iterable[Mapping[str, Any]], max_load: float = QUIET_LOAD
 
 def markdown_table(rows: Sequence[Row]) -> str:
     lines = [
-        "| System | Setting | Flush | MB/s (median) | min-max | CPU s/GiB | Peak RSS MiB "
-        "| SHA-256 ok | Quiet runs | Load (max) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| System | Setting | Flush | MB/s (median) | min-max | Server CPU s/GiB "
+        "| Client CPU s/GiB | Peak RSS MiB | SHA-256 ok | Quiet runs | Load (max) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         shown = row.quiet_runs > 0
         spread = f"{row.min_mb_s:.0f}-{row.max_mb_s:.0f}" if shown else "-"
         speed = f"{row.median_mb_s:.0f}" if shown else "-"
         cpu = f"{row.cpu_s_per_gib:.2f}" if shown else "-"
+        client = row.client_cpu_s_per_gib
+        client_cpu = f"{client:.2f}" if shown and client is not None else "-"
         load = f"{row.max_load:.2f}" if row.max_load is not None else "-"
         lines.append(
             f"| {row.system} | {row.label} | {'yes' if row.flush else 'no'} "
-            f"| {speed} | {spread} | {cpu} "
+            f"| {speed} | {spread} | {cpu} | {client_cpu} "
             f"| {row.peak_rss_mib:.0f} | {row.sha_ok}/{row.runs} "
             f"| {row.quiet_runs}/{row.runs} | {load} |"
         )
@@ -117,14 +128,28 @@ def _cpu_line(name: str, rows: Sequence[Row], target: float) -> str | None:
     )
 
 
+def _client_cpu_line(name: str, rows: Sequence[Row], target: float) -> str | None:
+    measured = [row for row in rows if row.client_cpu_s_per_gib is not None]
+    if not measured:
+        return None
+    worst = max(measured, key=lambda row: row.client_cpu_s_per_gib or 0.0)
+    cpu = worst.client_cpu_s_per_gib or 0.0
+    return (
+        f"- client CPU per GiB, {name}: worst {cpu:.2f} s ({worst.system}, {worst.label}) "
+        f"(target <= {target} s: {'met' if cpu <= target else 'missed'})"
+    )
+
+
 def targets(rows: Sequence[Row]) -> list[str]:
     """The speed targets of the data-path issue and of the documented nginx block (issue 16),
     from the quiet runs' medians; each only when both of its rows are there."""
     put = _row(rows, "pyfiledrop PUT (no flush)", "curl -T")
-    cli = _row(rows, "pyfiledrop Dropzone (no flush)", "CLI defaults")
-    cli_flush = _row(rows, "pyfiledrop Dropzone (flush)", "CLI defaults")
-    page = _row(rows, "pyfiledrop Dropzone (flush)", "page")
+    cli = _row(rows, "pyfiledrop Dropzone (no flush)", CLI_DEFAULTS)
+    cli_flush = _row(rows, "pyfiledrop Dropzone (flush)", CLI_DEFAULTS)
+    page = _row(rows, "pyfiledrop Dropzone (flush)", PAGE_DEFAULT)
     quiet = [row for row in rows if row.system.startswith("pyfiledrop") and row.quiet_runs]
+    # The article's 1 MB chunks are a reference row, not a setting pyfiledrop offers by default.
+    chunked = [row for row in quiet if "Dropzone" in row.system and row.label != ARTICLE]
     lines = [
         _ratio_line("PUT no flush vs nginx PUT", put, best(rows, "nginx PUT"), 0.7),
         _ratio_line(
@@ -139,7 +164,19 @@ def targets(rows: Sequence[Row]) -> list[str]:
         _ratio_line(
             "page default vs best Dropzone (flush)",
             page,
-            best(rows, "pyfiledrop Dropzone (flush)"),
+            best([row for row in rows if row.label != ARTICLE], "pyfiledrop Dropzone (flush)"),
+            0.8,
+        ),
+        _ratio_line(
+            "tus-js-client into pyfiledrop vs into @tus/server",
+            _row(rows, f"{TUS_INTO_PYFILEDROP} (no flush)", TUS_CLIENT),
+            _row(rows, TUS_PEER, TUS_CLIENT),
+            1.2,
+        ),
+        _ratio_line(
+            "pyfiledrop download vs curl from the same server",
+            _row(rows, PYFILEDROP_DOWNLOAD, CLI_DEFAULTS),
+            _row(rows, CURL_FROM_PYFILEDROP, "curl -o"),
             0.8,
         ),
         *[
@@ -152,7 +189,12 @@ def targets(rows: Sequence[Row]) -> list[str]:
             for label, direct in PROXIED_CLIENTS
         ],
         _cpu_line("PUT", [row for row in quiet if "PUT" in row.system], 1.5),
-        _cpu_line("Dropzone chunks", [row for row in quiet if "Dropzone" in row.system], 2.0),
+        _cpu_line("Dropzone chunks", chunked, 2.0),
+        _client_cpu_line(
+            "`pyfiledrop upload` defaults (with its SHA-256)",
+            [row for row in (cli, cli_flush) if row is not None],
+            1.5,
+        ),
     ]
     return [line for line in lines if line is not None]
 

@@ -47,6 +47,7 @@ class Trial:
     workdir: Path
     port: int
     upstream_port: int = 0  # a server behind a proxy listens here; the proxy on port
+    fetch_url: str = ""  # download settings: where the seeded file is served (Setting.seed)
 
     @property
     def url(self) -> str:
@@ -77,6 +78,13 @@ class Setting:
     flush: bool  # is the file on disk (fdatasync/fsync) before the client hears "done"?
     server: Server | None
     client: Callable[[Trial], list[str]]
+    # Untimed, once the server answers and before the client runs: puts in place what the client
+    # fetches (downloads) and returns its URL, which the client reads from Trial.fetch_url.
+    seed: Callable[[Trial], str] | None = None
+    # The file checked against the source once the client is done; None: the upload under its
+    # own name in the server's storage folder (or the one file there of the right size).
+    output: Callable[[Trial], Path | None] | None = None
+    needs: tuple[str, ...] = ()  # files or programs the client needs besides its first word
 
     @property
     def key(self) -> str:
@@ -119,7 +127,7 @@ def _uploadserver_command(trial: Trial) -> list[str]:
     ]
 
 
-def _pyfiledrop_command(fsync: bool) -> Callable[[Trial], list[str]]:
+def _pyfiledrop_command(fsync: bool, *extra: str) -> Callable[[Trial], list[str]]:
     def command(trial: Trial) -> list[str]:
         return [
             str(PYFILEDROP_BIN / "pyfiledrop"),
@@ -128,6 +136,7 @@ def _pyfiledrop_command(fsync: bool) -> Callable[[Trial], list[str]]:
             *("-s", str(trial.storage), "-c", str(trial.workdir / "chunks")),
             *("--data", str(trial.workdir / "data"), "--max-size", "1048576"),
             *([] if fsync else ["--no-fsync"]),
+            *extra,
         ]
 
     return command
@@ -164,6 +173,9 @@ COPYPARTY = Server("copyparty", _copyparty_command)
 UPLOADSERVER = Server("uploadserver", _uploadserver_command)
 PYFILEDROP = Server("pyfiledrop", _pyfiledrop_command(fsync=True), "/healthz")
 PYFILEDROP_NO_FSYNC = Server("pyfiledrop --no-fsync", _pyfiledrop_command(fsync=False), "/healthz")
+PYFILEDROP_SERVING = Server(
+    "pyfiledrop --allow-downloads", _pyfiledrop_command(True, "--allow-downloads"), "/healthz"
+)
 # docs/DEPLOY.md's nginx block (listen and upstream made local) in front of pyfiledrop.
 PYFILEDROP_VIA_NGINX = Server(
     "nginx (DEPLOY.md) + pyfiledrop --no-fsync",
@@ -221,6 +233,7 @@ def dropzone(
     chooses the chunk size from the file's size (as the page does)."""
 
     def command(trial: Trial) -> list[str]:
+        chunk: int | None
         if callable(chunk_size):  # a file not made yet (listing tools, dry runs): the smallest
             chunk = chunk_size(trial.source.stat().st_size if trial.source.exists() else 0)
         else:
@@ -236,6 +249,9 @@ def dropzone(
 
 
 CLI_DEFAULTS = "CLI defaults"
+# The article's page: Dropzone with `chunkSize: 1000000`, kept as a labelled reference row.
+ARTICLE_CHUNK_SIZE = 1_000_000
+ARTICLE = f"article's 1MB x{PAGE_IN_FLIGHT}"
 
 
 @dataclass(frozen=True)
@@ -244,10 +260,13 @@ class Matrix:
     in_flight: tuple[int, ...]
     u2c_connections: tuple[int, ...]
     page_default: bool
+    references: bool = (
+        True  # rows no target needs: the article's 1 MB, nginx serving, tus with flush
+    )
 
 
 FULL = Matrix((2 * MIB, 8 * MIB, 32 * MIB, 64 * MIB), (1, 2, 4, 8), (2, 4), True)
-QUICK = Matrix((8 * MIB, 64 * MIB), (4,), (2,), True)
+QUICK = Matrix((8 * MIB, 64 * MIB), (4,), (2,), True, references=False)
 
 
 def ceilings_and_peers(matrix: Matrix) -> list[Setting]:
@@ -286,6 +305,16 @@ def pyfiledrop_settings(matrix: Matrix) -> list[Setting]:
                     flush,
                     server,
                     dropzone(page_chunk_size, PAGE_IN_FLIGHT),
+                )
+            )
+        if matrix.references:
+            settings.append(
+                Setting(
+                    f"pyfiledrop Dropzone ({mode})",
+                    ARTICLE,
+                    flush,
+                    server,
+                    dropzone(ARTICLE_CHUNK_SIZE, PAGE_IN_FLIGHT),
                 )
             )
         settings += [
@@ -334,6 +363,7 @@ def missing_tools(settings: list[Setting]) -> dict[str, str]:
         if setting.server is not None:
             tools.append(setting.server.command(trial)[0])
             tools += setting.server.needs
+        tools += setting.needs
         for tool in tools:
             if shutil.which(tool) is None and not Path(tool).exists():
                 missing[setting.system] = f"{tool} not found"

@@ -144,6 +144,22 @@ class Server:
             (path,) = db.execute("SELECT path FROM files WHERE id = ?", (record["id"],)).fetchone()
         return self.storage_dir / str(path)
 
+    def sql(self, statement: str, *parameters: Any) -> None:
+        """One statement on this server's database (SQLite or PostgreSQL). Another process's
+        clock can't be faked: a test moves the stored times back instead of waiting for them."""
+        from pyfiledrop.meta import open_database
+
+        url = self.args[self.args.index("--database") + 1] if "--database" in self.args else None
+        db = open_database(url, self.data_dir)
+        try:
+            db.run_sync(lambda connection: connection.execute(statement, parameters))
+        finally:
+            db.close()
+
+    def expire(self, file_id: str) -> None:
+        """The file's expiry moved into the past, as if its `--expire-after` had run out."""
+        self.sql("UPDATE files SET expires = ? WHERE id = ?", time.time() - 1, file_id)
+
     def rss_peak_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):

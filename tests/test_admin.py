@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ def put(server: Server, name: str, data: bytes, **params: str) -> dict[str, Any]
 def test_files_list_info_rm_and_purge(server_factory: ServerFactory) -> None:
     server = server_factory("-a")
     kept = put(server, "kept.txt", b"kept")
-    short = put(server, "short.txt", b"short", expires_in="1")
+    short = put(server, "short.txt", b"short", expires_in="1h")  # expired by hand below
     removed = put(server, "removed.txt", b"removed")
     listed = files_cli(server, "list")["files"]
     assert {row["name"] for row in listed} == {"kept.txt", "short.txt", "removed.txt"}
@@ -63,7 +62,7 @@ def test_files_list_info_rm_and_purge(server_factory: ServerFactory) -> None:
     assert gone.status_code == 410
     assert gone.json()["error"] == "this file was removed by the server's operator"
 
-    time.sleep(1.1)  # `short` expires
+    server.expire(short["id"])
     purged = files_cli(server, "purge-expired")
     assert [row["id"] for row in purged["removed"]] == [short["id"]]
     assert purged["removed"][0]["reason"] == "expired"

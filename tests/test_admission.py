@@ -13,7 +13,7 @@ from pyfiledrop.config import RESERVE_IDLE_SECONDS
 from pyfiledrop.errors import InsufficientStorage, PayloadTooLarge
 from pyfiledrop.meta import Upload, queries
 from tests.dz import chunk_fields
-from tests.lifecycle_app import App, running_app
+from tests.harness import App, running_app
 
 MiB = 1024 * 1024
 

@@ -15,7 +15,7 @@ import pytest
 from pyfiledrop.meta import queries
 from tests.conftest import ServerFactory, random_file, sha256_of
 from tests.dz import send_chunk, upload
-from tests.lifecycle_app import App, put, running_app
+from tests.harness import App, put, running_app
 
 MiB = 1024 * 1024
 

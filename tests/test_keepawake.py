@@ -16,15 +16,7 @@ import pytest
 from pyfiledrop import keepawake
 from pyfiledrop.keepawake import GRACE_SECONDS, KeepAwake
 from tests.conftest import ServerFactory
-from tests.inproc import app_client
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.harness import FakeClock, app_client
 
 
 @dataclasses.dataclass

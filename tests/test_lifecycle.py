@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from pyfiledrop import lifecycle
 from pyfiledrop.meta import queries
 from tests.conftest import ServerFactory
 from tests.dz import send_chunk
-from tests.lifecycle_app import START, App, iso, put, running_app
+from tests.harness import App, iso, put, running_app
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -33,7 +32,7 @@ def row(app: App, file_id: str) -> queries.StoredFile:
 def test_file_expires_and_its_link_says_410(tmp_path: Path) -> None:
     with running_app(tmp_path, expire_after=HOUR) as app:
         record = put(app.client, "report.pdf", b"x" * 1000)
-        assert record["expires"] == iso(START + HOUR)
+        assert record["expires"] == iso(app.clock() + HOUR)
         assert app.client.get(record["url"]).status_code == 200
         app.clock.advance(HOUR - 1)
         assert app.client.get(record["url"]).status_code == 200
@@ -67,9 +66,9 @@ def test_file_expires_and_its_link_says_410(tmp_path: Path) -> None:
 def test_uploader_may_only_shorten_the_life(tmp_path: Path) -> None:
     with running_app(tmp_path, expire_after=7 * DAY) as app:
         short = put(app.client, "a.txt", b"a", expires_in="90m")
-        assert short["expires"] == iso(START + 90 * 60)
+        assert short["expires"] == iso(app.clock() + 90 * 60)
         long = put(app.client, "b.txt", b"b", expires_in="30d")
-        assert long["expires"] == iso(START + 7 * DAY)  # capped at the server's
+        assert long["expires"] == iso(app.clock() + 7 * DAY)  # capped at the server's
         bad = app.client.put("/put/c.txt", content=b"c", params={"expires_in": "soon"})
         assert bad.status_code == 400 and "expires_in" in bad.json()["error"]
         assert not (app.settings.storage / "c.txt").exists()
@@ -90,7 +89,7 @@ def test_chunked_upload_carries_the_options(tmp_path: Path) -> None:
             assert response.status_code == 200, response.text
         record = response.json()["file"]
         assert record["max_downloads"] == 1 and record["downloads"] == 0
-        assert record["expires"] == iso(START + 2 * HOUR)
+        assert record["expires"] == iso(app.clock() + 2 * HOUR)
         finished = app.client.post(f"/upload/{upload_id}/finish").json()["file"]
         assert finished["delete_token"] == record["delete_token"]
         state = app.client.get(f"/upload/{upload_id}").json()
@@ -248,7 +247,7 @@ def test_others_cannot_probe_file_info(tmp_path: Path) -> None:
 
 
 def test_expiry_and_delete_over_real_http(server_factory: ServerFactory) -> None:
-    server = server_factory("-a", "--expire-after", "2s")
+    server = server_factory("-a", "--expire-after", "1h")  # expired by hand below
     with httpx.Client(base_url=server.url, timeout=10) as client:
         record = client.put("/put/soon.txt", content=b"soon").json()
         keep = client.put("/put/keep.txt", content=b"keep").json()
@@ -258,7 +257,8 @@ def test_expiry_and_delete_over_real_http(server_factory: ServerFactory) -> None
         )
         assert deleted.status_code == 200
         assert not (server.storage_dir / "keep.txt").exists()
-        time.sleep(2.1)
+        assert record["expires"] is not None
+        server.expire(record["id"])
         assert client.get(record["url"]).status_code == 410
 
 

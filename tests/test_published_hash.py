@@ -14,7 +14,7 @@ import pytest
 
 from pyfiledrop.meta import queries
 from tests.dz import chunk_fields
-from tests.lifecycle_app import App, put, running_app
+from tests.harness import App, put, running_app
 
 MiB = 1024 * 1024
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,48 +11,18 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from pyfiledrop.config import Settings
 from pyfiledrop.meta import queries
-from pyfiledrop.meta.sqlite import Database
-from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import FINALIZE_LEASE_SECONDS, Uploads
-from pyfiledrop.web.app import create_app
 from tests.dz import chunk_fields
+from tests.harness import FakeClock, running_app
 
 MiB = 1024 * 1024
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        # Start at the real time: the janitor compares file times (real) with this clock.
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[tuple[TestClient, Uploads, FakeClock]]:
-    settings = Settings(
-        storage=tmp_path / "storage",
-        chunks=tmp_path / "chunks",
-        data=tmp_path / "data",
-        allow_downloads=True,
-        abandon_after=3600,
-    )
-    for folder in (settings.storage, settings.chunks, settings.data):
-        folder.mkdir()
-    clock = FakeClock()
-    uploads = Uploads(
-        settings,
-        Database(settings.db_path),
-        LocalStorage(settings.storage, settings.chunks),
-        clock=clock,
-    )
-    with TestClient(create_app(settings, uploads=uploads)) as client:
-        yield client, uploads, clock
-    uploads.storage.close()
-    uploads.db.close()
+    with running_app(tmp_path, abandon_after=3600) as app:
+        yield app.client, app.uploads, app.clock
 
 
 def send(client: TestClient, upload_id: str, index: int, data: bytes, total: int) -> int:

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyfiledrop import lifecycle
-from pyfiledrop.config import ConfigError, Settings, add_setting_flags, load_settings
-from pyfiledrop.meta import Database, StoredFile, Upload, open_database, queries
+from pyfiledrop import files, lifecycle, receiving, runtime
+from pyfiledrop.config import Settings, add_setting_flags, load_settings
+from pyfiledrop.meta import Database, StoredFile, Upload
 from pyfiledrop.storage import Storage
 from pyfiledrop.units import format_size, format_time
-from pyfiledrop.web.app import open_core
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
 NOT_SETTINGS = ("func", "command", "action", "json", "all", "file_id", "in_progress")
@@ -55,8 +54,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     flags = {key: value for key, value in vars(args).items() if key not in NOT_SETTINGS}
     settings = load_settings(flags).settings
-    if settings.database is None and not settings.db_path.exists():
-        raise ConfigError(f"--data {settings.data}: no pyfiledrop database there")
+    runtime.require_existing_data(settings)
     return settings
 
 
@@ -103,22 +101,25 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def _with_database(settings: Settings, work: Any) -> Any:
-    db = open_database(settings.database, settings.data)
-    try:
-        return work(db)
-    finally:
-        db.close()
+def _reading(settings: Settings, work: Any) -> Any:
+    """Run `work(db)` (a coroutine function) with only the books open."""
+
+    async def run() -> Any:
+        with runtime.opened_database(settings) as db:
+            return await work(db)
+
+    return asyncio.run(run())
 
 
 def run_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.in_progress:
         return _list_in_progress(settings, args.json)
-    query = queries.all_files_and_tombstones if args.all else queries.all_files
-    files: list[StoredFile] = _with_database(settings, lambda db: db.run_sync(query))
+    stored_files: list[StoredFile] = _reading(
+        settings, lambda db: files.all_files(db, include_gone=args.all)
+    )
     now = time.time()
-    rows = [describe(stored, settings, now) for stored in files]
+    rows = [describe(stored, settings, now) for stored in stored_files]
     if args.json:
         print(json.dumps({"files": rows}, indent=2))
     else:
@@ -126,27 +127,14 @@ def run_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def received_bytes(db: Database, upload: Upload) -> int | None:
-    """What the books know has arrived; None for a one-shot stream (counted only in memory)."""
-    if upload.protocol == "stream":
-        return None
-    if upload.protocol == "tus":
-        return upload.byte_offset  # received in order: the offset is the count
-    size = upload.size or 0
-    return sum(
-        max(0, min(upload.chunk_size, size - index * upload.chunk_size))
-        for index in db.run_sync(queries.received_chunks, upload.id)
-    )
-
-
-def describe_upload(db: Database, upload: Upload, now: float) -> dict[str, Any]:
+async def describe_upload(db: Database, upload: Upload, now: float) -> dict[str, Any]:
     return {
         "id": upload.id,
         "name": upload.name,
         "owner": upload.owner[:12],
         "protocol": upload.protocol,
         "state": upload.state,
-        "received": received_bytes(db, upload),
+        "received": await receiving.received_bytes(db, upload),
         "size": upload.size,
         "started": _iso(upload.created),
         "age_seconds": round(max(0.0, now - upload.created)),
@@ -155,13 +143,13 @@ def describe_upload(db: Database, upload: Upload, now: float) -> dict[str, Any]:
 
 
 def _list_in_progress(settings: Settings, as_json: bool) -> int:
-    def rows(db: Database) -> list[dict[str, Any]]:
-        uploads = db.run_sync(queries.receiving_uploads)
+    async def rows(db: Database) -> list[dict[str, Any]]:
+        uploads = await receiving.uploads_in_progress(db)
         now = time.time()
-        found = [describe_upload(db, upload, now) for upload in uploads]
+        found = [await describe_upload(db, upload, now) for upload in uploads]
         return sorted(found, key=lambda row: row["age_seconds"], reverse=True)
 
-    found: list[dict[str, Any]] = _with_database(settings, rows)
+    found: list[dict[str, Any]] = _reading(settings, rows)
     if as_json:
         print(json.dumps({"uploads": found}, indent=2))
         return EXIT_OK
@@ -185,17 +173,13 @@ def _ago(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _find(db: Database, file_id: str) -> StoredFile | None:
-    return db.run_sync(queries.get_file, file_id)
-
-
 def run_info(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    stored = _with_database(settings, lambda db: _find(db, args.file_id))
+    stored = _reading(settings, lambda db: files.find_file(db, args.file_id))
     if stored is None:
         return _not_found(args)
     row = describe(stored, settings, time.time())
-    row["on_disk"] = not stored.gone and _removing(
+    row["on_disk"] = not stored.gone and _with_storage(
         settings, lambda db, storage: storage.exists(stored.path)
     )
     if args.json:
@@ -215,16 +199,15 @@ def _not_found(args: argparse.Namespace) -> int:
     return EXIT_NOT_FOUND
 
 
-def _removing(settings: Settings, work: Any) -> Any:
+def _with_storage(settings: Settings, work: Any) -> Any:
     """Run `work(db, storage)` (a coroutine function) with the books and the storage open."""
 
     async def run() -> Any:
-        core = open_core(settings)
+        core = runtime.open_core(settings)
         try:
             return await work(core.db, core.storage)
         finally:
-            core.storage.close()
-            core.db.close()
+            runtime.close_core(core)
 
     return asyncio.run(run())
 
@@ -233,14 +216,14 @@ def run_rm(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def remove(db: Database, storage: Storage) -> tuple[StoredFile | None, bool]:
-        stored = await db.run(queries.get_file, args.file_id)
+        stored = await files.find_file(db, args.file_id)
         if stored is None:
             return None, False
         return stored, await lifecycle.remove_file(
             db, storage, stored.id, lifecycle.REMOVED, time.time()
         )
 
-    stored, removed = _removing(settings, remove)
+    stored, removed = _with_storage(settings, remove)
     if stored is None:
         return _not_found(args)
     result = {"id": stored.id, "name": stored.name, "removed": removed, "was": stored.gone}
@@ -259,7 +242,7 @@ def run_purge(args: argparse.Namespace) -> int:
     async def purge(db: Database, storage: Storage) -> list[lifecycle.Removed]:
         return await lifecycle.purge(db, storage, time.time())
 
-    removed: list[lifecycle.Removed] = _removing(settings, purge)
+    removed: list[lifecycle.Removed] = _with_storage(settings, purge)
     rows = [
         {"id": r.file.id, "name": r.file.name, "size": r.file.size, "reason": r.reason}
         for r in removed

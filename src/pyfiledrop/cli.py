@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -104,28 +106,28 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from pyfiledrop.meta import open_database, queries
+    from pyfiledrop import files, runtime
     from pyfiledrop.units import format_size
 
     settings = _settings_from(args).settings
-    if settings.database is None and not settings.db_path.exists():
-        raise ConfigError(f"--data {settings.data}: no pyfiledrop database there")
-    db = open_database(settings.database, settings.data)
-    try:
-        stats = db.run_sync(queries.storage_stats)
-    finally:
-        db.close()
+    runtime.require_existing_data(settings)
+
+    async def read() -> files.StorageStats:
+        with runtime.opened_database(settings) as db:
+            return await files.storage_stats(db)
+
+    stats = asyncio.run(read())
     if args.json:
-        print(json.dumps(stats))
+        print(json.dumps(dataclasses.asdict(stats)))
         return 0
-    print(f"files: {stats['files']} ({format_size(stats['bytes'])})")
+    print(f"files: {stats.files} ({format_size(stats.bytes)})")
     print(
-        f"deduplicated: {stats['deduplicated_files']} file(s), "
-        f"{format_size(stats['bytes_saved_by_dedup'])} saved"
+        f"deduplicated: {stats.deduplicated_files} file(s), "
+        f"{format_size(stats.bytes_saved_by_dedup)} saved"
     )
     print(
-        f"uploads in progress: {stats['uploads_in_progress']} "
-        f"({format_size(stats['bytes_reserved_by_uploads'])} reserved)"
+        f"uploads in progress: {stats.uploads_in_progress} "
+        f"({format_size(stats.bytes_reserved_by_uploads)} reserved)"
     )
     return 0
 

@@ -52,12 +52,34 @@ def test_summarize_groups_by_setting_and_ignores_failed_runs_in_speed() -> None:
 
 
 def test_markdown_table_has_one_line_per_setting() -> None:
-    table = markdown_table(summarize([result("nginx PUT | curl -T", 812.4)]))
+    table = markdown_table(
+        summarize([result("nginx PUT | curl -T", 812.4, client_cpu_seconds=1.0)])
+    )
     lines = table.splitlines()
     assert len(lines) == 3
+    assert lines[0].startswith("| System | Setting | Flush | MB/s (median) | min-max |")
+    assert "| Server CPU s/GiB | Client CPU s/GiB |" in lines[0]
     assert lines[2] == (
-        "| nginx PUT | curl -T | yes | 812 | 812-812 | 1.50 | 40 | 1/1 | 1/1 | 0.20 |"
+        "| nginx PUT | curl -T | yes | 812 | 812-812 | 1.50 | 0.50 | 40 | 1/1 | 1/1 | 0.20 |"
     )
+
+
+def test_results_from_before_client_cpu_was_recorded_show_a_dash() -> None:
+    rows = summarize([result("nginx PUT | curl -T", 800)])  # no client_cpu_seconds key
+    assert rows[0].client_cpu_s_per_gib is None
+    assert "| 1.50 | - | 40 |" in markdown_table(rows)
+
+
+def test_client_cpu_is_the_median_of_the_quiet_runs() -> None:
+    rows = summarize(
+        [
+            result("pyfiledrop download | CLI defaults", 500, client_cpu_seconds=2.0),
+            result("pyfiledrop download | CLI defaults", 500, client_cpu_seconds=4.0),
+            result("pyfiledrop download | CLI defaults", 500, client_cpu_seconds=9.0, load=3.0),
+            result("pyfiledrop download | CLI defaults", 500, client_cpu_seconds=5.0),
+        ]
+    )
+    assert rows[0].client_cpu_s_per_gib == pytest.approx(2.0)  # 4 s per 2 GiB; loaded run out
 
 
 def test_runs_on_a_loaded_machine_are_never_quoted() -> None:
@@ -174,3 +196,41 @@ def test_a_proxy_document_lists_the_ratios_under_targets() -> None:
     text = document("Upload benchmark: through nginx", rows, {}, {}, {}, [])
     assert "Targets (quiet runs only):\n\n- via nginx vs direct, CLI defaults:" in text
     assert "**0.90x** (target >= 0.8x: met)" in text
+
+
+def test_targets_for_tus_downloads_and_the_uploaders_cpu() -> None:
+    rows = summarize(
+        [
+            result("pyfiledrop tus (no flush) | tus-js-client 8MiB", 600),
+            result("pyfiledrop tus (flush) | tus-js-client 8MiB", 300),
+            result("@tus/server | tus-js-client 8MiB", 400),
+            result("pyfiledrop download | CLI defaults", 600),
+            result("curl download from pyfiledrop | curl -o", 1000),
+            result("pyfiledrop Dropzone (no flush) | CLI defaults", 500, client_cpu_seconds=2.8),
+            result("pyfiledrop Dropzone (flush) | CLI defaults", 450, client_cpu_seconds=3.4),
+        ]
+    )
+    lines = targets(rows)
+    tus = next(line for line in lines if "tus-js-client into pyfiledrop" in line)
+    assert "600 (tus-js-client 8MiB) / 400 (@tus/server, tus-js-client 8MiB)" in tus
+    assert "= **1.50x** (target >= 1.2x: met)" in tus
+    download = next(line for line in lines if "pyfiledrop download vs curl" in line)
+    assert "600 (CLI defaults) / 1000 (curl download from pyfiledrop, curl -o)" in download
+    assert "= **0.60x** (target >= 0.8x: missed by 25%)" in download
+    client = next(line for line in lines if line.startswith("- client CPU"))
+    assert "worst 1.70 s (pyfiledrop Dropzone (flush), CLI defaults)" in client
+    assert "(target <= 1.5 s: missed)" in client
+
+
+def test_the_articles_1mb_row_is_a_reference_not_a_target() -> None:
+    rows = summarize(
+        [
+            result("pyfiledrop Dropzone (flush) | page default (auto) x4", 400, cpu_seconds=3.0),
+            result("pyfiledrop Dropzone (flush) | article's 1MB x4", 300, cpu_seconds=6.0),
+            result("pyfiledrop Dropzone (flush) | 64MiB x4", 450, cpu_seconds=3.0),
+        ]
+    )
+    lines = targets(rows)
+    assert "400 (page default (auto) x4) / 450" in lines[0]
+    assert "Dropzone chunks: worst 1.50 s" in lines[1]
+    assert not any("article" in line for line in lines)

@@ -29,11 +29,15 @@ def cli_env(state_dir: Path) -> dict[str, str]:
 
 
 def run_cli(
-    state_dir: Path, *args: str, cwd: Path | None = None, timeout: float = CLI_TIMEOUT_SECONDS
+    state_dir: Path,
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = CLI_TIMEOUT_SECONDS,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         cli_command(*args),
-        env=cli_env(state_dir),
+        env=cli_env(state_dir) | (extra_env or {}),
         cwd=cwd,
         capture_output=True,
         text=True,

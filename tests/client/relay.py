@@ -16,7 +16,8 @@ PIECE = 256 * 1024
 
 class Relay:
     def __init__(self, target_port: int, flip_at: int | None, cut_at: int | None) -> None:
-        """On the first connection only: `flip_at` inverts the bits of that upstream byte;
+        """Once, on the first connection to carry that many bytes (which connection carries
+        the data is the client's business): `flip_at` inverts the bits of that upstream byte;
         `cut_at` drops the connection once that many bytes went downstream."""
         self.target_port = target_port
         self.flip_at = flip_at
@@ -27,6 +28,7 @@ class Relay:
         self.flipped = False
         self.cut = False
         self._closing = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -41,11 +43,10 @@ class Relay:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            first = self.connections == 0
             self.connections += 1
             pumps = (
-                (downstream, upstream, self.flip_at if first else None, None),
-                (upstream, downstream, None, self.cut_at if first else None),
+                (downstream, upstream, self.flip_at, None),
+                (upstream, downstream, None, self.cut_at),
             )
             for pump in pumps:
                 threading.Thread(target=self._pump, args=pump, daemon=True).start()
@@ -54,24 +55,32 @@ class Relay:
         self, source: socket.socket, sink: socket.socket, flip_at: int | None, cut_at: int | None
     ) -> None:
         seen = 0
+        did_cut = False
         buffer = bytearray(PIECE)
         with contextlib.suppress(OSError):
             while True:
                 size = source.recv_into(buffer)
                 if size == 0:
                     break
-                if flip_at is not None and seen <= flip_at < seen + size:
+                if flip_at is not None and seen <= flip_at < seen + size and self._once("flipped"):
                     buffer[flip_at - seen] ^= 0xFF
-                    self.flipped = True
-                if cut_at is not None and seen + size >= cut_at:
+                if cut_at is not None and seen + size >= cut_at and self._once("cut"):
+                    did_cut = True
                     sink.sendall(memoryview(buffer)[: cut_at - seen])
-                    self.cut = True
                     break
                 seen += size
                 sink.sendall(memoryview(buffer)[:size])
-        for end in (source, sink) if cut_at is not None else (sink,):
+        for end in (source, sink) if did_cut else (sink,):
             with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR if cut_at is not None else socket.SHUT_WR)
+                end.shutdown(socket.SHUT_RDWR if did_cut else socket.SHUT_WR)
+
+    def _once(self, what: str) -> bool:
+        """True for the one connection that does `what` (sets the flag of that name)."""
+        with self._lock:
+            if getattr(self, what):
+                return False
+            setattr(self, what, True)
+            return True
 
     def close(self) -> None:
         self._closing = True

@@ -6,10 +6,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pyfiledrop.meta import Database, StoredFile, Upload, open_database, queries
+from pyfiledrop.meta.sqlite import migration_scripts
 
 BIG = 5 * 1024**4 + 12345  # 5 TiB: does not fit a 32-bit INTEGER
 
@@ -55,11 +57,26 @@ def test_rows_keep_their_types(databases: list[Database]) -> None:
     assert (stats["files"], stats["bytes"]) == (1, BIG)
 
 
+def rows(db: Database, sql: str) -> list[tuple[Any, ...]]:
+    return db.run_sync(lambda connection: [tuple(row) for row in connection.execute(sql)])
+
+
 def test_migrations_apply_once(url: str | None, tmp_path: Path) -> None:
-    for _ in range(3):
+    """Opened three times: every numbered script is recorded once, at the first open, and the
+    rows written after each open survive the next (no script ran again over them)."""
+    versions = [version for version, _ in migration_scripts()]
+    recorded = []
+    for opened in range(3):
         db = open_database(url, tmp_path)
-        db.run_sync(queries.insert_upload, an_upload())
-        db.close()
+        try:
+            db.run_sync(queries.insert_upload, an_upload(f"u{opened}"))
+            recorded.append(rows(db, "SELECT version, applied FROM schema_migrations ORDER BY 1"))
+            ids = [row[0] for row in rows(db, "SELECT id FROM uploads ORDER BY id")]
+        finally:
+            db.close()
+        assert ids == [f"u{n}" for n in range(opened + 1)]
+    assert [version for version, _ in recorded[0]] == versions
+    assert recorded[0] == recorded[1] == recorded[2]
 
 
 def test_concurrent_chunks_from_two_processes_complete_exactly_once(

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from pyfiledrop.names import sanitize
 from tests.dz import DZ_FIELD_NAMES, chunk_fields
-from tests.inproc import app_client
+from tests.harness import app_client
 from tests.rawhttp import multipart
 
 PROPERTY_SETTINGS = settings(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import socket
 import sqlite3
@@ -21,7 +22,7 @@ import pytest
 from pyfiledrop.meta import queries
 from tests.conftest import Server, random_file, sha256_of
 from tests.dz import chunk_fields, read_chunk, send_chunk
-from tests.inproc import app_client
+from tests.harness import app_client
 from tests.rawhttp import head, multipart
 
 KiB = 1024
@@ -124,7 +125,9 @@ class Client:
             self.record = body["file"]
             return []
         if body["state"] == "finalizing" and not (set(range(self.count)) - set(body["received"])):
-            time.sleep(0.2)  # another request is finishing it; finish will wait for it
+            # Another request is finishing it: a client's pause before it asks again (the
+            # chaos loop re-asks until the upload is done; nothing waits on this sleep).
+            time.sleep(0.2)
         return [i for i in range(self.count) if i not in body["received"]]
 
 
@@ -154,10 +157,10 @@ def killer(
             time.sleep(0.005)
         if not busy.is_set():
             return
-        time.sleep(rng.uniform(0.0, 0.05))  # not always right after a response
+        time.sleep(rng.uniform(0.0, 0.05))  # the chaos itself: not always right after a response
         server.kill()
         log.append(time.monotonic() - started)
-        time.sleep(rng.uniform(0.0, 0.2))
+        time.sleep(rng.uniform(0.0, 0.2))  # the chaos itself: down for a random while
         server.start()
 
 
@@ -344,6 +347,7 @@ def test_partial_left_by_a_crash_after_publishing_is_removed(
         assert send_chunk(client, source, upload_id, 1, MiB).json()["status"] == "done"
         partial = tmp_path / "app" / "chunks" / f"{upload_id}.part"
         assert partial.exists()
+        os.utime(partial, (uploads.clock(), uploads.clock()))  # new by the app's (fake) clock
         monkeypatch.setattr(uploads.storage, "discard_partial", real_discard)
         assert client.portal.call(uploads.remove_abandoned) == 1  # type: ignore[union-attr]
         assert not partial.exists()

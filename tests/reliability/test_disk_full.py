@@ -21,7 +21,7 @@ import pyfiledrop.guard as guard
 import pyfiledrop.storage.local as local_storage
 from tests.conftest import Server, ServerFactory, random_file, sha256_of
 from tests.dz import send_chunk, upload
-from tests.inproc import app_client
+from tests.harness import app_client
 from tests.rawhttp import head, multipart, stream_until_answered
 
 MiB = 1024 * 1024

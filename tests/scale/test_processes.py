@@ -44,6 +44,8 @@ def send_with_retries(
         try:
             response = send_chunk(client, source, upload_id, index, CHUNK)
         except httpx.TransportError:
+            # A client's growing pause before it tries again (the behaviour, not a wait for
+            # something): the proxy may still pick the killed process for this attempt.
             time.sleep(0.2 * (attempt + 1))
             continue
         if response.status_code < 500:
@@ -81,10 +83,14 @@ def test_chunks_spread_over_three_processes_one_killed(backend: Backend, tmp_pat
             thread.join()
         counted = [server.health()["chunks_counted"] for server in servers]
         assert sum(1 for n in counted if n > 0) >= 2, counted  # really spread
+        begun = victim.health()["chunk_requests"]
         threads = [threading.Thread(target=send, args=(i,)) for i in rest]
         for thread in threads:
             thread.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while victim.health()["chunk_requests"] == begun:  # until one reaches it: poll, bounded
+            assert time.monotonic() < deadline, "no chunk of the second half reached the victim"
+            time.sleep(0.01)
         victim.kill()  # mid-upload: some of these chunks are in flight to it
         for thread in threads:
             thread.join()

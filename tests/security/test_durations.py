@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyfiledrop.meta import SQLITE_FILE
-from tests.inproc import app_client
+from tests.harness import app_client
 
 
 @pytest.mark.parametrize(

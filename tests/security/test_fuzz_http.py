@@ -182,7 +182,7 @@ def run_case(port: int, pieces: list[bytes], half_close: bool, pause: float) -> 
             for piece in pieces:
                 sock.sendall(piece)
                 if pause:
-                    time.sleep(pause)
+                    time.sleep(pause)  # the behaviour under test: a slow sender
             if half_close:
                 sock.shutdown(socket.SHUT_WR)
         return read_response(sock, CASE_TIMEOUT)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import pyfiledrop.web.manage as manage
+import pyfiledrop.files as files
 from tests.rawhttp import read_response
 from tests.security.test_slow_clients import threaded_server
 
@@ -20,7 +20,7 @@ def test_a_500_says_connection_close_or_answers_the_pipelined_request(
     async def broken(*args: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(manage, "served_files", broken)
+    monkeypatch.setattr(files, "served_files_of", broken)
     pipelined = (
         b"GET /api/files HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.lifecycle_app import put, running_app
+from tests.harness import put, running_app
 
 
 def admin(root: Path, *args: str) -> dict[str, object]:

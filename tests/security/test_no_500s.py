@@ -16,7 +16,7 @@ import pyfiledrop.meta.queries as queries
 import pyfiledrop.storage.local as local_storage
 from tests.conftest import random_file
 from tests.dz import send_chunk
-from tests.inproc import app_client
+from tests.harness import app_client
 
 TUS = {"Tus-Resumable": "1.0.0"}
 

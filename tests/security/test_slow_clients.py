@@ -21,7 +21,7 @@ from pyfiledrop.web.app import create_app
 from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
 from tests.conftest import Server, ServerFactory, free_port, random_file, sha256_of
 from tests.dz import chunk_fields, upload
-from tests.inproc import settings_in
+from tests.harness import settings_in
 from tests.rawhttp import head, multipart, read_response, stream_until_answered
 
 MiB = 1024 * 1024
@@ -144,7 +144,7 @@ def test_a_slow_request_head_is_cut_off(tmp_path: Path, monkeypatch: pytest.Monk
         for byte in b"GET /healthz HTTP/1.1\r\n":
             with contextlib.suppress(OSError):
                 trickling.send(bytes([byte]))
-            time.sleep(0.1)
+            time.sleep(0.1)  # the behaviour under test: a head sent a byte at a time
             if time.monotonic() - started > 3:
                 break
         for sock in (silent, trickling):
@@ -155,7 +155,7 @@ def test_a_slow_request_head_is_cut_off(tmp_path: Path, monkeypatch: pytest.Monk
         # A client that keeps up is unaffected: a keep-alive connection serves a second request.
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             assert client.get("/healthz").status_code == 200
-            time.sleep(1.5)
+            time.sleep(1.5)  # the behaviour: idle between requests for longer than the head timeout
             assert client.get("/healthz").status_code == 200
 
 
@@ -201,7 +201,7 @@ def test_many_slow_connections_dont_starve_a_normal_client(server: Server, tmp_p
                 started = time.monotonic()
                 assert client.get("/healthz").status_code == 200
                 latencies.append(time.monotonic() - started)
-                time.sleep(0.1)
+                time.sleep(0.1)  # probes spread over the trickle, as a user's clicks would be
             started = time.monotonic()
             record = upload(client, source, MiB)
             upload_seconds = time.monotonic() - started

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ServerFactory
-from tests.inproc import app_client
+from tests.harness import app_client
 
 TUS = {"Tus-Resumable": "1.0.0"}
 

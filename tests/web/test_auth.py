@@ -11,7 +11,7 @@ import pytest
 from pyfiledrop.config import load_settings
 from pyfiledrop.web import auth
 from tests.conftest import ServerFactory
-from tests.lifecycle_app import running_app
+from tests.harness import running_app
 
 PASSWORD = "correct horse"
 TOKEN = "tok-for-scripts-1"

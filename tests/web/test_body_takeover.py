@@ -27,7 +27,7 @@ from pyfiledrop.web.body_takeover import BodyReader
 from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
 from tests.conftest import free_port
 from tests.dz import chunk_fields
-from tests.inproc import settings_in
+from tests.harness import settings_in
 from tests.rawhttp import RawResponse, head, multipart, read_response, stream_until_answered
 
 MiB = 1024 * 1024

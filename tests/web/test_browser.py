@@ -23,6 +23,7 @@ import pytest
 from pyfiledrop.config import Settings
 from pyfiledrop.web.app import create_app
 from tests.conftest import ServerFactory, random_file, sha256_of
+from tests.harness import settings_in
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 Browser = playwright_api.Browser
@@ -88,18 +89,7 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     started: list[tuple[uvicorn.Server, threading.Thread]] = []
 
     def start(wrap: Callable[[ASGIApp], ASGIApp] | None = None, **overrides: Any) -> LiveServer:
-        fields: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "storage": tmp_path / "storage",
-            "chunks": tmp_path / "chunks",
-            "data": tmp_path / "data",
-            "allow_downloads": True,
-            "fsync": False,
-        }
-        fields.update(overrides)
-        settings = Settings(**fields)
-        for folder in (settings.storage, settings.chunks, settings.data):
-            folder.mkdir(parents=True, exist_ok=True)
+        settings = settings_in(tmp_path, **{"host": "127.0.0.1", "fsync": False, **overrides})
         app: Any = create_app(settings)
         if wrap is not None:
             app = wrap(app)

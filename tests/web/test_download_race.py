@@ -12,7 +12,7 @@ import pytest
 import pyfiledrop.web.downloads as downloads
 from pyfiledrop.storage.local import READ_BYTES
 from tests.conftest import Server
-from tests.inproc import app_client
+from tests.harness import app_client
 
 
 def test_a_file_deleted_before_its_bytes_are_read_is_410_not_a_short_200(

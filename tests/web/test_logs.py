@@ -128,7 +128,7 @@ def test_paths_lose_ids_and_control_characters() -> None:
 
 def test_expiry_is_logged_with_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from pyfiledrop import lifecycle
-    from tests.lifecycle_app import put, running_app
+    from tests.harness import put, running_app
 
     with running_app(tmp_path, expire_after=3600) as app:
         record = put(app.client, "report.pdf", b"x" * 1000)

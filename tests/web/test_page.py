@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -10,63 +9,19 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.testclient import TestClient
 
-from pyfiledrop.config import Settings
 from pyfiledrop.web import page
 from tests.conftest import ServerFactory
+from tests.harness import page_client
 
 CONFIG_BLOCK = re.compile(
     r'<script type="application/json" id="pfd-config">(?P<json>.*?)</script>', re.S
 )
 
 
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    fields: dict[str, Any] = {
-        "storage": tmp_path / "storage",
-        "chunks": tmp_path / "chunks",
-        "data": tmp_path / "data",
-    }
-    fields.update(overrides)
-    return Settings(**fields)
-
-
-def page_app(settings: Settings) -> Starlette:
-    """Only the page's routes, with its headers on every response as the real app adds them."""
-    headers = page.security_headers(settings)
-
-    async def add_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        response.headers.update(headers)
-        return response
-
-    return Starlette(
-        routes=page.page_routes(settings),
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=add_headers)],
-    )
-
-
-class PageClient:
-    """A synchronous face over httpx's in-process ASGI transport."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-
-    def get(self, path: str) -> httpx.Response:
-        async def fetch() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-                return await c.get(path)
-
-        return asyncio.run(fetch())
-
-
-def client_for(tmp_path: Path, **overrides: Any) -> PageClient:
-    return PageClient(page_app(make_settings(tmp_path, **overrides)))
+def client_for(tmp_path: Path, **overrides: Any) -> TestClient:
+    return page_client(tmp_path, **{"allow_downloads": False, **overrides})
 
 
 def config_of(html: str) -> dict[str, Any]:

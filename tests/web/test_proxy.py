@@ -19,7 +19,7 @@ import uvicorn
 from pyfiledrop.config import load_settings
 from pyfiledrop.server import uvicorn_options
 from pyfiledrop.web import auth
-from tests.inproc import settings_in
+from tests.harness import app_client, settings_in
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -55,8 +55,7 @@ def real_server(root: Path, **overrides: Any) -> Iterator[httpx.Client]:
 
 @contextmanager
 def client_from(root: Path, peer: str, **overrides: Any) -> Iterator[TestClient]:
-    app = create_app(settings_in(root, password=PASSWORD, **overrides))
-    with TestClient(app, raise_server_exceptions=False, client=(peer, 40000)) as client:
+    with app_client(root, peer=(peer, 40000), password=PASSWORD, **overrides) as client:
         yield client
 
 

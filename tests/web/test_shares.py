@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pyfiledrop.web.auth import LOCKOUT_FAILURES
-from tests.inproc import app_client
+from tests.harness import app_client
 
 DATA = b"hello, recipient\n" * 1000
 

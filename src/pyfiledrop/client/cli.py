@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from pyfiledrop.client import wire
 from pyfiledrop.client.download import describe as describe_download
 from pyfiledrop.client.download import download_file
 from pyfiledrop.client.progress import Reporter, make_reporter
@@ -204,7 +205,8 @@ def run_upload(args: argparse.Namespace) -> int:
     )
     reporter = make_reporter()
     failed = 0
-    with make_client(options.parallel + 1, password=args.password) as http:
+    tls = not wire.usable(options.url)
+    with make_client(options.parallel + 1, password=args.password, tls=tls) as http:
         session = Session(http, options, reporter)
         handles = [reporter.add_file(path.name, path.stat().st_size) for path in files]
         try:
@@ -227,6 +229,7 @@ def run_upload(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return _interrupted(reporter, "upload")
         finally:
+            session.close()
             reporter.close()
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -236,7 +239,7 @@ def run_download(args: argparse.Namespace) -> int:
     if output is not None and not output.is_dir() and not output.absolute().parent.is_dir():
         return _usage_error("download", f"{output}: its folder does not exist")
     reporter = make_reporter()
-    with make_client(2, password=args.password) as http:
+    with make_client(2, password=args.password, tls=not wire.usable(args.url)) as http:
         try:
             result = download_file(http, args.url, output, reporter, retries=args.retries)
         except (TransferError, OSError, httpx.HTTPError) as error:

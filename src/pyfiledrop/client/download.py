@@ -6,10 +6,16 @@ it whole and the download starts over instead of splicing two different files to
 """
 
 import hashlib
+import io
 import os
+import queue
 import re
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -17,16 +23,23 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from pyfiledrop.client import state as saved
+from pyfiledrop.client import wire
 from pyfiledrop.client.progress import Reporter
 from pyfiledrop.client.sizes import format_size, megabytes_per_second
 from pyfiledrop.client.transport import TransferError, describe_transport_error, server_error
 
 DEFAULT_RETRIES = 5
 READ_PIECE_SIZE = 1 << 20
+# Big reads: a few calls per MiB, not httpx's 16 (one piece each: read, write, hash, progress).
+PIPE_BUFFER_SIZE = 4 << 20
+PIPE_BUFFERS = 4
+FLUSH_EVERY_BYTES = 64 << 20
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 RETRY_DELAY_SECONDS = 1.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 _FILENAME_STAR = re.compile(r"filename\*\s*=\s*UTF-8''([^;\s]+)", re.IGNORECASE)
+Fill = Callable[[memoryview], int]  # fills a buffer from a body; fewer bytes only at its end
 _FILENAME = re.compile(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"|filename\s*=\s*([^;\s]+)', re.I)
 
 
@@ -132,6 +145,120 @@ def _hash_prefix(part: Path, length: int) -> "hashlib._Hash":
     return hasher
 
 
+def _pipe(
+    fill: Fill, file: io.FileIO, hasher: "hashlib._Hash", advance: Callable[[int], None]
+) -> None:
+    """The body into the file through a few reused buffers, each hashed on another thread while
+    the next is received and written (hashlib lets go of the GIL)."""
+    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    for _ in range(PIPE_BUFFERS):
+        free.put(bytearray(PIPE_BUFFER_SIZE))
+    to_hash: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+
+    def hash_all() -> None:
+        while (item := to_hash.get()) is not None:
+            buffer, length = item
+            with memoryview(buffer) as view:
+                hasher.update(view[:length])
+            free.put(buffer)
+
+    hashing = threading.Thread(target=hash_all, name="pfd-hasher", daemon=True)
+    hashing.start()
+    try:
+        while True:
+            buffer = free.get()
+            with memoryview(buffer) as view:
+                length = fill(view)
+                _write_all(file, view[:length])
+            to_hash.put((buffer, length))
+            advance(length)
+            if length < len(buffer):
+                return  # the end of the body
+    finally:
+        to_hash.put(None)
+        hashing.join()
+
+
+@contextmanager
+def _flushing(fd: int) -> Iterator[Callable[[int], None]]:
+    """A thread that writes the file back to disk as it grows, so the fsync before the rename
+    does not wait for the whole file at the end (~0.5 s per GiB here); yields the function
+    to call with each piece's size."""
+    due = threading.Event()
+    done = False
+
+    def flush() -> None:
+        while due.wait() and not done:
+            due.clear()
+            with suppress(OSError):  # the final fsync reports what matters
+                _datasync(fd)
+
+    flusher = threading.Thread(target=flush, name="pfd-flusher", daemon=True)
+    flusher.start()
+    unflushed = 0
+
+    def written(nbytes: int) -> None:
+        nonlocal unflushed
+        unflushed += nbytes
+        if unflushed >= FLUSH_EVERY_BYTES:
+            unflushed = 0
+            due.set()
+
+    try:
+        yield written
+    finally:
+        done = True
+        due.set()
+        flusher.join()
+
+
+def _write_all(file: io.FileIO, view: memoryview) -> None:
+    done = 0
+    while done < len(view):
+        done += file.write(view[done:]) or 0
+
+
+class _Chunks:
+    """httpx's pieces of a body (when it fetches: TLS, proxies) as a `fill` for `_pipe`."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._rest = memoryview(b"")
+
+    def __call__(self, view: memoryview) -> int:
+        filled = 0
+        while filled < len(view):
+            if not self._rest:
+                piece = next(self._pieces, None)
+                if piece is None:
+                    break
+                self._rest = memoryview(piece)
+            take = min(len(self._rest), len(view) - filled)
+            view[filled : filled + take] = self._rest[:take]
+            self._rest = self._rest[take:]
+            filled += take
+        return filled
+
+
+@contextmanager
+def _get(
+    http: httpx.Client, url: str, headers: dict[str, str]
+) -> Iterator[tuple[httpx.Response, Fill]]:
+    """GET `url`: the answer and a `fill` for its body, over `wire` where it can."""
+    if not wire.usable(url):
+        with http.stream("GET", url, headers=headers) as response:
+            yield response, _Chunks(response.iter_bytes())
+        return
+    parts = urlsplit(url)
+    connection = wire.Connection(f"{parts.scheme}://{parts.netloc}", http.headers)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        with connection.get(path or "/", headers) as (response, raw):
+            yield response, partial(wire.read_into, raw)
+    finally:
+        connection.close()
+
+
 class _Attempt:
     """One GET: where it writes, from which offset, and what the server promised."""
 
@@ -142,8 +269,13 @@ class _Attempt:
         self.handle = handle
         self.received = 0
 
+    def _advance(self, nbytes: int) -> None:
+        self.received += nbytes
+        if self.handle is not None:
+            self.reporter.advance(self.handle, nbytes)
+
     def receive(
-        self, response: httpx.Response, resume: tuple[int, str, str] | None
+        self, response: httpx.Response, fill: Fill, resume: tuple[int, str, str] | None
     ) -> tuple[str, bool]:
         """Write the body to the .part file: (its SHA-256, whether the server's matched it)."""
         part = _part_path(self.target)
@@ -178,16 +310,17 @@ class _Attempt:
         elif offset == 0:
             self.reporter.advance(self.handle, -self.received)
             self.received = 0
-        with open(part, "r+b" if offset else "wb") as file:
+        with open(part, "r+b" if offset else "wb", buffering=0) as file:
             file.truncate(offset)
             file.seek(offset)
-            for piece in response.iter_bytes():
-                file.write(piece)
-                hasher.update(piece)
-                self.received += len(piece)
-                self.reporter.advance(self.handle, len(piece))
-            file.flush()
-            os.fsync(file.fileno())
+            with _flushing(file.fileno()) as flushed:
+
+                def progress(nbytes: int) -> None:
+                    self._advance(nbytes)
+                    flushed(nbytes)
+
+                _pipe(fill, file, hasher, progress)
+            os.fsync(file.fileno())  # only the last few MiB are left to write by now
             written = file.tell()
         if total >= 0 and written != total:
             raise httpx.RemoteProtocolError(f"got {written} of {total} bytes")
@@ -236,7 +369,7 @@ def download_file(
         resume = _resume_point(target, url) if target is not None else None
         headers = _resume_headers(resume)
         try:
-            with http.stream("GET", url, headers=headers) as response:
+            with _get(http, url, headers) as (response, fill):
                 if target is None:
                     if not response.is_success:
                         raise TransferError(f"{url}: {server_error(response)}")
@@ -252,7 +385,7 @@ def download_file(
                     continue
                 if attempt is None:
                     attempt = _Attempt(url, target, reporter, None)
-                sha256, verified = attempt.receive(response, resume)
+                sha256, verified = attempt.receive(response, fill, resume)
             break
         except httpx.TransportError as error:
             failures += 1

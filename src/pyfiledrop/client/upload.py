@@ -2,19 +2,23 @@
 
 The data path, per file:
 
-- one reader thread reads the file once, front to back, in pieces; it hashes every piece (so the
-  SHA-256 needs no second pass) and hands the pieces of chunks still to send to their senders;
-- N sender threads each POST one chunk at a time, in index order, streaming the multipart body
-  from those pieces over a keep-alive connection (the length is known up front, so no chunked
-  transfer encoding);
-- pieces read but not yet sent are bounded by READ_AHEAD_BYTES, so memory stays small whatever
-  the chunk size; a retried chunk is read again from disk (only the hash needs the single pass).
+- one reader thread reads the file once, front to back, with `readinto` into reused 1 MiB
+  buffers; it hashes every piece there (so the SHA-256 needs no second pass, and a resumed run
+  hashes the chunks the server already has without sending them) and hands the pieces of chunks
+  still to send to their senders;
+- N sender threads each POST one chunk at a time, in index order, over their own keep-alive
+  connection: the multipart head, then each piece with one `sendall` straight from its buffer
+  (`wire`; httpx where TLS or a proxy is involved), then the tail; the buffer goes back to the
+  pool once sent;
+- the pool holds at most READ_AHEAD_BYTES, so memory stays small whatever the chunk size; a
+  retried chunk is read again from disk (only the hash needs the single pass).
 
 Threads rather than asyncio: the hot work (socket sends, file reads, hashing) runs in C with the
 GIL released, so threads overlap it on both cores with less Python per byte than an event loop.
 """
 
 import hashlib
+import io
 import math
 import os
 import queue
@@ -22,15 +26,17 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin
 
 import httpx
 
 from pyfiledrop.client import state as saved
+from pyfiledrop.client import wire
 from pyfiledrop.client.multipart import multipart_frame
 from pyfiledrop.client.progress import Reporter
 from pyfiledrop.client.sizes import format_size, megabytes_per_second
@@ -43,6 +49,7 @@ from pyfiledrop.client.transport import (
     refuse_unauthorized,
     server_error,
 )
+from pyfiledrop.client.wire import Buffer
 from pyfiledrop.units import AUTO_CHUNK_MIN_S3, auto_chunk_size
 
 # None: auto, per file (units.auto_chunk_size), from 8 MiB: the CLI can't know whether the server
@@ -110,10 +117,20 @@ class Session:
     options: UploadOptions
     reporter: Reporter
     owner: str | None = None
+    # The chunk POSTs' own connections (see `wire`); None: they go through `http`.
+    connections: wire.Pool | None = None
+
+    def __post_init__(self) -> None:
+        if self.connections is None and wire.usable(self.options.url):
+            self.connections = wire.Pool(self.options.url, self.http.headers)
 
     @property
     def upload_url(self) -> str:
         return f"{self.options.url}/upload"
+
+    def close(self) -> None:
+        if self.connections is not None:
+            self.connections.close()
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,17 @@ def chunk_count(size: int, chunk_size: int) -> int:
 
 def chunk_length(index: int, size: int, chunk_size: int) -> int:
     return max(0, min(chunk_size, size - index * chunk_size))
+
+
+def _read_exactly(file: io.FileIO, view: memoryview) -> int:
+    """Fill `view` from the file (fewer bytes only at its end)."""
+    done = 0
+    while done < len(view):
+        got = file.readinto(view[done:])
+        if not got:
+            break
+        done += got
+    return done
 
 
 def _backoff(attempt: int) -> float:
@@ -199,11 +227,41 @@ def _plan(session: Session, path: Path, identity: saved.FileIdentity) -> Plan:
     return Plan(dzuuid, chunk_size, chunk_count(size, chunk_size), owner, frozenset(), None)
 
 
+class _Buffers:
+    """Reusable piece buffers, at most `limit` of them: the read-ahead's memory bound, and no
+    fresh allocation (or copy) per piece."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        self.made = 0
+        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+
+    def take(self, abort: threading.Event) -> bytearray | None:
+        """A free buffer; None once `abort` is set."""
+        while True:
+            try:
+                return self.free.get_nowait()
+            except queue.Empty:
+                pass
+            if self.made < self.limit:  # only the reader thread takes: no race on `made`
+                self.made += 1
+                return bytearray(self.size)
+            try:
+                return self.free.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if abort.is_set():
+                    return None
+
+    def give(self, buffer: bytearray) -> None:
+        self.free.put(buffer)
+
+
 class _Feed:
     """The pieces of one chunk, from the reader to the chunk's sender; None marks the end."""
 
     def __init__(self) -> None:
-        self.pieces: queue.Queue[bytes | None] = queue.Queue()
+        self.pieces: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self.ended = False
 
 
@@ -211,10 +269,11 @@ class _Transfer:
     """One file's chunks in flight: a reader that hashes, N senders, and the first fatal error."""
 
     def __init__(
-        self, session: Session, path: Path, fd: int, size: int, plan: Plan, handle: int
+        self, session: Session, path: Path, file: io.FileIO, size: int, plan: Plan, handle: int
     ) -> None:
         self.session = session
-        self.fd = fd
+        self.file = file
+        self.fd = file.fileno()
         self.size = size
         self.plan = plan
         self.handle = handle
@@ -226,8 +285,9 @@ class _Transfer:
         self.feeds = {i: _Feed() for i in self.to_send}
         # Enough read-ahead to keep every sender busy, never more than READ_AHEAD_BYTES.
         in_flight = session.options.parallel * plan.chunk_size
-        self.budget = threading.Semaphore(
-            max(2 * session.options.parallel, min(READ_AHEAD_BYTES, in_flight) // piece_size)
+        self.buffers = _Buffers(
+            piece_size,
+            max(2 * session.options.parallel, min(READ_AHEAD_BYTES, in_flight) // piece_size),
         )
         self.work: queue.Queue[int | None] = queue.Queue()
         self.abort = threading.Event()
@@ -254,42 +314,56 @@ class _Transfer:
             self.fail(TransferError(f"{self.filename}: cannot read: {error.strerror}"))
 
     def _read_all(self) -> None:
+        """Every byte read once, into a reused buffer, hashed there, then handed to its sender
+        (chunks the server already has are only hashed; a resumed run still hashes it all)."""
         chunk_size = self.plan.chunk_size
+        spare = bytearray(self.piece_size)  # for chunks that are only hashed
+        self.file.seek(0)
         for index in range(self.plan.chunk_count):
             feed = self.feeds.get(index)
-            offset = index * chunk_size
-            end = offset + chunk_length(index, self.size, chunk_size)
-            while offset < end:
-                if feed is not None and not self._take_budget():
+            left = chunk_length(index, self.size, chunk_size)
+            while left:
+                buffer = spare if feed is None else self.buffers.take(self.abort)
+                if buffer is None:
                     return
-                length = min(self.piece_size, end - offset)
-                piece = os.pread(self.fd, length, offset)
-                if len(piece) != length:
+                length = min(self.piece_size, left)
+                view = memoryview(buffer)[:length]
+                if _read_exactly(self.file, view) != length:
                     raise TransferError(f"{self.filename}: the file shrank while uploading")
-                self.hasher.update(piece)
+                self.hasher.update(view)  # releases the GIL: senders keep sending meanwhile
                 if feed is not None:
-                    feed.pieces.put(piece)
-                offset += length
+                    feed.pieces.put((buffer, length))
+                left -= length
             if feed is not None:
                 feed.pieces.put(None)
-
-    def _take_budget(self) -> bool:
-        while not self.budget.acquire(timeout=POLL_SECONDS):
-            if self.abort.is_set():
-                return False
-        return True
 
     # The senders.
 
     def send_all(self) -> None:
-        while not self.abort.is_set():
-            index = self.work.get()
-            if index is None:
-                return
-            try:
-                self._send_chunk(index, self.feeds[index])
-            except TransferError as error:
-                self.fail(error)
+        with self._connection() as connection:
+            while not self.abort.is_set():
+                index = self.work.get()
+                if index is None:
+                    return
+                try:
+                    self._send_chunk(index, self.feeds[index], connection)
+                except TransferError as error:
+                    self.fail(error)
+
+    @contextmanager
+    def _connection(self) -> Iterator[wire.Connection | None]:
+        """This thread's own connection for the chunk POSTs; None: they go through httpx."""
+        pool = self.session.connections
+        if pool is None:
+            yield None
+            return
+        connection = pool.take()
+        try:
+            yield connection
+        except BaseException:
+            connection.close()  # maybe mid-request (Ctrl-C): never reuse it
+            raise
+        pool.give(connection)
 
     def _fields(self, index: int) -> list[tuple[str, str]]:
         chunk_size = self.plan.chunk_size
@@ -310,25 +384,30 @@ class _Transfer:
             fields.append(("max_downloads", str(options.max_downloads)))
         return fields
 
-    def _from_feed(self, feed: "_Feed") -> Iterator[bytes]:
+    def _from_feed(self, feed: _Feed) -> Generator[memoryview]:
+        """The chunk's pieces as the reader hands them over; each buffer goes back to the pool
+        once the consumer asks for the next piece (it has then sent this one)."""
         while not feed.ended:
             try:
-                piece = feed.pieces.get(timeout=POLL_SECONDS)
+                item = feed.pieces.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if self.abort.is_set():
                     return
                 continue
-            if piece is None:
+            if item is None:
                 feed.ended = True
                 return
-            self.budget.release()
-            yield piece
+            buffer, length = item
+            try:
+                yield memoryview(buffer)[:length]
+            finally:
+                self.buffers.give(buffer)
 
-    def _drain(self, feed: "_Feed") -> None:
+    def _drain(self, feed: _Feed) -> None:
         for _ in self._from_feed(feed):
             pass
 
-    def _from_disk(self, index: int) -> Iterator[bytes]:
+    def _from_disk(self, index: int) -> Generator[bytes]:
         offset = index * self.plan.chunk_size
         end = offset + chunk_length(index, self.size, self.plan.chunk_size)
         while offset < end:
@@ -339,8 +418,8 @@ class _Transfer:
             yield piece
 
     def _body(
-        self, head: bytes, pieces: Iterator[bytes], tail: bytes, counted: list[int]
-    ) -> Iterator[bytes]:
+        self, head: bytes, pieces: Iterator[Buffer], tail: bytes, counted: list[int]
+    ) -> Generator[Buffer]:
         reporter, handle = self.session.reporter, self.handle
         yield head
         for piece in pieces:
@@ -350,7 +429,18 @@ class _Transfer:
             reporter.advance(handle, len(piece))
         yield tail
 
-    def _send_chunk(self, index: int, feed: _Feed | None) -> None:
+    def _post(
+        self, connection: wire.Connection | None, body: Iterator[Buffer], headers: dict[str, str]
+    ) -> httpx.Response:
+        if connection is not None:
+            return connection.post("/upload", headers, body, int(headers["Content-Length"]))
+        # httpx passes memoryviews through to h11, which copies them (one reason for `wire`).
+        content = cast(Iterator[bytes], body)
+        return self.session.http.post(self.session.upload_url, content=content, headers=headers)
+
+    def _send_chunk(
+        self, index: int, feed: _Feed | None, connection: wire.Connection | None
+    ) -> None:
         """POST one chunk; the first attempt streams `feed`, any later one reads from disk."""
         length = chunk_length(index, self.size, self.plan.chunk_size)
         boundary = f"pyfiledrop{uuid.uuid4().hex}"
@@ -364,12 +454,9 @@ class _Transfer:
             attempt += 1
             pieces = self._from_feed(feed) if feed is not None else self._from_disk(index)
             counted = [0]
+            body = self._body(head, pieces, tail, counted)
             try:
-                response = self.session.http.post(
-                    self.session.upload_url,
-                    content=self._body(head, pieces, tail, counted),
-                    headers=headers,
-                )
+                response = self._post(connection, body, headers)
             except httpx.TransportError as error:
                 failure, retry = describe_transport_error(error, self.session.options.url), True
             else:
@@ -380,6 +467,9 @@ class _Transfer:
                 failure = f"the server refused chunk {index}: {server_error(response)}"
                 retry = response.status_code >= 500 or response.status_code in RETRIED_CLIENT_ERRORS
             finally:
+                # After a failed send: the piece in hand goes back to the pool now, not at GC.
+                body.close()
+                pieces.close()
                 if feed is not None:
                     # Later attempts read from disk; the reader must not wait for this sender.
                     self._drain(feed)
@@ -431,12 +521,13 @@ class _Transfer:
 
     def resend(self, indexes: list[int]) -> None:
         """Chunks the server reports missing at finish time: sent again, straight from disk."""
-        for index in indexes:
-            if not 0 <= index < self.plan.chunk_count:
-                raise TransferError(f"{self.filename}: the server asks for chunk {index}")
-            self._send_chunk(index, None)
-            if self.error is not None:
-                raise self.error
+        with self._connection() as connection:
+            for index in indexes:
+                if not 0 <= index < self.plan.chunk_count:
+                    raise TransferError(f"{self.filename}: the server asks for chunk {index}")
+                self._send_chunk(index, None, connection)
+                if self.error is not None:
+                    raise self.error
 
 
 def _finish(transfer: _Transfer) -> dict[str, Any] | None:
@@ -469,8 +560,7 @@ def _finish(transfer: _Transfer) -> dict[str, Any] | None:
 def upload_file(session: Session, path: Path, handle: int) -> UploadResult:
     path = path.absolute()
     name, url = path.name, session.options.url
-    with open(path, "rb") as file:
-        fd = file.fileno()
+    with open(path, "rb", buffering=0) as file:
         identity = saved.FileIdentity.of(path)
         plan = _plan(session, path, identity)
         if session.owner is None:
@@ -478,7 +568,7 @@ def upload_file(session: Session, path: Path, handle: int) -> UploadResult:
         already = sum(chunk_length(i, identity.size, plan.chunk_size) for i in plan.received)
         session.reporter.start_file(handle, already)
         started = time.monotonic()
-        transfer = _Transfer(session, path, fd, identity.size, plan, handle)
+        transfer = _Transfer(session, path, file, identity.size, plan, handle)
         transfer.run()
         record = _finish(transfer)
         seconds = time.monotonic() - started

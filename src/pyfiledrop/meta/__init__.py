@@ -40,7 +40,6 @@ class Upload:
     updated: float
     received: int = 0
     lease_until: float | None = None
-    final_path: str | None = None
     file_id: str | None = None
     byte_offset: int = 0  # uploads received in order (tus): the bytes stored so far
     metadata: str | None = None
@@ -75,6 +74,18 @@ class StoredFile:
     gone_at: float | None = None
     # The sha256 is the hash of the bytes on disk at publish (see migration 0005): a dedup target.
     hash_trusted: bool = False
+
+
+@dataclass(frozen=True)
+class Share:
+    """Several files behind one link (`meta/shares.py` keeps them)."""
+
+    id: str
+    owner: str
+    created: float
+    expires: float | None = None
+    downloads: int = 0
+    max_downloads: int | None = None
 
 
 def open_database(url: str | None, data: Path) -> Database:

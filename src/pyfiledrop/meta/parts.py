@@ -79,13 +79,3 @@ def forget_multipart(connection: Connection, upload_id: str) -> None:
     with transaction(connection):
         connection.execute("DELETE FROM s3_parts WHERE upload_id = ?", (upload_id,))
         connection.execute("DELETE FROM s3_multipart WHERE upload_id = ?", (upload_id,))
-
-
-def known_uploads(connection: Connection, upload_ids: list[str]) -> set[str]:
-    """Which of these upload ids still have a row (the rest are orphans to abort)."""
-    known: set[str] = set()
-    for upload_id in upload_ids:
-        row = connection.execute("SELECT 1 FROM uploads WHERE id = ?", (upload_id,)).fetchone()
-        if row is not None:
-            known.add(upload_id)
-    return known

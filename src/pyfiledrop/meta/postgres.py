@@ -37,10 +37,6 @@ _TYPES = (
 )
 
 
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
 def postgres_dialect(script: str) -> str:
     for pattern, replacement in _TYPES:
         script = pattern.sub(replacement, script)

@@ -239,10 +239,6 @@ def release_all_finalizing(connection: Connection, now: float) -> int:
     return int(cursor.rowcount)
 
 
-def set_final_path(connection: Connection, upload_id: str, path: str) -> None:
-    connection.execute("UPDATE uploads SET final_path = ? WHERE id = ?", (path, upload_id))
-
-
 def set_stream_size(connection: Connection, upload_id: str, size: int) -> None:
     """A one-shot upload's size, known when its stream ends; it is one chunk of that size."""
     connection.execute(
@@ -323,18 +319,9 @@ def file_with_content(connection: Connection, sha256: str, size: int) -> StoredF
 
 
 def paths_in_use(connection: Connection) -> set[str]:
-    rows = connection.execute(
-        "SELECT path FROM files UNION SELECT final_path FROM uploads WHERE final_path IS NOT NULL"
-    ).fetchall()
+    """Every published name, tombstones' too (their names stay reserved while links live)."""
+    rows = connection.execute("SELECT path FROM files").fetchall()
     return {row[0] for row in rows}
-
-
-def delete_file(connection: Connection, file_id: str) -> None:
-    connection.execute("DELETE FROM files WHERE id = ?", (file_id,))
-
-
-def count_download(connection: Connection, file_id: str) -> None:
-    connection.execute("UPDATE files SET downloads = downloads + 1 WHERE id = ?", (file_id,))
 
 
 def storage_stats(connection: Connection) -> dict[str, int]:

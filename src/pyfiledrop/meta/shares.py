@@ -6,19 +6,8 @@ database thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from pyfiledrop.meta import Share as Share  # the row type, still importable from here
 from pyfiledrop.meta.queries import Connection, transaction
-
-
-@dataclass(frozen=True)
-class Share:
-    id: str
-    owner: str
-    created: float
-    expires: float | None = None
-    downloads: int = 0
-    max_downloads: int | None = None
 
 
 def insert_share(connection: Connection, share: Share, file_ids: list[str]) -> None:

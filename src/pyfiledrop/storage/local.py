@@ -2,11 +2,11 @@
 starts), positional writes, publish by link.
 
 The chunk bytes are gathered into batches of about 1 MiB and written by a worker thread while the
-event loop parses the next batch (see ARCHITECTURE.md: one batch in flight per request overlaps the
-network and the disk without unbounded memory). A big batch is hashed (`on_written`) by another
-worker at the same time as it is written: both only read it, and SHA-256 (~0.7 s/GiB) after the
-copy into the page cache on one thread capped a single stream near 1 GiB/s. Hashes stay in order
-(one hash in flight per sink), and a chunk is done only when both are.
+event loop parses the next batch (see docs/ARCHITECTURE.md: one batch in flight per request
+overlaps the network and the disk without unbounded memory). A big batch is hashed (`on_written`)
+by another worker at the same time as it is written: both only read it, and SHA-256 (~0.7 s/GiB)
+after the copy into the page cache on one thread capped a single stream near 1 GiB/s. Hashes stay
+in order (one hash in flight per sink), and a chunk is done only when both are.
 """
 
 from __future__ import annotations
@@ -305,9 +305,6 @@ class LocalStorage:
         os.close(target)
         return "+".join(sorted(ways)) or "copy"
 
-    async def read_partial(self, upload_id: str, offset: int, length: int) -> bytes:
-        return await self._run(_pread_file, self.partial_path(upload_id), offset, length)  # type: ignore[return-value]
-
     async def hash_partial(self, upload_id: str, hasher: Any, start: int, end: int) -> None:
         path = self.partial_path(upload_id)
         await self._run(hash_file_range, path, hasher, start, end)
@@ -450,14 +447,6 @@ def _copy_range(source: int, target: int, size: int, position: int) -> None:
         if done == 0:
             raise OSError(errno.EIO, "a partial upload is shorter than its recorded size")
         copied += done
-
-
-def _pread_file(path: Path, offset: int, length: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
 
 
 def _fdatasync_file(path: Path) -> None:

@@ -429,9 +429,6 @@ class S3Storage:
     async def hash_partial(self, upload_id: str, hasher: Any, start: int, end: int) -> None:
         raise NotImplementedError("S3 parts can't be read back before completion")
 
-    async def read_partial(self, upload_id: str, offset: int, length: int) -> bytes:
-        raise NotImplementedError("S3 parts can't be read back before completion")
-
     async def flush_partial(self, upload_id: str) -> None:
         """Nothing to do: S3 acknowledged each part durably before it counted."""
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,16 +16,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyfiledrop import keepawake, limits, offsets
-from pyfiledrop.config import S3Location, Settings
+from pyfiledrop import files, health, keepawake, limits, offsets, runtime
+from pyfiledrop.config import Settings
 from pyfiledrop.errors import PyfiledropError, ServiceUnavailable
 from pyfiledrop.logs import loggable_path, printable
-from pyfiledrop.meta import open_database, queries
 from pyfiledrop.protocols import dropzone, put, tus
-from pyfiledrop.storage import Storage
-from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import NO_OWNER, Uploads, file_record, parse_upload_id
-from pyfiledrop.web import downloads, manage, passwords, shares
+from pyfiledrop.web import downloads, error_pages, passwords, shares
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.hosts import AllowedHosts
 from pyfiledrop.web.owner import OwnerMiddleware
@@ -111,20 +106,21 @@ async def put_file(request: Request) -> Response:
 
 
 async def list_files(request: Request) -> Response:
-    served = await manage.served_files(_uploads(request), _owner(request))
+    served = await files.served_files_of(_uploads(request), _owner(request))
     return JSONResponse({"files": [file_record(stored) for stored in served]})
 
 
 async def file_info(request: Request) -> Response:
     file_id = request.path_params["file_id"]
-    stored = await downloads.find_file(_uploads(request), file_id, owner=_owner(request))
+    stored = await files.served_file(_uploads(request), file_id, owner=_owner(request))
     return JSONResponse(file_record(stored))
 
 
 async def delete_file(request: Request) -> Response:
     token = request.headers.get("x-delete-token") or request.query_params.get("token")
     file_id = request.path_params["file_id"]
-    return JSONResponse(await manage.delete(_uploads(request), file_id, _owner(request), token))
+    await files.delete_own_file(_uploads(request), file_id, _owner(request), token)
+    return JSONResponse({"status": "deleted", "id": file_id})
 
 
 async def download_file(request: Request) -> Response:
@@ -135,14 +131,7 @@ async def healthz(request: Request) -> Response:
     """ "ok" only when the database takes a read and a write and the storage folders are
     writable; the counters only where no password protects the server (they tell its traffic)."""
     uploads = _uploads(request)
-    problems = []
-    try:
-        await uploads.db.run(queries.health_check, uploads.clock())
-    except Exception as error:
-        log.warning("health check: the database failed: %s", error)
-        problems.append("database")
-    if not _storage_writable(uploads.storage):
-        problems.append("storage")
+    problems = await health.failing_parts(uploads)
     if problems:
         return JSONResponse(
             {"status": "unavailable", "failing": problems},
@@ -151,15 +140,6 @@ async def healthz(request: Request) -> Response:
         )
     counters = {} if auth_enabled(uploads.settings) else uploads.counters
     return JSONResponse({"status": "ok", **counters})
-
-
-def _storage_writable(storage: Storage) -> bool:
-    folders = [getattr(storage, name, None) for name in ("root", "partials")]
-    return all(
-        os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
-        for folder in folders
-        if isinstance(folder, Path)
-    )
 
 
 def api_routes() -> list[BaseRoute]:
@@ -187,8 +167,8 @@ async def _domain_error(request: Request, error: Exception) -> Response:
         f" (upload {upload_id})" if upload_id else "", error.status, error.code,
         printable(error.message),
     )  # fmt: skip
-    if error.status in (404, 410) and manage.wants_html(request):
-        return manage.error_page(error.status, error.message)
+    if error.status in (404, 410) and error_pages.wants_html(request):
+        return error_pages.error_page(error.status, error.message)
     # A refused body is not read to its end; closing the connection stops the client sending it.
     headers = error.headers()
     if request.method in ("POST", "PUT", "PATCH"):
@@ -238,7 +218,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        core = uploads or open_core(settings)
+        core = uploads or runtime.open_core(settings)
         app.state.uploads = core
         if settings.workers == 1 and settings.database is None:
             await core.release_dead_finishers()
@@ -256,8 +236,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
             if awake is not None:
                 awake.close()
             if uploads is None:
-                core.storage.close()
-                core.db.close()
+                runtime.close_core(core)
 
     metrics = [Route("/metrics", metrics_endpoint, methods=["GET"])] if settings.metrics else []
     app = Starlette(
@@ -298,16 +277,3 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
     # Outermost: everything inside sees the real client, scheme and host.
     app.add_middleware(ProxyHeadersMiddleware, trusted=parse_networks(settings.trusted_proxies))
     return app
-
-
-def open_core(settings: Settings) -> Uploads:
-    settings.data.mkdir(parents=True, exist_ok=True)
-    db = open_database(settings.database, settings.data)
-    storage: Storage
-    if isinstance(settings.storage, S3Location):
-        from pyfiledrop.storage.s3 import S3Storage
-
-        storage = S3Storage(settings, db)
-    else:
-        storage = LocalStorage(settings.storage, settings.chunks, writeback=settings.fsync)
-    return Uploads(settings, db, storage)

@@ -6,24 +6,22 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from pyfiledrop import lifecycle
-from pyfiledrop.errors import Forbidden, Gone, NotFound, RangeNotSatisfiable
+from pyfiledrop import files, lifecycle
+from pyfiledrop.errors import Forbidden, Gone, RangeNotSatisfiable
 from pyfiledrop.logs import ref
-from pyfiledrop.meta import StoredFile, queries
+from pyfiledrop.meta import StoredFile
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web import passwords
 from pyfiledrop.web.watch import client_address
 
 log = logging.getLogger("pyfiledrop")
 
-PUBLIC_ID_FORM = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # A limited file's counted download hands out a token; resuming it needs the token back.
 RESUME_COOKIE = "pfd_resume"
 RESUME_HEADER = "X-Resume-Token"
@@ -62,27 +60,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def find_file(
-    uploads: Uploads, file_id: str, owner: str | None = None, allow_used_up: bool = False
-) -> StoredFile:
-    """A served file: 404 if unknown (or not `owner`'s), 410 with the reason if no longer served.
-
-    A file removed from disk behind the server's back is noticed here and marked gone.
-    """
-    if not PUBLIC_ID_FORM.match(file_id):
-        raise NotFound("no such file")
-    stored = await uploads.db.run(queries.get_file, file_id)
-    if stored is None or (owner is not None and not secrets.compare_digest(stored.owner, owner)):
-        raise NotFound("no such file")
-    now = uploads.clock()
-    reason = lifecycle.why_gone(stored, now)
-    if reason is None or (reason == lifecycle.USED_UP and allow_used_up):
-        if not await lifecycle.notice_missing(uploads.db, uploads.storage, stored, now):
-            return stored
-        reason = lifecycle.MISSING
-    raise Gone(lifecycle.gone_message(reason), reason=reason)
-
-
 async def admit_download(
     uploads: Uploads, stored: StoredFile, start: int, head: bool, resume: str | None = None
 ) -> str | None:
@@ -97,7 +74,7 @@ async def admit_download(
     now = uploads.clock()
     if stored.max_downloads is None:
         if start == 0 and not head:
-            await uploads.db.run(queries.take_download, stored.id, now)
+            await files.count_download(uploads.db, stored.id, now)
         return None
     recent = stored.last_download is not None and (
         stored.last_download >= now - lifecycle.RESUME_WINDOW_SECONDS
@@ -107,7 +84,7 @@ async def admit_download(
     used_up = stored.downloads >= stored.max_downloads
     if head and not used_up:
         return None
-    if head or not await uploads.db.run(queries.take_download, stored.id, now):
+    if head or not await files.count_download(uploads.db, stored.id, now):
         raise Gone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
     return await _resume_token(uploads, stored.id, stored.downloads + 1)
 
@@ -151,7 +128,7 @@ def _hand_out_resume(response: Response, request: Request, file_id: str, token: 
 async def download(request: Request, uploads: Uploads, file_id: str) -> Response:
     if not uploads.settings.allow_downloads:
         raise Forbidden("downloads are disabled on this server")
-    stored = await find_file(uploads, file_id, allow_used_up=True)
+    stored = await files.served_file(uploads, file_id, allow_used_up=True)
     await passwords.require_access(request, uploads, stored.id)  # a download password, if set
     etag = f'"{stored.sha256}"'
     headers = {

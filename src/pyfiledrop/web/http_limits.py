@@ -3,7 +3,7 @@
 httptools buffers header lines without limit, and uvicorn starts no timer until a first response
 (the keep-alive timeout), so without these one client could hold memory (a 64 MiB header value
 costs 64 MiB) or a connection forever (a request line sent a byte a minute). h11, uvicorn's
-other protocol, has a size limit but is 2-3 times slower on the upload path (ARCHITECTURE.md).
+other protocol, has a size limit but is 2-3 times slower on the upload path (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

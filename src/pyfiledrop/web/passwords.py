@@ -16,9 +16,8 @@ import time
 import anyio
 from starlette.requests import Request
 
-from pyfiledrop import lifecycle
+from pyfiledrop import lifecycle, sharing
 from pyfiledrop.errors import BadRequest, Forbidden
-from pyfiledrop.meta import shares as books
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.auth import Throttle
 from pyfiledrop.web.watch import client_address
@@ -93,7 +92,7 @@ class TooMany(Exception):
 async def check_password(request: Request, uploads: Uploads, target: str, given: str) -> bool:
     """Try a password against the target's: throttled like the upload password (growing delays,
     then a lockout per address). Raises TooMany while the address is locked out."""
-    secret = await uploads.db.run(books.password_of, target)
+    secret = await sharing.password_hash_of(uploads.db, target)
     if secret is None:
         return True
     limiter = throttle(request)
@@ -109,7 +108,7 @@ async def check_password(request: Request, uploads: Uploads, target: str, given:
 
 
 async def is_protected(uploads: Uploads, target: str) -> bool:
-    return await uploads.db.run(books.password_of, target) is not None
+    return await sharing.password_hash_of(uploads.db, target) is not None
 
 
 async def require_access(request: Request, uploads: Uploads, target: str) -> None:

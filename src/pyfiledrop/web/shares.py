@@ -25,14 +25,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Route
 from zipstream import ZIP_STORED, ZipStream
 
-from pyfiledrop import __version__, lifecycle
+from pyfiledrop import __version__, lifecycle, sharing
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import BadRequest, Forbidden, Gone, NotFound, PyfiledropError
-from pyfiledrop.meta import StoredFile
-from pyfiledrop.meta import shares as books
+from pyfiledrop.files import served_file
+from pyfiledrop.meta import Share, StoredFile
 from pyfiledrop.units import format_size
 from pyfiledrop.uploads import Uploads, file_record
-from pyfiledrop.web import downloads, manage, passwords
+from pyfiledrop.web import downloads, error_pages, passwords
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "recipient.html"
 FILE_PAGE = "/f/"
@@ -40,7 +40,6 @@ SHARE_PAGE = "/s/"
 MAX_SHARE_FILES = 1000
 MAX_API_BODY_BYTES = 256 * 1024
 MAX_FORM_BODY_BYTES = 8192
-SHARE_GONE = "none of the files of this link is still on the server"
 DOWNLOADS_OFF = "downloads are disabled on this server"
 # Downloads left and expiry change: never cache. `same-origin` referrers (not the app's usual
 # `no-referrer`) so that the password form's POST carries our Origin, not "null", which the
@@ -181,7 +180,7 @@ async def file_page(request: Request) -> Response:
     try:
         if not uploads.settings.allow_downloads:
             raise Forbidden(DOWNLOADS_OFF)
-        stored = await downloads.find_file(uploads, request.path_params["file_id"])
+        stored = await served_file(uploads, request.path_params["file_id"])
         key = await unlock(request, uploads, stored.id)
     except PyfiledropError as error:
         return page_error(error)
@@ -193,40 +192,13 @@ async def file_page(request: Request) -> Response:
 # --- shares: several files behind one link ---------------------------------------------------
 
 
-async def find_share(
-    uploads: Uploads, share_id: str, owner: str | None = None
-) -> tuple[books.Share, list[StoredFile]]:
-    """A share whose link works, with its files still served; 404 unknown, 410 gone."""
-    if not downloads.PUBLIC_ID_FORM.match(share_id):
-        raise NotFound("no such link")
-    share = await uploads.db.run(books.get_share, share_id)
-    if share is None or (owner is not None and not secrets.compare_digest(share.owner, owner)):
-        raise NotFound("no such link")
-    now = uploads.clock()
-    if share.expires is not None and share.expires <= now:
-        raise Gone(lifecycle.gone_message(lifecycle.EXPIRED), reason=lifecycle.EXPIRED)
-    if share.max_downloads is not None and share.downloads >= share.max_downloads:
-        raise Gone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
-    served = []
-    for file_id in await uploads.db.run(books.share_file_ids, share.id):
-        try:
-            # The share's own limit counts here, not each file's (a file's may be used up by
-            # its own link); a file expired, deleted or missing is left out.
-            served.append(await downloads.find_file(uploads, file_id, allow_used_up=True))
-        except (NotFound, Gone):
-            continue
-    if not served:
-        raise Gone(SHARE_GONE, reason=lifecycle.MISSING)
-    return share, served
-
-
-def share_left(share: books.Share) -> str:
+def share_left(share: Share) -> str:
     if share.max_downloads is None:
         return "no limit"
     return f"{max(0, share.max_downloads - share.downloads)} of {share.max_downloads}"
 
 
-def share_page_body(share: books.Share, files: list[StoredFile], key: str | None) -> str:
+def share_page_body(share: Share, files: list[StoredFile], key: str | None) -> str:
     total = sum(stored.size for stored in files)
     items = []
     for stored in files:
@@ -263,7 +235,7 @@ async def share_page(request: Request) -> Response:
     try:
         if not uploads.settings.allow_downloads:
             raise Forbidden(DOWNLOADS_OFF)
-        share, files = await find_share(uploads, request.path_params["share_id"])
+        share, files = await sharing.served_share(uploads, request.path_params["share_id"])
         key = await unlock(request, uploads, share.id)
     except PyfiledropError as error:
         return page_error(error)
@@ -272,14 +244,14 @@ async def share_page(request: Request) -> Response:
     return render("Shared files", share_page_body(share, files, key))
 
 
-async def share_access(request: Request) -> tuple[Uploads, books.Share, list[StoredFile]]:
+async def share_access(request: Request) -> tuple[Uploads, Share, list[StoredFile]]:
     """For the share's downloads: a working link, its key if protected, one download counted."""
     uploads = _uploads(request)
     if not uploads.settings.allow_downloads:
         raise Forbidden(DOWNLOADS_OFF)
-    share, files = await find_share(uploads, request.path_params["share_id"])
+    share, files = await sharing.served_share(uploads, request.path_params["share_id"])
     await passwords.require_access(request, uploads, share.id)
-    if request.method != "HEAD" and not await uploads.db.run(books.take_share_download, share.id):
+    if request.method != "HEAD" and not await sharing.count_share_download(uploads.db, share.id):
         raise Gone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
     return uploads, share, files
 
@@ -398,24 +370,13 @@ async def create_share(request: Request) -> Response:
     )
     password = body.get("password")
     secret = await passwords.hash_password(passwords.valid_password(password)) if password else None
-    files = [await downloads.find_file(uploads, file_id, owner=owner) for file_id in file_ids]
+    chosen = [await served_file(uploads, file_id, owner=owner) for file_id in file_ids]
     if secret is None:
-        for stored in files:
+        for stored in chosen:
             if await passwords.is_protected(uploads, stored.id):
                 # The share would be a way around the file's password.
                 raise BadRequest(f"{stored.name} has a download password: give the share one")
-    now = uploads.clock()
-    share = books.Share(
-        id=secrets.token_urlsafe(16),
-        owner=owner,
-        created=now,
-        expires=lifecycle.expiry(uploads.settings, options.expires_in, now),
-        max_downloads=options.max_downloads,
-    )
-    await uploads.db.run(books.insert_share, share, file_ids)
-    if secret is not None:
-        # The files' own links get the same password: the share's would be no lock otherwise.
-        await uploads.db.run(books.set_password, [share.id, *file_ids], secret)
+    share = await sharing.create_share(uploads, owner, file_ids, options, secret)
     base = public_base(request, uploads.settings)
     return JSONResponse(
         {
@@ -425,7 +386,7 @@ async def create_share(request: Request) -> Response:
             "expires": None if share.expires is None else iso_time(share.expires),
             "max_downloads": share.max_downloads,
             "password": secret is not None,
-            "files": [file_record(stored) for stored in files],
+            "files": [file_record(stored) for stored in chosen],
         },
         status_code=201,
     )
@@ -433,15 +394,13 @@ async def create_share(request: Request) -> Response:
 
 async def protect(uploads: Uploads, file_id: str, password: str) -> None:
     secret = await passwords.hash_password(passwords.valid_password(password))
-    await uploads.db.run(books.set_password, [file_id], secret)
+    await sharing.set_password_hash(uploads.db, [file_id], secret)
 
 
 async def set_file_password(request: Request) -> Response:
     """`{"password": "..."}`: the caller's own file asks for it from now on."""
     uploads = _uploads(request)
-    stored = await downloads.find_file(
-        uploads, request.path_params["file_id"], owner=_owner(request)
-    )
+    stored = await served_file(uploads, request.path_params["file_id"], owner=_owner(request))
     body = await json_body(request)
     password = body.get("password")
     await protect(uploads, stored.id, passwords.valid_password(password))
@@ -450,7 +409,7 @@ async def set_file_password(request: Request) -> Response:
 
 def page_error(error: PyfiledropError) -> Response:
     """The same small page a browser gets for a dead /download/ link, whatever it Accepts."""
-    page = manage.error_page(error.status, error.message)
+    page = error_pages.error_page(error.status, error.message)
     page.headers.update(PAGE_HEADERS)
     return page
 

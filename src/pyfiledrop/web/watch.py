@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyfiledrop.logs import ACCESS_LOGGER, loggable_path
 from pyfiledrop.metrics import Metrics
+from pyfiledrop.receiving import uploads_in_progress
 from pyfiledrop.web.body_takeover import COUNT_IN
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -190,11 +191,9 @@ async def metrics_endpoint(request: Request) -> Response:
     """Prometheus' text format; the gauges are read from the books and the disk right now."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from pyfiledrop.meta import queries
-
     uploads = request.app.state.uploads
     metrics: Metrics = uploads.metrics
-    in_progress = await uploads.db.run(queries.receiving_uploads)
+    in_progress = await uploads_in_progress(uploads.db)
     metrics.uploads_in_progress.set(len(in_progress))
     folder = uploads.settings.storage
     if isinstance(folder, Path):

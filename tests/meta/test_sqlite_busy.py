@@ -18,7 +18,7 @@ import pytest
 import pyfiledrop.meta.sqlite as sqlite_meta
 from tests.conftest import Server, random_file, sha256_of
 from tests.dz import send_chunk
-from tests.inproc import app_client
+from tests.harness import app_client
 
 KiB = 1024
 CHUNK = 256 * KiB
@@ -49,6 +49,7 @@ def test_chunks_wait_for_a_held_write_lock(server: Server, tmp_path: Path) -> No
                     pool.submit(send_chunk, client, source, upload_id, index, CHUNK)
                     for index in range(1, 9)
                 ]
+                # The behaviour under test: a writer outside holds the lock this long.
                 time.sleep(LOCK_SECONDS)
                 assert not any(f.done() for f in futures), "a chunk was counted under the lock"
             responses = [f.result() for f in futures]

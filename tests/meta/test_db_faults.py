@@ -13,8 +13,8 @@ import pytest
 
 import pyfiledrop.meta.sqlite as sqlite_meta
 from pyfiledrop.meta import SQLITE_FILE
-from tests.inproc import app_client
-from tests.reliability.test_sqlite_busy import write_lock
+from tests.harness import app_client
+from tests.meta.test_sqlite_busy import write_lock
 from tests.security.test_slow_clients import threaded_server
 
 

@@ -9,7 +9,7 @@ from pyfiledrop.config import Settings
 from pyfiledrop.server import exposure_warning
 from pyfiledrop.web.hosts import host_allowed
 from tests.conftest import ServerFactory
-from tests.inproc import app_client
+from tests.harness import app_client
 from tests.rawhttp import exchange
 
 TUS_CREATE = (
