@@ -181,7 +181,10 @@ def keep_lock_until_stopped(failing: set[int], monkeypatch: pytest.MonkeyPatch) 
     stopped: list[int] = []
     uploads = SimpleNamespace(db=database, clock=lambda: clock[0])
     write = SimpleNamespace(
-        upload=SimpleNamespace(id="u1"), holder="h1", stop=lambda: stopped.append(database.calls)
+        plan=SimpleNamespace(upload=SimpleNamespace(id="u1")),
+        holder="h1",
+        stop=lambda: stopped.append(database.calls),
+        saving=None,
     )
 
     async def run() -> None:

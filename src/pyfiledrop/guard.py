@@ -119,9 +119,11 @@ async def admit(
     size: int | None,
     active_since: float | None = None,
     upload_id: str = "",
+    space: int | None = None,
 ) -> None:
     """Refuse (413, 507) an upload of `size` bytes (None: not known yet) that does not fit; a new
-    one also (429) past the caps on uploads in progress.
+    one also (429) past the caps on uploads in progress. `space`: the bytes the disk must hold,
+    when other than `size`.
 
     `upload_id`: an upload that exists already (resumed after idling, or whose length just became
     known); its own row is left out of the sums and its whole `size` is asked for instead.
@@ -134,7 +136,8 @@ async def admit(
     if not upload_id:
         await limits.admit(settings, db, owner)  # a new upload: the caps on uploads in progress
     await check_quotas(settings, db, owner, size or 0, active_since, upload_id)
-    await check_space(settings, db, storage, size or 0, active_since, upload_id)
+    space = (size or 0) if space is None else space
+    await check_space(settings, db, storage, space, active_since, upload_id)
 
 
 async def _quota_room(

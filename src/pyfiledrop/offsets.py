@@ -1,21 +1,15 @@
-"""Uploads received in order at a byte offset (tus): create, write, join, terminate.
+"""tus's uploads in the core: what is tus's own, around the core's one write path.
 
-The protocol module translates tus's headers into these calls; this module decides, in the same
-books as every other upload. An offset upload is an upload row with protocol "tus", one chunk as
-large as the file, and `byte_offset`, the bytes stored so far. A write takes the upload's lock (a
-short lease in its row, renewed), streams to the partial file at the offset, hashes the bytes on the
-I/O thread as they are written, and then advances the offset by what was written: all of it, even
-when the request was cut off, unless a checksum must vouch for the bytes first. A long write saves
-as it goes (fdatasync, then the offset), so a crash loses at most the last second of it. When the
-offset reaches the size, the core counts the one chunk and finalizes as for any upload (SHA-256,
-dedup, publish once); the partial file is first cut to the size, as bytes of a refused request may
-lie past it.
+An offset upload is an upload row with protocol "tus", one chunk as large as the file, and
+`byte_offset`, the bytes stored so far. The core (`Uploads.begin_at_offset`, `complete_chunk`)
+admits, writes, hashes, saves and counts its bytes and finalizes it as any upload; this module
+keeps what is tus's: the rule that an upload addressed by offset has one writer (a short lease in
+its row, renewed, taken over at once), Upload-Offset and deferred lengths, checksums that vouch for
+a whole body, expiry, termination, and which uploads a concatenation may join.
 
 A request that finds the lock held asks the holder to let go (a flag in the row, and in this
-process an event): the holder stops reading, saves what it wrote and releases, so a client whose
+process directly): the holder stops reading, counts what it wrote and releases, so a client whose
 connection died, or a retry that came on a new connection, takes over at once (as in tusd 2.x).
-Uploads of a deferred length are admitted like a stream while they grow, and again in full when the
-length becomes known; a concatenation is admitted before any byte is copied.
 """
 
 from __future__ import annotations
@@ -24,15 +18,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from pyfiledrop import guard, limits
+from pyfiledrop import limits
 from pyfiledrop.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -46,9 +39,10 @@ from pyfiledrop.errors import (
 from pyfiledrop.meta import StoredFile, Upload, queries
 from pyfiledrop.meta import offsets as books
 from pyfiledrop.names import sanitize
-from pyfiledrop.storage import Buffer, ChunkSink, OnWritten
-from pyfiledrop.storage.local import LocalStorage
-from pyfiledrop.uploads import Uploads, log_upload_start
+from pyfiledrop.protocols.body import ChunkFeeder
+from pyfiledrop.saving import SavingSink
+from pyfiledrop.storage import Buffer
+from pyfiledrop.uploads import ChunkPlan, Uploads
 
 log = logging.getLogger("pyfiledrop")
 
@@ -60,9 +54,6 @@ LOCK_LEASE_SECONDS = 5.0
 KEEP_SECONDS = 0.5
 TAKEOVER_WAIT_SECONDS = 3.0  # how long a request waits for a holder it asked to let go
 TAKEOVER_POLL_SECONDS = 0.05
-# A long write saves what it wrote (fdatasync, then the offset) after this many bytes or seconds.
-SAVE_BYTES = 32 * 1024 * 1024
-SAVE_SECONDS = 1.0
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 
 
@@ -90,58 +81,24 @@ class Interrupted(Locked):
 
 @dataclass
 class Write:
-    """One request's bytes on their way to the upload, under its lock."""
+    """One request's bytes on their way to the upload (the core's plan), under its lock."""
 
-    uploads: Uploads
-    upload: Upload
+    plan: ChunkPlan
     holder: str
-    start: int
-    limit: int  # the most bytes this request may bring
-    sink: ChunkSink
-    on_written: OnWritten
-    file_hash: Any  # SHA-256 of the file so far, advanced on the I/O thread; None for a part
     checksum: Checksum | None
-    body_hash: Any
-    check_stream: guard.StreamGuard | None = None  # a deferred length: admitted as it grows
+    saving: SavingSink | None  # saves while the body is silent, too (see `_keep_lock`)
     keeper: asyncio.Task[None] | None = None
-    received: int = 0
-    saved: int = 0  # of `received`, what is durable and counted in the upload's offset
-    saved_at: float = field(default_factory=time.monotonic)
     stopping: bool = False  # another request asked for the lock
-    waiting: asyncio.Timeout | None = None  # set by the body reader while it awaits a piece
-
-    @property
-    def offset(self) -> int:
-        """The upload's recorded offset: where this request's unsaved bytes begin."""
-        return self.start + self.saved
-
-    async def feed(self, piece: Buffer) -> None:
-        self.received += len(piece)
-        if self.received > self.limit:
-            raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
-        if self.check_stream is not None:
-            await self.check_stream(self.start + self.received)  # before the piece is written
-        await self.sink.write(piece)
-        if self.received - self.saved >= SAVE_BYTES or time.monotonic() >= self.save_due():
-            await self.save()
-
-    def save_due(self) -> float:
-        """When (time.monotonic) the bytes received since the last save should be saved."""
-        # A body with a checksum counts only whole, so it has nothing to save on the way.
-        if self.checksum is not None or self.received == self.saved:
-            return math.inf
-        return self.saved_at + SAVE_SECONDS
-
-    async def save(self) -> None:
-        if self.checksum is None and self.received > self.saved:
-            await _save(self.uploads, self)
-        self.saved_at = time.monotonic()
+    reader: asyncio.Task[Any] | None = None  # the request, while it reads the body
+    feeding: bool = False  # the request is writing a piece (never cut there)
+    cut: bool = False
 
     def stop(self) -> None:
-        """Let go soon: the body reader stops at once if it is waiting for the client."""
+        """Let go soon: a request waiting for its client stops at once."""
         self.stopping = True
-        if self.waiting is not None:
-            self.waiting.reschedule(asyncio.get_running_loop().time())
+        if self.reader is not None and not self.feeding and not self.cut:
+            self.cut = True
+            self.reader.cancel()
 
 
 # This process's writes in progress, by lock holder: a request asks one of them to stop directly.
@@ -187,17 +144,7 @@ async def release_dead_locks(uploads: Uploads) -> int:
 async def create(uploads: Uploads, new: NewUpload) -> Outcome:
     if new.size is not None:
         check_size(uploads, new.size)
-    now = uploads.clock()
-    upload = _new_upload(new, new.owner, new.size, now)
-
-    async def create_upload() -> Upload:
-        await uploads.storage.create_partial(upload.id, new.size)
-        return await uploads.db.run(queries.insert_upload, upload)
-
-    # The disk guard and quotas, as for every new upload.
-    upload = await uploads.admit(new.owner, new.size, then=create_upload) or upload
-    log_upload_start(upload.id, upload.protocol, new.size, 1)
-    uploads.counters["chunk_requests"] += 1
+    upload = await uploads.open_upload(_new_upload(new, new.owner, new.size, uploads.clock()))
     if new.size == 0 and new.concat is None:
         return await _complete(uploads, upload)
     return Outcome(upload)
@@ -220,7 +167,7 @@ async def find(uploads: Uploads, upload_id: str) -> Upload:
         and upload.state == "receiving"
         and (upload.lock_until or 0) < now
     ):
-        await _discard(uploads, upload)
+        await uploads.discard(upload)
         raise Gone("this upload expired and was removed; start a new one")
     return upload
 
@@ -252,72 +199,88 @@ async def begin_write(
         # The length may have been set by the request that held the lock.
         locked = await uploads.db.run(queries.get_upload, upload.id)
         upload = locked if locked is not None else upload
-        # A partial upload's own hash would be wasted: the final upload is hashed whole.
-        file_hash = None if upload.concat == PARTIAL else await _hash_up_to(uploads, upload, offset)
         body_hash = hashlib.new(checksum.algorithm) if checksum is not None else None
-
-        def on_written(pieces: list[Buffer]) -> None:
-            for piece in pieces:
-                if file_hash is not None:
-                    file_hash.update(piece)
-                if body_hash is not None:
-                    body_hash.update(piece)
-
-        size_left = upload.size if upload.size is not None else uploads.settings.max_size_bytes
-        sink = await uploads.storage.open_chunk(upload.id, offset, on_written)
+        plan = await uploads.begin_at_offset(
+            upload,
+            offset,
+            holder,
+            also=_feeding(body_hash) if body_hash is not None else None,
+            # A body with a checksum counts only whole, so it has nothing to save on the way.
+            save=checksum is None,
+            # A partial upload's own hash would be wasted: the final upload is hashed whole.
+            hashed=upload.concat != PARTIAL,
+        )
     except BaseException:
         await uploads.db.run(books.release_lock, upload.id, holder)
         raise
-    write = Write(
-        uploads=uploads,
-        upload=upload,
-        holder=holder,
-        start=offset,
-        limit=max(0, size_left - offset),
-        sink=sink,
-        on_written=on_written,
-        file_hash=file_hash,
-        checksum=checksum,
-        body_hash=body_hash,
-        check_stream=uploads.stream_guard(upload.owner, upload.id) if upload.size is None else None,
-    )
+    if checksum is not None:
+        plan.verify = lambda: _verify(checksum, body_hash)
+    saving = plan.sink if isinstance(plan.sink, SavingSink) else None
+    write = Write(plan, holder, checksum, saving)
     _writers[holder] = write
     write.keeper = asyncio.create_task(_keep_lock(uploads, write))
     return write
 
 
-async def end_write(uploads: Uploads, write: Write, whole: bool) -> Outcome:
+def _feeding(hasher: Any) -> Callable[[list[Buffer]], None]:
+    def feed(pieces: list[Buffer]) -> None:
+        for piece in pieces:
+            hasher.update(piece)
+
+    return feed
+
+
+def _verify(checksum: Checksum, body_hash: Any) -> None:
+    if body_hash.digest() != checksum.digest:
+        raise ChecksumMismatch(f"the body does not match its {checksum.algorithm}")
+
+
+async def receive(write: Write, feeder: ChunkFeeder, pieces: AsyncIterator[bytes]) -> None:
+    """Feed the body to the core; stop (Interrupted) when another request asks for the lock:
+    at once while the client is awaited, else after the piece being written."""
+    if write.stopping:
+        raise Interrupted("another request for this upload took over")
+    write.reader = asyncio.current_task()
+    try:
+        async for piece in pieces:
+            write.feeding = True
+            try:
+                await feeder.feed(piece)
+            finally:
+                write.feeding = False
+            if write.stopping:
+                raise Interrupted("another request for this upload took over")
+    except asyncio.CancelledError:
+        if not write.cut or write.reader is None:
+            raise
+        write.reader.uncancel()
+        raise Interrupted("another request for this upload took over") from None
+    finally:
+        write.reader = None
+
+
+async def end_write(uploads: Uploads, write: Write, feeder: ChunkFeeder, whole: bool) -> Outcome:
     """Count what was written: everything that arrived, even if cut off (`whole` False), except
     that a body with a checksum counts only whole and matching; it is discarded otherwise."""
-    upload = write.upload
+    write.saving = None
     try:
-        written = await write.sink.finish()
-        if write.checksum is not None:
-            if not whole:
-                return Outcome(upload)
-            if write.body_hash.digest() != write.checksum.digest:
-                raise ChecksumMismatch(f"the body does not match its {write.checksum.algorithm}")
-        end = write.offset + written
-        fresh = await uploads.db.run(queries.get_upload, upload.id)
-        if fresh is None:
-            raise NotFound("the upload was terminated while it was written")
-        complete = fresh.size is not None and end == fresh.size and fresh.concat is None
-        # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
-        # bytes are in the page cache, which a crash of this process does not lose, and
-        # finalizing flushes the whole file. Only saves in the middle of a body flush first.
-        await _record(uploads, write, end)
-        if complete:
-            return await _complete(uploads, fresh)
-        recorded = await uploads.db.run(queries.get_upload, upload.id)
-        return Outcome(recorded if recorded is not None else fresh)
+        if write.checksum is not None and not whole:
+            await feeder.abort(uploads)
+            return Outcome(write.plan.upload)
+        result = await feeder.finish(uploads)
     finally:
         await _unlock(uploads, write)
+    upload = await uploads.db.run(queries.get_upload, write.plan.upload.id) or write.plan.upload
+    if result["status"] == "done":
+        return Outcome(upload, await stored_file(uploads, upload))
+    return Outcome(upload)
 
 
-async def abort_write(uploads: Uploads, write: Write) -> None:
+async def abort_write(uploads: Uploads, write: Write, feeder: ChunkFeeder) -> None:
     """The request failed in a way that counts nothing of it (too long, storage error)."""
+    write.saving = None
     try:
-        await write.sink.abort()
+        await feeder.abort(uploads)
     finally:
         await _unlock(uploads, write)
 
@@ -341,37 +304,9 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
     total = sum(part.size or 0 for part in parts)
     check_size(uploads, total)
     upload = _new_upload(new, owner, total, now)
-    # The parts were admitted when they were created (their owners' quotas count them), and they
-    # are removed once joined; the owner's quota takes the final's bytes that were someone else's.
-    # The disk needs the whole total until then: the parts stay while they are copied.
-    theirs = sum(part.size or 0 for part in parts if part.owner != owner)
-    async with uploads.admission:
-        active_since = uploads.active_since()
-        await guard.check_quotas(uploads.settings, uploads.db, owner, theirs, active_since)
-        await guard.check_space(uploads.settings, uploads.db, uploads.storage, total, active_since)
-        upload = await uploads.db.run(queries.insert_upload, upload)
-    started = time.perf_counter()
-    try:
-        how = await uploads.storage.join_partials(
-            upload.id, [(part.id, part.size or 0) for part in parts]
-        )
-    except FileNotFoundError:
-        await _discard(uploads, upload)
-        raise Conflict("a partial upload was removed during the concatenation") from None
-    except BaseException:
-        await _discard(uploads, upload)
-        raise
-    log.info(
-        "joined %d partial uploads (%d bytes) by %s in %.3f s",
-        len(parts), total, how, time.perf_counter() - started,
-    )  # fmt: skip
-    await uploads.db.run(books.set_joined, upload.id, total, uploads.clock())
-    joined = await uploads.db.run(queries.get_upload, upload.id)
-    assert joined is not None
-    outcome = await _complete(uploads, joined)
-    for part in {part.id: part for part in parts}.values():
-        await _discard(uploads, part)
-    return outcome
+    stored = await uploads.concatenate(upload, parts)
+    done = await uploads.db.run(queries.get_upload, upload.id)
+    return Outcome(done or upload, stored)
 
 
 async def terminate(uploads: Uploads, upload_id: str) -> None:
@@ -382,7 +317,7 @@ async def terminate(uploads: Uploads, upload_id: str) -> None:
         upload = await _let_go(uploads, upload)
     if upload.state == "finalizing":
         raise Locked("the upload is being finished; try again")
-    await _discard(uploads, upload)
+    await uploads.discard(upload)
 
 
 async def stored_file(uploads: Uploads, upload: Upload) -> StoredFile | None:
@@ -405,58 +340,9 @@ async def settle(uploads: Uploads, upload: Upload) -> Outcome:
 
 
 async def _complete(uploads: Uploads, upload: Upload) -> Outcome:
-    await _trim(uploads, upload)
-    await uploads.db.run(queries.record_chunk, upload.id, 0, uploads.clock())
-    uploads.counters["chunks_counted"] += 1
-    stored = await uploads.finalize(upload.id, upload.owner)
+    stored = await uploads.complete_upload(upload)
     done = await uploads.db.run(queries.get_upload, upload.id)
     return Outcome(done or upload, stored)
-
-
-async def _trim(uploads: Uploads, upload: Upload) -> None:
-    """Cut the partial file to the upload's size: a refused request (a checksum mismatch, a cut
-    body that doesn't count) may have written past the offset, and those bytes must not be
-    published with the file (its SHA-256 covers exactly the first `size` bytes)."""
-    storage = uploads.storage
-    if upload.size is None or not isinstance(storage, LocalStorage):
-        return  # tus runs on local disk only (`check_available`)
-    with contextlib.suppress(FileNotFoundError):
-        if await storage.partial_size(upload.id) > upload.size:
-            await storage.truncate_partial(upload.id, upload.size)
-
-
-async def _save(uploads: Uploads, write: Write) -> None:
-    """Make what a long write has written so far count, as if the request ended here: after a
-    crash the offset holds the bytes that reached the disk (tusd does the same)."""
-    written = await write.sink.finish()
-    write.saved_at = time.monotonic()
-    end = write.offset + written
-    if written:
-        if uploads.settings.fsync:
-            await uploads.storage.flush_partial(write.upload.id)
-        await _record(uploads, write, end)
-    write.sink = await uploads.storage.open_chunk(write.upload.id, end, write.on_written)
-
-
-async def _record(uploads: Uploads, write: Write, end: int) -> None:
-    """Advance the upload's offset to `end` under the write's lock, and the process's hash."""
-    upload_id = write.upload.id
-    if not await uploads.db.run(
-        books.advance_offset, upload_id, write.holder, write.offset, end, uploads.clock()
-    ):
-        raise Conflict("this upload changed while the request was written; ask its offset")
-    progress = uploads.hash_progress(upload_id)
-    if write.file_hash is not None and progress.position == write.offset:
-        # A copy: the write's own hash goes on with the bytes still to come.
-        progress.hasher, progress.position = write.file_hash.copy(), end
-    write.saved = end - write.start
-
-
-async def _discard(uploads: Uploads, upload: Upload) -> None:
-    if upload.state != "done":
-        await uploads.storage.discard_partial(upload.id)
-    await uploads.db.run(queries.delete_upload, upload.id)
-    uploads.forget_hash(upload.id)
 
 
 async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
@@ -555,17 +441,19 @@ def _locked(uploads: Uploads, upload: Upload) -> bool:
 
 async def _keep_lock(uploads: Uploads, write: Write) -> None:
     """Renew the write's lease, and stop the write when another request (in any process) asks
-    for the lock, when the lock was lost, or when the lease is about to lapse unrenewed."""
+    for the lock, when the lock was lost, or when the lease is about to lapse unrenewed. While
+    the body is silent, what it brought is saved here (a client that vanished keeps it)."""
     held_until = uploads.clock() + LOCK_LEASE_SECONDS
     while True:
         await asyncio.sleep(KEEP_SECONDS)
         now = uploads.clock()
+        upload_id = write.plan.upload.id
         try:
             renewed = await uploads.db.run(
-                books.renew_lock, write.upload.id, write.holder, now + LOCK_LEASE_SECONDS, now
+                books.renew_lock, upload_id, write.holder, now + LOCK_LEASE_SECONDS, now
             )
         except Exception:
-            log.warning("could not renew the lock of upload %s", write.upload.id, exc_info=True)
+            log.warning("could not renew the lock of upload %s", upload_id, exc_info=True)
             # The lease still holds until `held_until`: one slow or failed database call must not
             # cut a healthy upload short. Stop while two renewals' time is left, before the lease
             # lets another request in.
@@ -575,6 +463,13 @@ async def _keep_lock(uploads: Uploads, write: Write) -> None:
                 held_until = now + LOCK_LEASE_SECONDS
         if not renewed:
             write.stop()
+        if write.saving is not None:
+            try:
+                # Shielded: a save cut half-way would leave the sink half finished.
+                await asyncio.shield(write.saving.save_if_due())
+            except Exception:
+                # Kept by the sink: the request's next write (or its end) raises it.
+                log.warning("could not save upload %s", upload_id, exc_info=True)
 
 
 async def _unlock(uploads: Uploads, write: Write) -> None:
@@ -583,22 +478,7 @@ async def _unlock(uploads: Uploads, write: Write) -> None:
         write.keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await write.keeper
-    await uploads.db.run(books.release_lock, write.upload.id, write.holder)
-
-
-async def _hash_up_to(uploads: Uploads, upload: Upload, offset: int) -> Any:
-    """A copy of the upload's SHA-256 advanced to `offset`, reading back only what this process
-    has not hashed yet (after a restart, or when another process took the earlier writes)."""
-    progress = uploads.hash_progress(upload.id)
-    async with progress.lock:
-        if progress.position > offset:
-            progress.hasher, progress.position = hashlib.sha256(), 0
-        if progress.position < offset:
-            await uploads.storage.hash_partial(
-                upload.id, progress.hasher, progress.position, offset
-            )
-            progress.position = offset
-        return progress.hasher.copy()
+    await uploads.db.run(books.release_lock, write.plan.upload.id, write.holder)
 
 
 def _new_upload(new: NewUpload, owner: str, size: int | None, now: float) -> Upload:

@@ -34,8 +34,10 @@ from pyfiledrop.errors import (
 )
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import Database, StoredFile, Upload, queries
+from pyfiledrop.meta import offsets as books
 from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
+from pyfiledrop.saving import SavingSink
 from pyfiledrop.storage import Buffer, ChunkSink, OnWritten, Storage
 from pyfiledrop.units import format_time
 
@@ -98,6 +100,12 @@ class ChunkPlan:
     inline_hash: HashProgress | None = None  # the file's hash continued over this chunk's bytes
     keep_lease: asyncio.Task[None] | None = None  # a stream's: keeps its upload active
     lease_done: bool = False  # this writer no longer counts for the process's lease keeper
+    # Bytes received in order at an offset (tus): the holder of the upload's write lock, whose
+    # progress is recorded in `byte_offset`; `saved` of the bytes written already count.
+    holder: str | None = None
+    saved: int = 0
+    verify: Callable[[], None] | None = None  # raises when the body must not count (checksum)
+    finishes: bool = True  # reaching the size finalizes (not a part of a later concatenation)
 
 
 @dataclass
@@ -241,7 +249,9 @@ class Uploads:
                 upload, claim.index, claim.offset, claim.length, None, claim.length, busy=True
             )
         try:
-            inline = self._start_inline_hash(upload.id, claim.offset)
+            inline = None
+            if self.storage.hashes_partials:
+                inline = await self._start_inline_hash(upload.id, claim.offset)
             sink = await self._open_sink(
                 upload, claim.offset, inline.feed if inline else None, claim.length
             )
@@ -257,12 +267,23 @@ class Uploads:
             self._lease_keeper = asyncio.create_task(self._keep_chunk_leases())
         return plan
 
-    def _start_inline_hash(self, upload_id: str, offset: int) -> HashProgress | None:
-        """A chunk that starts where the file's hash stands is hashed as it is written (on the
-        I/O thread), on a copy of the hasher, adopted only if the chunk is counted."""
-        if not self.storage.hashes_partials:
-            return None
-        progress = self._hashing.setdefault(upload_id, HashProgress())
+    async def _start_inline_hash(
+        self, upload_id: str, offset: int, catch_up: bool = False
+    ) -> HashProgress | None:
+        """Bytes that start where the file's hash stands are hashed as they are written (on the
+        I/O thread), on a copy of the hasher, adopted only when they count (`_adopt_inline_hash`).
+        `catch_up`: bytes that arrive in order read back what this process has not hashed yet
+        (after a restart, or when another process took the earlier writes)."""
+        progress = self.hash_progress(upload_id)
+        if catch_up and self.storage.hashes_partials:
+            async with progress.lock:
+                if progress.position > offset:
+                    progress.hasher, progress.position = hashlib.sha256(), 0
+                if progress.position < offset:
+                    await self.storage.hash_partial(
+                        upload_id, progress.hasher, progress.position, offset
+                    )
+                    progress.position = offset
         if progress.position != offset or progress.lock.locked():
             return None  # not its turn, or the hash is being read back right now
         return HashProgress(hasher=progress.hasher.copy(), position=offset)
@@ -353,12 +374,14 @@ class Uploads:
         size: int | None,
         upload_id: str | None = None,
         then: Callable[[], Awaitable[T]] | None = None,
+        space: int | None = None,
     ) -> T | None:
         """The one admission: refuse (413, 507) `size` bytes that don't fit `--max-size`,
         `--min-free`, `--quota` or `--owner-quota`. `upload_id`: an upload that exists (resumed
         after idling, or whose length just became known): it asks for its whole `size`, its own
         row left out. `then` runs while admission is still held (create or record the upload
-        there, so two admissions can't both take the last free space)."""
+        there, so two admissions can't both take the last free space). `space`: what the disk
+        must hold, when other than `size` (a concatenation: its whole size, its quota less)."""
         async with self.admission:
             await guard.admit(
                 self.settings,
@@ -368,6 +391,7 @@ class Uploads:
                 size,
                 self.active_since(),
                 upload_id or "",
+                space,
             )
             return await then() if then is not None else None
 
@@ -476,22 +500,146 @@ class Uploads:
             max_downloads=options.max_downloads,
             address=limits.client_address.get(),
         )
-
-        async def create() -> None:
-            await self.storage.create_partial(upload.id, size)
-            await self.db.run(queries.insert_upload, upload)
-
-        await self.admit(owner, size, then=create)
-        log_upload_start(upload.id, "stream", size, 1)
-        self.counters["chunk_requests"] += 1
+        upload = await self.open_upload(upload)
         # A stream arrives in order: hash it on the I/O thread as it is written, not read back.
-        sink = await self._open_sink(upload, 0, self.hash_progress(upload.id).feed, size)
+        inline = await self._start_inline_hash(upload.id, 0)
+        sink = await self._open_sink(upload, 0, inline.feed if inline is not None else None, size)
         stream_guard = self.stream_guard(owner, upload.id) if size is None else None
         plan = ChunkPlan(
             upload, 0, 0, size, sink, size if size is not None else limit, stream_guard
         )
+        plan.inline_hash = inline
         plan.keep_lease = asyncio.create_task(self._keep_active(plan))
         return plan
+
+    async def open_upload(self, upload: Upload) -> Upload:
+        """A new upload of one chunk (a stream, tus): admitted, then its partial and its row."""
+
+        async def create() -> Upload:
+            await self.storage.create_partial(upload.id, upload.size)
+            return await self.db.run(queries.insert_upload, upload)
+
+        created = await self.admit(upload.owner, upload.size, then=create)
+        log_upload_start(upload.id, upload.protocol, upload.size, upload.chunk_count)
+        self.counters["chunk_requests"] += 1
+        return created or upload
+
+    async def begin_at_offset(
+        self,
+        upload: Upload,
+        offset: int,
+        holder: str,
+        *,
+        also: OnWritten | None = None,
+        save: bool = True,
+        hashed: bool = True,
+    ) -> ChunkPlan:
+        """Bytes arriving in order at `offset` (tus), from the one holder of the upload's write
+        lock: hashed as they are written (`hashed`), `also` sees them too (a checksum), and a
+        long body counts as it goes (`save`; see saving.py). Counted by `complete_chunk`."""
+        inline = await self._start_inline_hash(upload.id, offset, catch_up=True) if hashed else None
+
+        def on_written(pieces: list[Buffer]) -> None:
+            if inline is not None:
+                inline.feed(pieces)
+            if also is not None:
+                also(pieces)
+
+        sink = await self._open_sink(upload, offset, on_written)
+        size = upload.size if upload.size is not None else self.settings.max_size_bytes
+        plan = ChunkPlan(upload, 0, offset, None, sink, max(0, size - offset), holder=holder)
+        plan.inline_hash = inline
+        plan.finishes = upload.concat is None
+        if upload.size is None and (grows := self.stream_guard(upload.owner, upload.id)):
+            plan.check_stream = lambda received: grows(offset + received)
+        if save:
+
+            async def reopen(written: int) -> ChunkSink:
+                return await self._open_sink(upload, offset + written, on_written)
+
+            async def record(written: int) -> None:
+                if self.settings.fsync:
+                    await self.storage.flush_partial(upload.id)
+                await self._record_offset(plan, written)
+
+            plan.sink = SavingSink(sink, reopen, record)
+        return plan
+
+    async def _record_offset(self, plan: ChunkPlan, written: int) -> int:
+        """The upload's offset moves past the `written` bytes of an in-order write, and the
+        file's hash with it."""
+        assert plan.holder is not None
+        end = plan.offset + written
+        start = plan.offset + plan.saved
+        if not await self.db.run(
+            books.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
+        ):
+            raise Conflict("this upload changed while the request was written; ask its offset")
+        if plan.inline_hash is not None:
+            self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
+        plan.saved = written
+        return end
+
+    async def _count_at_offset(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
+        if plan.verify is not None:
+            plan.verify()
+        fresh = await self.db.run(queries.get_upload, plan.upload.id)
+        if fresh is None:
+            raise NotFound("the upload was terminated while it was written")
+        # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
+        # bytes are in the page cache, which a crash of this process does not lose, and
+        # finalizing flushes the whole file. Only saves in the middle of a body flush first.
+        end = await self._record_offset(plan, written)
+        if plan.finishes and fresh.size is not None and end == fresh.size:
+            stored = await self.complete_upload(fresh)
+            return {"status": "done", "file": await self.uploader_record(stored)}
+        return {"status": "received", "offset": end}
+
+    async def complete_upload(self, upload: Upload) -> StoredFile:
+        """An upload of one chunk whose bytes are all in (tus): count the chunk, and finalize."""
+        await self.db.run(queries.record_chunk, upload.id, 0, self.clock())
+        self.counters["chunks_counted"] += 1
+        return await self.finalize(upload.id, upload.owner)
+
+    async def concatenate(self, upload: Upload, parts: list[Upload]) -> StoredFile:
+        """A new upload made of complete uploads' bytes, in order (tus); the parts then go.
+
+        The parts were admitted when they were created (their owners' quotas count them), and
+        they go once joined: the owner's quota takes only the bytes that were someone else's;
+        the disk needs the whole size until then (the parts stay while they are copied)."""
+        total = sum(part.size or 0 for part in parts)
+        theirs = sum(part.size or 0 for part in parts if part.owner != upload.owner)
+
+        async def create() -> Upload:
+            return await self.db.run(queries.insert_upload, upload)
+
+        await self.admit(upload.owner, theirs, then=create, space=total)
+        started = time.perf_counter()
+        try:
+            how = await self.storage.join_partials(
+                upload.id, [(part.id, part.size or 0) for part in parts]
+            )
+        except BaseException as error:
+            await self.discard(upload)
+            if isinstance(error, FileNotFoundError):
+                raise Conflict("a partial upload was removed during the concatenation") from None
+            raise
+        log.info(
+            "joined %d partial uploads (%d bytes) by %s in %.3f s",
+            len(parts), total, how, time.perf_counter() - started,
+        )  # fmt: skip
+        await self.db.run(books.set_joined, upload.id, total, self.clock())
+        stored = await self.complete_upload(upload)
+        for part in parts:
+            await self.discard(part)
+        return stored
+
+    async def discard(self, upload: Upload) -> None:
+        """An upload and its bytes go (a finished one only its row: the file is its own)."""
+        self.forget_hash(upload.id)
+        if upload.state != "done":
+            await self.storage.discard_partial(upload.id)
+        await self.db.run(queries.delete_upload, upload.id)
 
     async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
         """Count a chunk whose bytes are all written; finalize when it was the last one."""
@@ -510,11 +658,12 @@ class Uploads:
             self.counters["duplicate_chunks"] += 1
         if plan.sink is None:
             return {"status": "duplicate", "total": upload.chunk_count}
+        if plan.holder is not None:
+            return await self._count_at_offset(plan, written)
         if plan.length is None:
             upload = await self._fix_stream_size(upload, written)
         recorded: tuple[bool, int] | None
         if upload.protocol == "stream":
-            self.hash_progress(upload.id).position = written
             recorded = await self.db.run(queries.record_chunk, upload.id, plan.index, self.clock())
         else:
             assert plan.writer is not None
@@ -541,9 +690,7 @@ class Uploads:
 
     async def abandon_stream(self, plan: ChunkPlan) -> None:
         """A one-shot upload that failed has nothing to resume: drop it entirely."""
-        self.forget_hash(plan.upload.id)
-        await self.storage.discard_partial(plan.upload.id)
-        await self.db.run(queries.delete_upload, plan.upload.id)
+        await self.discard(plan.upload)
 
     # --- hashing as the contiguous prefix grows ----------------------------------------------
 
@@ -555,10 +702,12 @@ class Uploads:
         return self._hashing.setdefault(upload_id, HashProgress())
 
     def _adopt_inline_hash(self, upload_id: str, inline: HashProgress, end: int) -> None:
-        """The chunk counted: if the file's hash still stands at its start, it moves past it."""
-        progress = self._hashing.setdefault(upload_id, HashProgress())
+        """The bytes counted: if the file's hash still stands at their start, it moves past them
+        (on a copy: the inline hash goes on with the bytes of the same body still to come)."""
+        progress = self.hash_progress(upload_id)
         if progress.position == inline.position and not progress.lock.locked():
-            progress.hasher, progress.position = inline.hasher, end
+            progress.hasher, progress.position = inline.hasher.copy(), end
+        inline.position = end
 
     def forget_hash(self, upload_id: str) -> None:
         self._hashing.pop(upload_id, None)

@@ -1,20 +1,19 @@
 """tus 1.0.0 at `/files/`: the core protocol and the extensions creation, creation-with-upload,
 creation-defer-length, expiration, checksum, termination and concatenation.
 
-HTTP in, calls to `offsets` out. The upload URL is the capability: whoever holds it may ask its
+HTTP in, calls to `offsets` (tus's rules) and the core out; bodies are read as every body is
+(`body_pieces`, `ChunkFeeder`). The upload URL is the capability: whoever holds it may ask its
 offset, write to it and terminate it (tus clients keep no cookies); the owner cookie sent with the
 creating POST decides whose list the finished file joins.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import dataclasses
 import email.utils
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +30,7 @@ from pyfiledrop.errors import (
     PyfiledropError,
     UnsupportedMediaType,
 )
-from pyfiledrop.protocols.body import declared_length, idle_timeout
+from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
 
 TUS_VERSION = "1.0.0"
@@ -271,55 +270,20 @@ async def _write(
         _non_negative(length, "Upload-Length") if length is not None else None,
         parse_checksum(request.headers.get("upload-checksum")),
     )
+    feeder = ChunkFeeder(write.plan)
     try:
         declared = declared_length(request)
-        if declared is not None and declared > write.limit:
+        if declared is not None and declared > write.plan.limit:
             raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
-        await _read_body(request, write, idle_timeout(uploads))
+        await offsets.receive(write, feeder, body_pieces(request, idle_timeout(uploads)))
     except (ClientDisconnect, BadRequest, offsets.Interrupted):
         # Cut off, stalled or taken over: keep what arrived, so the client resumes from there.
-        await offsets.end_write(uploads, write, whole=False)
+        await offsets.end_write(uploads, write, feeder, whole=False)
         raise
     except BaseException:
-        await offsets.abort_write(uploads, write)
+        await offsets.abort_write(uploads, write, feeder)
         raise
-    return await offsets.end_write(uploads, write, whole=True)
-
-
-async def _read_body(request: Request, write: offsets.Write, idle: float) -> None:
-    """Feed the body to the write, straight from ASGI `receive` (whose wait may be cut short and
-    resumed, unlike `request.stream()`). While the sender is silent the write still saves what
-    it has (a client that vanished keeps its bytes); a sender silent for `idle` seconds is cut
-    off (slow-loris); and the wait ends at once when another request asks for the upload's lock
-    (`Write.stop`)."""
-    receive = request.receive
-    last_piece = time.monotonic()
-    while True:
-        now = time.monotonic()
-        delay = min(last_piece + idle, write.save_due()) - now
-        try:
-            async with asyncio.timeout(max(0.0, delay)) as waiting:
-                write.waiting = waiting
-                if write.stopping:
-                    raise TimeoutError
-                message = await receive()
-        except TimeoutError:
-            if write.stopping:
-                raise offsets.Interrupted("another request for this upload took over") from None
-            if time.monotonic() - last_piece >= idle:
-                raise BadRequest(f"the request body stalled for {idle:.0f} s") from None
-            await write.save()
-            continue
-        finally:
-            write.waiting = None
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        body = message.get("body", b"")
-        if body:
-            last_piece = time.monotonic()
-            await write.feed(body)
-        if not message.get("more_body", False):
-            return
+    return await offsets.end_write(uploads, write, feeder, whole=True)
 
 
 async def _describe(uploads: Uploads, upload_id: str) -> Response:
