@@ -119,10 +119,10 @@ async def admit(
     size: int | None,
     active_since: float | None = None,
     upload_id: str = "",
-    space: int | None = None,
+    quota: int | None = None,
 ) -> None:
     """Refuse (413, 507) an upload of `size` bytes (None: not known yet) that does not fit; a new
-    one also (429) past the caps on uploads in progress. `space`: the bytes the disk must hold,
+    one also (429) past the caps on uploads in progress. `quota`: the bytes the quotas count,
     when other than `size`.
 
     `upload_id`: an upload that exists already (resumed after idling, or whose length just became
@@ -135,9 +135,9 @@ async def admit(
         raise PayloadTooLarge(f"file is larger than the limit of {settings.max_size} MiB")
     if not upload_id:
         await limits.admit(settings, db, owner)  # a new upload: the caps on uploads in progress
-    await check_quotas(settings, db, owner, size or 0, active_since, upload_id)
-    space = (size or 0) if space is None else space
-    await check_space(settings, db, storage, space, active_since, upload_id)
+    counted = (size or 0) if quota is None else quota
+    await check_quotas(settings, db, owner, counted, active_since, upload_id)
+    await check_space(settings, db, storage, size or 0, active_since, upload_id)
 
 
 async def _quota_room(

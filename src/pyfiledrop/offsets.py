@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyfiledrop import limits
 from pyfiledrop.errors import (
     BadRequest,
     ChecksumMismatch,
@@ -34,14 +33,11 @@ from pyfiledrop.errors import (
     Gone,
     Locked,
     NotFound,
-    PayloadTooLarge,
 )
 from pyfiledrop.meta import StoredFile, Upload, queries
 from pyfiledrop.meta import offsets as books
-from pyfiledrop.names import sanitize
 from pyfiledrop.protocols.body import ChunkFeeder
 from pyfiledrop.saving import SavingSink
-from pyfiledrop.storage import Buffer
 from pyfiledrop.uploads import ChunkPlan, Uploads
 
 log = logging.getLogger("pyfiledrop")
@@ -85,7 +81,6 @@ class Write:
 
     plan: ChunkPlan
     holder: str
-    checksum: Checksum | None
     saving: SavingSink | None  # saves while the body is silent, too (see `_keep_lock`)
     keeper: asyncio.Task[None] | None = None
     stopping: bool = False  # another request asked for the lock
@@ -127,11 +122,6 @@ def expires(uploads: Uploads, upload: Upload) -> float | None:
     return upload.updated + uploads.settings.abandon_after
 
 
-def check_size(uploads: Uploads, size: int) -> None:
-    if size > uploads.settings.max_size_bytes:
-        raise PayloadTooLarge(f"file is larger than the limit of {uploads.settings.max_size} MiB")
-
-
 async def release_dead_locks(uploads: Uploads) -> int:
     """At the start of the only server process: write locks left by a crash belong to no one, and
     a client retrying at once must not be refused while they run out."""
@@ -142,9 +132,7 @@ async def release_dead_locks(uploads: Uploads) -> int:
 
 
 async def create(uploads: Uploads, new: NewUpload) -> Outcome:
-    if new.size is not None:
-        check_size(uploads, new.size)
-    upload = await uploads.open_upload(_new_upload(new, new.owner, new.size, uploads.clock()))
+    upload = await uploads.open_upload(_new_upload(uploads, new, new.owner, new.size))
     if new.size == 0 and new.concat is None:
         return await _complete(uploads, upload)
     return Outcome(upload)
@@ -182,15 +170,7 @@ async def begin_write(
     upload = await find(uploads, upload_id)
     if upload.concat is not None and upload.concat != PARTIAL:
         raise Forbidden("a final (concatenated) upload takes no more bytes")
-    if upload.state != "receiving":
-        raise Conflict("this upload is complete", offset=upload.byte_offset)
-    # While another request holds the lock the offset may still move: it is compared once the
-    # holder has let go (a 409 then carries the offset the holder saved).
-    if offset != upload.byte_offset and not _locked(uploads, upload):
-        raise Conflict(
-            f"Upload-Offset {offset} is not the upload's offset {upload.byte_offset}",
-            offset=upload.byte_offset,
-        )
+    _check_offset(uploads, upload, offset)
     if length is not None:
         upload = await _set_length(uploads, upload, length)
     holder = secrets.token_hex(8)
@@ -200,11 +180,11 @@ async def begin_write(
         locked = await uploads.db.run(queries.get_upload, upload.id)
         upload = locked if locked is not None else upload
         body_hash = hashlib.new(checksum.algorithm) if checksum is not None else None
-        plan = await uploads.begin_at_offset(
+        plan = await uploads.begin_in_order(
             upload,
             offset,
-            holder,
-            also=_feeding(body_hash) if body_hash is not None else None,
+            holder=holder,
+            also=body_hash,
             # A body with a checksum counts only whole, so it has nothing to save on the way.
             save=checksum is None,
             # A partial upload's own hash would be wasted: the final upload is hashed whole.
@@ -216,18 +196,10 @@ async def begin_write(
     if checksum is not None:
         plan.verify = lambda: _verify(checksum, body_hash)
     saving = plan.sink if isinstance(plan.sink, SavingSink) else None
-    write = Write(plan, holder, checksum, saving)
+    write = Write(plan, holder, saving)
     _writers[holder] = write
     write.keeper = asyncio.create_task(_keep_lock(uploads, write))
     return write
-
-
-def _feeding(hasher: Any) -> Callable[[list[Buffer]], None]:
-    def feed(pieces: list[Buffer]) -> None:
-        for piece in pieces:
-            hasher.update(piece)
-
-    return feed
 
 
 def _verify(checksum: Checksum, body_hash: Any) -> None:
@@ -264,16 +236,13 @@ async def end_write(uploads: Uploads, write: Write, feeder: ChunkFeeder, whole: 
     that a body with a checksum counts only whole and matching; it is discarded otherwise."""
     write.saving = None
     try:
-        if write.checksum is not None and not whole:
+        if write.plan.verify is not None and not whole:
             await feeder.abort(uploads)
-            return Outcome(write.plan.upload)
-        result = await feeder.finish(uploads)
+        else:
+            await feeder.finish(uploads)
     finally:
         await _unlock(uploads, write)
-    upload = await uploads.db.run(queries.get_upload, write.plan.upload.id) or write.plan.upload
-    if result["status"] == "done":
-        return Outcome(upload, await stored_file(uploads, upload))
-    return Outcome(upload)
+    return await _outcome(uploads, write.plan.upload)
 
 
 async def abort_write(uploads: Uploads, write: Write, feeder: ChunkFeeder) -> None:
@@ -301,12 +270,9 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
             raise BadRequest(f"partial upload {part.id} is not complete")
         if (part.lock_until or 0) > now:
             raise Locked(f"partial upload {part.id} is being written")
-    total = sum(part.size or 0 for part in parts)
-    check_size(uploads, total)
-    upload = _new_upload(new, owner, total, now)
-    stored = await uploads.concatenate(upload, parts)
-    done = await uploads.db.run(queries.get_upload, upload.id)
-    return Outcome(done or upload, stored)
+    upload = _new_upload(uploads, new, owner, sum(part.size or 0 for part in parts))
+    await uploads.concatenate(upload, parts)
+    return await _outcome(uploads, upload)
 
 
 async def terminate(uploads: Uploads, upload_id: str) -> None:
@@ -340,9 +306,15 @@ async def settle(uploads: Uploads, upload: Upload) -> Outcome:
 
 
 async def _complete(uploads: Uploads, upload: Upload) -> Outcome:
-    stored = await uploads.complete_upload(upload)
-    done = await uploads.db.run(queries.get_upload, upload.id)
-    return Outcome(done or upload, stored)
+    await uploads.complete_upload(upload)
+    return await _outcome(uploads, upload)
+
+
+async def _outcome(uploads: Uploads, upload: Upload) -> Outcome:
+    """The upload as it stands now, with its file once it has one."""
+    fresh = await uploads.db.run(queries.get_upload, upload.id)
+    upload = fresh if fresh is not None else upload
+    return Outcome(upload, await stored_file(uploads, upload))
 
 
 async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
@@ -350,7 +322,6 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
         if length != upload.size:
             raise BadRequest("Upload-Length can't change once set")
         return upload
-    check_size(uploads, length)
     if length < upload.byte_offset:
         raise BadRequest("Upload-Length is less than the bytes already received")
 
@@ -425,14 +396,21 @@ async def _explain_refused_lock(uploads: Uploads, upload_id: str, offset: int) -
     fresh = await uploads.db.run(queries.get_upload, upload_id)
     if fresh is None:
         raise NotFound("no such upload")
-    if fresh.state != "receiving":
-        raise Conflict("this upload is complete", offset=fresh.byte_offset)
-    if fresh.byte_offset != offset and not _locked(uploads, fresh):
-        raise Conflict(
-            f"Upload-Offset {offset} is not the upload's offset {fresh.byte_offset}",
-            offset=fresh.byte_offset,
-        )
+    _check_offset(uploads, fresh, offset)
     return fresh
+
+
+def _check_offset(uploads: Uploads, upload: Upload, offset: int) -> None:
+    """409 unless the upload takes bytes at `offset`. While another request holds the lock the
+    offset may still move: it is compared once the holder has let go (the 409 then carries the
+    offset the holder saved)."""
+    if upload.state != "receiving":
+        raise Conflict("this upload is complete", offset=upload.byte_offset)
+    if offset != upload.byte_offset and not _locked(uploads, upload):
+        raise Conflict(
+            f"Upload-Offset {offset} is not the upload's offset {upload.byte_offset}",
+            offset=upload.byte_offset,
+        )
 
 
 def _locked(uploads: Uploads, upload: Upload) -> bool:
@@ -481,21 +459,13 @@ async def _unlock(uploads: Uploads, write: Write) -> None:
     await uploads.db.run(books.release_lock, write.plan.upload.id, write.holder)
 
 
-def _new_upload(new: NewUpload, owner: str, size: int | None, now: float) -> Upload:
-    """The row of a new offset upload: one chunk as large as the file, its size maybe unknown."""
-    return Upload(
-        id=str(uuid.uuid4()),
-        owner=owner,
-        name=sanitize(new.filename),
-        size=size,
-        chunk_size=max(size or 0, 1),
-        chunk_count=1,
-        protocol=PROTOCOL,
-        state="receiving",
-        created=now,
-        updated=now,
+def _new_upload(uploads: Uploads, new: NewUpload, owner: str, size: int | None) -> Upload:
+    return uploads.one_chunk_upload(
+        owner,
+        new.filename,
+        size,
+        PROTOCOL,
         metadata=new.metadata,
         content_type=new.content_type,
         concat=new.concat,
-        address=limits.client_address.get(),
     )

@@ -105,7 +105,6 @@ class ChunkPlan:
     holder: str | None = None
     saved: int = 0
     verify: Callable[[], None] | None = None  # raises when the body must not count (checksum)
-    finishes: bool = True  # reaching the size finalizes (not a part of a later concatenation)
 
 
 @dataclass
@@ -374,14 +373,14 @@ class Uploads:
         size: int | None,
         upload_id: str | None = None,
         then: Callable[[], Awaitable[T]] | None = None,
-        space: int | None = None,
+        quota: int | None = None,
     ) -> T | None:
         """The one admission: refuse (413, 507) `size` bytes that don't fit `--max-size`,
         `--min-free`, `--quota` or `--owner-quota`. `upload_id`: an upload that exists (resumed
         after idling, or whose length just became known): it asks for its whole `size`, its own
         row left out. `then` runs while admission is still held (create or record the upload
-        there, so two admissions can't both take the last free space). `space`: what the disk
-        must hold, when other than `size` (a concatenation: its whole size, its quota less)."""
+        there, so two admissions can't both take the last free space). `quota`: what the quotas
+        count, when other than `size` (a concatenation: the bytes that were someone else's)."""
         async with self.admission:
             await guard.admit(
                 self.settings,
@@ -391,7 +390,7 @@ class Uploads:
                 size,
                 self.active_since(),
                 upload_id or "",
-                space,
+                quota,
             )
             return await then() if then is not None else None
 
@@ -483,34 +482,37 @@ class Uploads:
         options: lifecycle.FileOptions = lifecycle.NO_OPTIONS,
     ) -> ChunkPlan:
         """A one-shot upload (Dropzone without chunking, or PUT): one chunk of any length."""
-        limit = self.settings.max_size_bytes
+        upload = self.one_chunk_upload(
+            owner,
+            filename,
+            size,
+            "stream",
+            expires_in=options.expires_in,
+            max_downloads=options.max_downloads,
+        )
+        plan = await self.begin_in_order(await self.open_upload(upload), 0, size)
+        plan.keep_lease = asyncio.create_task(self._keep_active(plan))
+        return plan
+
+    def one_chunk_upload(
+        self, owner: str, filename: str | None, size: int | None, protocol: str, **more: Any
+    ) -> Upload:
+        """The row of a new upload of one chunk (a stream, tus), its size maybe unknown."""
         now = self.clock()
-        upload = Upload(
+        return Upload(
             id=str(uuid.uuid4()),
             owner=owner,
             name=sanitize(filename),
             size=size,
             chunk_size=max(size or 0, 1),
             chunk_count=1,
-            protocol="stream",
+            protocol=protocol,
             state="receiving",
             created=now,
             updated=now,
-            expires_in=options.expires_in,
-            max_downloads=options.max_downloads,
             address=limits.client_address.get(),
+            **more,
         )
-        upload = await self.open_upload(upload)
-        # A stream arrives in order: hash it on the I/O thread as it is written, not read back.
-        inline = await self._start_inline_hash(upload.id, 0)
-        sink = await self._open_sink(upload, 0, inline.feed if inline is not None else None, size)
-        stream_guard = self.stream_guard(owner, upload.id) if size is None else None
-        plan = ChunkPlan(
-            upload, 0, 0, size, sink, size if size is not None else limit, stream_guard
-        )
-        plan.inline_hash = inline
-        plan.keep_lease = asyncio.create_task(self._keep_active(plan))
-        return plan
 
     async def open_upload(self, upload: Upload) -> Upload:
         """A new upload of one chunk (a stream, tus): admitted, then its partial and its row."""
@@ -524,33 +526,39 @@ class Uploads:
         self.counters["chunk_requests"] += 1
         return created or upload
 
-    async def begin_at_offset(
+    async def begin_in_order(
         self,
         upload: Upload,
         offset: int,
-        holder: str,
+        length: int | None = None,
+        holder: str | None = None,
         *,
-        also: OnWritten | None = None,
-        save: bool = True,
+        also: Any = None,
+        save: bool = False,
         hashed: bool = True,
     ) -> ChunkPlan:
-        """Bytes arriving in order at `offset` (tus), from the one holder of the upload's write
-        lock: hashed as they are written (`hashed`), `also` sees them too (a checksum), and a
-        long body counts as it goes (`save`; see saving.py). Counted by `complete_chunk`."""
-        inline = await self._start_inline_hash(upload.id, offset, catch_up=True) if hashed else None
+        """Bytes of a one-chunk upload arriving in order at `offset`: a stream's whole body (its
+        `length` when known), or a tus write from `holder` of the upload's write lock. Hashed as
+        they are written (`hashed`; `also` is another hasher they go through, a checksum), and
+        a long body counts as it goes (`save`; see saving.py). Counted by `complete_chunk`."""
+        if hashed:
+            inline = await self._start_inline_hash(upload.id, offset, catch_up=offset > 0)
+        else:
+            inline = None
 
         def on_written(pieces: list[Buffer]) -> None:
             if inline is not None:
                 inline.feed(pieces)
             if also is not None:
-                also(pieces)
+                for piece in pieces:
+                    also.update(piece)
 
-        sink = await self._open_sink(upload, offset, on_written)
+        sink = await self._open_sink(upload, offset, on_written, length)
         size = upload.size if upload.size is not None else self.settings.max_size_bytes
-        plan = ChunkPlan(upload, 0, offset, None, sink, max(0, size - offset), holder=holder)
+        plan = ChunkPlan(upload, 0, offset, length, sink, max(0, size - offset), holder=holder)
         plan.inline_hash = inline
-        plan.finishes = upload.concat is None
         if upload.size is None and (grows := self.stream_guard(upload.owner, upload.id)):
+            # The guard takes the upload's whole size so far.
             plan.check_stream = lambda received: grows(offset + received)
         if save:
 
@@ -590,7 +598,8 @@ class Uploads:
         # bytes are in the page cache, which a crash of this process does not lose, and
         # finalizing flushes the whole file. Only saves in the middle of a body flush first.
         end = await self._record_offset(plan, written)
-        if plan.finishes and fresh.size is not None and end == fresh.size:
+        # A part of a later concatenation is not published itself.
+        if fresh.concat is None and fresh.size is not None and end == fresh.size:
             stored = await self.complete_upload(fresh)
             return {"status": "done", "file": await self.uploader_record(stored)}
         return {"status": "received", "offset": end}
@@ -613,7 +622,9 @@ class Uploads:
         async def create() -> Upload:
             return await self.db.run(queries.insert_upload, upload)
 
-        await self.admit(upload.owner, theirs, then=create, space=total)
+        # As an upload that exists (its id): not a new upload for the caps (limits.py), it
+        # replaces its parts, which were counted.
+        await self.admit(upload.owner, total, upload.id, then=create, quota=theirs)
         started = time.perf_counter()
         try:
             how = await self.storage.join_partials(
@@ -695,10 +706,8 @@ class Uploads:
     # --- hashing as the contiguous prefix grows ----------------------------------------------
 
     def hash_progress(self, upload_id: str) -> HashProgress:
-        """This process's SHA-256 of the upload's first `position` bytes (finalize reads the rest).
-
-        Protocols whose bytes arrive in order (tus) feed it as they write, so nothing is read back.
-        """
+        """This process's SHA-256 of the upload's first `position` bytes (finalize reads the rest);
+        bytes written in order move it on as they count (`_adopt_inline_hash`)."""
         return self._hashing.setdefault(upload_id, HashProgress())
 
     def _adopt_inline_hash(self, upload_id: str, inline: HashProgress, end: int) -> None:
@@ -930,9 +939,7 @@ class Uploads:
                 continue
             if (upload.lock_until or 0) > self.clock():
                 continue  # a request is writing to it right now
-            await self.storage.discard_partial(upload.id)
-            await self.db.run(queries.delete_upload, upload.id)
-            self._hashing.pop(upload.id, None)
+            await self.discard(upload)
             removed += 1
         await self.db.run(queries.old_done_uploads, idle_since)
         removed += await self._remove_orphan_partials(idle_since)

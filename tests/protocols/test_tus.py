@@ -513,6 +513,21 @@ def test_a_concatenation_of_other_owners_partials_is_admitted(
     assert server.stored_files() == []
 
 
+def test_a_concatenation_at_the_cap_on_uploads_in_progress_is_admitted(
+    server_factory: ServerFactory,
+) -> None:
+    """The final upload replaces its parts, which the cap counted: it is no new upload to cap."""
+    server = server_factory("--uploads-per-owner", "2")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        parts = [create(client, 3, **{"Upload-Concat": "partial"}) for _ in range(2)]
+        for part in parts:
+            assert patch(client, part, 0, b"abc").status_code == 204
+        final = client.post("/files/", headers={**TUS, "Upload-Concat": "final;" + " ".join(parts)})
+        assert final.status_code == 201, final.text
+        assert final.headers["x-pyfiledrop-sha256"] == hashlib.sha256(b"abcabc").hexdigest()
+
+
 def test_cors_exposes_tus_headers(server_factory: ServerFactory) -> None:
     origin = "http://app.example"
     server = server_factory("--cors-origin", origin)
