@@ -181,10 +181,9 @@ def keep_lock_until_stopped(failing: set[int], monkeypatch: pytest.MonkeyPatch) 
     stopped: list[int] = []
     uploads = SimpleNamespace(db=database, clock=lambda: clock[0])
     write = SimpleNamespace(
-        plan=SimpleNamespace(upload=SimpleNamespace(id="u1")),
+        plan=SimpleNamespace(upload=SimpleNamespace(id="u1"), sink=None),
         holder="h1",
         stop=lambda: stopped.append(database.calls),
-        saving=None,
     )
 
     async def run() -> None:

@@ -81,7 +81,6 @@ class Write:
 
     plan: ChunkPlan
     holder: str
-    saving: SavingSink | None  # saves while the body is silent, too (see `_keep_lock`)
     keeper: asyncio.Task[None] | None = None
     stopping: bool = False  # another request asked for the lock
     reader: asyncio.Task[Any] | None = None  # the request, while it reads the body
@@ -98,12 +97,6 @@ class Write:
 
 # This process's writes in progress, by lock holder: a request asks one of them to stop directly.
 _writers: dict[str, Write] = {}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    upload: Upload
-    stored: StoredFile | None = None
 
 
 def check_available(uploads: Uploads) -> None:
@@ -131,11 +124,11 @@ async def release_dead_locks(uploads: Uploads) -> int:
     return released
 
 
-async def create(uploads: Uploads, new: NewUpload) -> Outcome:
+async def create(uploads: Uploads, new: NewUpload) -> Upload:
     upload = await uploads.open_upload(_new_upload(uploads, new, new.owner, new.size))
     if new.size == 0 and new.concat is None:
         return await _complete(uploads, upload)
-    return Outcome(upload)
+    return upload
 
 
 async def find(uploads: Uploads, upload_id: str) -> Upload:
@@ -177,8 +170,7 @@ async def begin_write(
     await _take_lock(uploads, upload.id, holder, offset)
     try:
         # The length may have been set by the request that held the lock.
-        locked = await uploads.db.run(queries.get_upload, upload.id)
-        upload = locked if locked is not None else upload
+        upload = await _fresh(uploads, upload)
         body_hash = hashlib.new(checksum.algorithm) if checksum is not None else None
         plan = await uploads.begin_in_order(
             upload,
@@ -195,8 +187,7 @@ async def begin_write(
         raise
     if checksum is not None:
         plan.verify = lambda: _verify(checksum, body_hash)
-    saving = plan.sink if isinstance(plan.sink, SavingSink) else None
-    write = Write(plan, holder, saving)
+    write = Write(plan, holder)
     _writers[holder] = write
     write.keeper = asyncio.create_task(_keep_lock(uploads, write))
     return write
@@ -215,11 +206,9 @@ async def receive(write: Write, feeder: ChunkFeeder, pieces: AsyncIterator[bytes
     write.reader = asyncio.current_task()
     try:
         async for piece in pieces:
-            write.feeding = True
-            try:
-                await feeder.feed(piece)
-            finally:
-                write.feeding = False
+            write.feeding = True  # (left set if it raises: the request reads no more)
+            await feeder.feed(piece)
+            write.feeding = False
             if write.stopping:
                 raise Interrupted("another request for this upload took over")
     except asyncio.CancelledError:
@@ -231,30 +220,23 @@ async def receive(write: Write, feeder: ChunkFeeder, pieces: AsyncIterator[bytes
         write.reader = None
 
 
-async def end_write(uploads: Uploads, write: Write, feeder: ChunkFeeder, whole: bool) -> Outcome:
+async def end_write(
+    uploads: Uploads, write: Write, feeder: ChunkFeeder, whole: bool = True, failed: bool = False
+) -> Upload:
     """Count what was written: everything that arrived, even if cut off (`whole` False), except
-    that a body with a checksum counts only whole and matching; it is discarded otherwise."""
-    write.saving = None
+    that a body with a checksum counts only whole and matching, and nothing of a request that
+    `failed` (too long, storage error)."""
     try:
-        if write.plan.verify is not None and not whole:
+        if failed or (write.plan.verify is not None and not whole):
             await feeder.abort(uploads)
         else:
             await feeder.finish(uploads)
     finally:
         await _unlock(uploads, write)
-    return await _outcome(uploads, write.plan.upload)
+    return await _fresh(uploads, write.plan.upload)
 
 
-async def abort_write(uploads: Uploads, write: Write, feeder: ChunkFeeder) -> None:
-    """The request failed in a way that counts nothing of it (too long, storage error)."""
-    write.saving = None
-    try:
-        await feeder.abort(uploads)
-    finally:
-        await _unlock(uploads, write)
-
-
-async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload) -> Outcome:
+async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload) -> Upload:
     """A final upload made of complete partial uploads, in order; the parts are then removed."""
     if not part_ids:
         raise BadRequest("Upload-Concat: final needs at least one partial upload")
@@ -272,7 +254,7 @@ async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload
             raise Locked(f"partial upload {part.id} is being written")
     upload = _new_upload(uploads, new, owner, sum(part.size or 0 for part in parts))
     await uploads.concatenate(upload, parts)
-    return await _outcome(uploads, upload)
+    return await _fresh(uploads, upload)
 
 
 async def terminate(uploads: Uploads, upload_id: str) -> None:
@@ -292,29 +274,27 @@ async def stored_file(uploads: Uploads, upload: Upload) -> StoredFile | None:
     return await uploads.db.run(queries.get_file, upload.file_id)
 
 
-async def settle(uploads: Uploads, upload: Upload) -> Outcome:
+async def settle(uploads: Uploads, upload: Upload) -> Upload:
     """The upload as a client sees it. A complete one whose finish failed earlier (a full disk, a
     crash) is finished now: a client reading `Upload-Offset == Upload-Length` gets its file."""
     complete = upload.size is not None and upload.byte_offset == upload.size
     idle = (upload.lock_until or 0) < uploads.clock()
     if upload.state == "receiving" and complete and upload.concat is None and idle:
         return await _complete(uploads, upload)
-    return Outcome(upload, await stored_file(uploads, upload))
+    return upload
 
 
 # --- inside ------------------------------------------------------------------------------------
 
 
-async def _complete(uploads: Uploads, upload: Upload) -> Outcome:
+async def _complete(uploads: Uploads, upload: Upload) -> Upload:
     await uploads.complete_upload(upload)
-    return await _outcome(uploads, upload)
+    return await _fresh(uploads, upload)
 
 
-async def _outcome(uploads: Uploads, upload: Upload) -> Outcome:
-    """The upload as it stands now, with its file once it has one."""
+async def _fresh(uploads: Uploads, upload: Upload) -> Upload:
     fresh = await uploads.db.run(queries.get_upload, upload.id)
-    upload = fresh if fresh is not None else upload
-    return Outcome(upload, await stored_file(uploads, upload))
+    return fresh if fresh is not None else upload
 
 
 async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
@@ -441,10 +421,10 @@ async def _keep_lock(uploads: Uploads, write: Write) -> None:
                 held_until = now + LOCK_LEASE_SECONDS
         if not renewed:
             write.stop()
-        if write.saving is not None:
+        if isinstance(write.plan.sink, SavingSink):
             try:
                 # Shielded: a save cut half-way would leave the sink half finished.
-                await asyncio.shield(write.saving.save_if_due())
+                await asyncio.shield(write.plan.sink.save_if_due())
             except Exception:
                 # Kept by the sink: the request's next write (or its end) raises it.
                 log.warning("could not save upload %s", upload_id, exc_info=True)

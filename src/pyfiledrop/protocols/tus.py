@@ -30,6 +30,7 @@ from pyfiledrop.errors import (
     PyfiledropError,
     UnsupportedMediaType,
 )
+from pyfiledrop.meta import Upload
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
 
@@ -167,25 +168,25 @@ async def create(request: Request) -> Response:
     if new.concat is not None and new.concat.startswith("final"):
         if "upload-length" in request.headers:
             raise BadRequest("a final upload takes no Upload-Length")
-        outcome = await offsets.join(uploads, owner, _partial_ids(new.concat), new)
-        return await _created(request, uploads, outcome)
+        upload = await offsets.join(uploads, owner, _partial_ids(new.concat), new)
+        return await _created(request, uploads, upload)
     if new.concat not in (None, offsets.PARTIAL):
         raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
     size = _creation_length(request)
     with_body = _has_body(request)
     if with_body and _content_type(request) != OFFSET_CONTENT_TYPE:
         raise UnsupportedMediaType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
-    outcome = await offsets.create(uploads, dataclasses.replace(new, size=size))
+    upload = await offsets.create(uploads, dataclasses.replace(new, size=size))
     if with_body:
-        outcome = await _write(request, uploads, outcome.upload.id, 0)
-    return await _created(request, uploads, outcome)
+        upload = await _write(request, uploads, upload.id, 0)
+    return await _created(request, uploads, upload)
 
 
-async def _created(request: Request, uploads: Uploads, outcome: offsets.Outcome) -> Response:
-    headers = await _state_headers(uploads, outcome)
+async def _created(request: Request, uploads: Uploads, upload: Upload) -> Response:
+    headers = await _state_headers(uploads, upload)
     # `public_url`, when set, rather than the request's Host (DNS rebinding, proxies).
     base = uploads.settings.public_url or str(request.base_url).rstrip("/")
-    headers["Location"] = f"{base}/files/{outcome.upload.id}"
+    headers["Location"] = f"{base}/files/{upload.id}"
     return Response(status_code=201, headers=headers)
 
 
@@ -239,8 +240,8 @@ async def resource(request: Request) -> Response:
         return await _describe(uploads, upload_id)
     _check_version(request)
     if method == "HEAD":
-        outcome = await offsets.settle(uploads, await offsets.find(uploads, upload_id))
-        headers = await _state_headers(uploads, outcome)
+        upload = await offsets.settle(uploads, await offsets.find(uploads, upload_id))
+        headers = await _state_headers(uploads, upload)
         return Response(status_code=200, headers=headers)
     if method == "PATCH":
         return await patch(request, uploads, upload_id)
@@ -254,14 +255,11 @@ async def patch(request: Request, uploads: Uploads, upload_id: str) -> Response:
     if _content_type(request) != OFFSET_CONTENT_TYPE:
         raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_CONTENT_TYPE}")
     offset = _non_negative(request.headers.get("upload-offset"), "Upload-Offset")
-    outcome = await _write(request, uploads, upload_id, offset)
-    headers = await _state_headers(uploads, outcome)
+    headers = await _state_headers(uploads, await _write(request, uploads, upload_id, offset))
     return Response(status_code=204, headers=headers)
 
 
-async def _write(
-    request: Request, uploads: Uploads, upload_id: str, offset: int
-) -> offsets.Outcome:
+async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int) -> Upload:
     length = request.headers.get("upload-length")
     write = await offsets.begin_write(
         uploads,
@@ -281,9 +279,9 @@ async def _write(
         await offsets.end_write(uploads, write, feeder, whole=False)
         raise
     except BaseException:
-        await offsets.abort_write(uploads, write, feeder)
+        await offsets.end_write(uploads, write, feeder, failed=True)
         raise
-    return await offsets.end_write(uploads, write, feeder, whole=True)
+    return await offsets.end_write(uploads, write, feeder)
 
 
 async def _describe(uploads: Uploads, upload_id: str) -> Response:
@@ -302,8 +300,8 @@ async def _describe(uploads: Uploads, upload_id: str) -> Response:
     return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 
-async def _state_headers(uploads: Uploads, outcome: offsets.Outcome) -> Headers:
-    upload, stored = outcome.upload, outcome.stored
+async def _state_headers(uploads: Uploads, upload: Upload) -> Headers:
+    stored = await offsets.stored_file(uploads, upload)
     headers = _base_headers()
     headers["Upload-Offset"] = str(upload.byte_offset)
     if upload.size is not None:
