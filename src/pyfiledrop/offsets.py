@@ -198,7 +198,9 @@ def _verify(checksum: Checksum, body_hash: Any) -> None:
         raise ChecksumMismatch(f"the body does not match its {checksum.algorithm}")
 
 
-async def receive(write: Write, feeder: ChunkFeeder, pieces: AsyncIterator[bytes]) -> None:
+async def receive(
+    write: Write, feeder: ChunkFeeder, pieces: AsyncIterator[bytes | bytearray]
+) -> None:
     """Feed the body to the core; stop (Interrupted) when another request asks for the lock:
     at once while the client is awaited, else after the piece being written."""
     if write.stopping:
@@ -207,7 +209,7 @@ async def receive(write: Write, feeder: ChunkFeeder, pieces: AsyncIterator[bytes
     try:
         async for piece in pieces:
             write.feeding = True  # (left set if it raises: the request reads no more)
-            await feeder.feed(piece)
+            await feeder.feed(memoryview(piece))
             write.feeding = False
             if write.stopping:
                 raise Interrupted("another request for this upload took over")

@@ -22,14 +22,16 @@ def idle_timeout(uploads: Uploads) -> float:
     return max(MIN_IDLE_SECONDS, uploads.settings.timeout / 1000)
 
 
-async def body_pieces(request: Request, idle: float) -> AsyncGenerator[bytes | bytearray, None]:
+async def body_pieces(
+    request: Request, idle: float, take: bool = True
+) -> AsyncGenerator[bytes | bytearray, None]:
     """The body as it arrives; a sender silent for `idle` seconds is cut off (slow-loris), and
     so is one that keeps sending too little to matter (`RateFloor`).
 
-    Straight from the socket in big buffers where the server can (body_takeover.py), else
-    through ASGI's messages. Pieces are never reused: views of them stay valid."""
+    Straight from the socket in big buffers where the server can (body_takeover.py) and `take`,
+    else through ASGI's messages. Pieces are never reused: views of them stay valid."""
     floor = RateFloor.of(request)
-    taken = take_body(request.scope, idle, floor.check)
+    taken = take_body(request.scope, idle, floor.check) if take else None
     if taken is not None:
         async with aclosing(taken):
             try:

@@ -273,7 +273,11 @@ async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int
         declared = declared_length(request)
         if declared is not None and declared > write.plan.limit:
             raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
-        await offsets.receive(write, feeder, body_pieces(request, idle_timeout(uploads)))
+        # Not in the takeover's big buffers: they hold up to a buffer back until it fills and
+        # drop it when the body is cut, but a cut, stalled or taken-over PATCH keeps every byte
+        # that arrived.
+        pieces = body_pieces(request, idle_timeout(uploads), take=False)
+        await offsets.receive(write, feeder, pieces)
     except (ClientDisconnect, BadRequest, offsets.Interrupted):
         # Cut off, stalled or taken over: keep what arrived, so the client resumes from there.
         await offsets.end_write(uploads, write, feeder, whole=False)
