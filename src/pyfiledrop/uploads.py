@@ -443,36 +443,26 @@ class Uploads:
                 claim.total_size,
                 self.active_since(),
             )
+            upload = Upload(
+                id=claim.upload_id,
+                owner=owner,
+                name=sanitize(claim.filename),
+                size=claim.total_size,
+                chunk_size=claim.chunk_size,
+                chunk_count=claim.count,
+                protocol="dropzone",
+                state="receiving",
+                created=now,
+                updated=now,
+                expires_in=claim.options.expires_in,
+                max_downloads=claim.options.max_downloads,
+                address=limits.client_address.get(),
+            )
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
-            await self.storage.create_partial(
-                Shape(
-                    claim.upload_id,
-                    sanitize(claim.filename),
-                    claim.total_size,
-                    claim.chunk_size,
-                    "parts",
-                )
-            )
+            await self.storage.create_partial(shape_of(upload))
             log_upload_start(claim.upload_id, "dropzone", claim.total_size, claim.count)
-            return await self.db.run(
-                queries.insert_upload,
-                Upload(
-                    id=claim.upload_id,
-                    owner=owner,
-                    name=sanitize(claim.filename),
-                    size=claim.total_size,
-                    chunk_size=claim.chunk_size,
-                    chunk_count=claim.count,
-                    protocol="dropzone",
-                    state="receiving",
-                    created=now,
-                    updated=now,
-                    expires_in=claim.options.expires_in,
-                    max_downloads=claim.options.max_downloads,
-                    address=limits.client_address.get(),
-                ),
-            )
+            return await self.db.run(queries.insert_upload, upload)
 
     def _check_same_upload(self, upload: Upload, claim: ChunkClaim) -> None:
         # No owner check: the dzuuid is the capability (as a tus upload URL is), so cookie-less
