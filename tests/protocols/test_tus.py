@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
 import time
@@ -372,6 +373,31 @@ def test_patch_cut_mid_body_keeps_what_arrived(
     last = patch(client, url, 777_777, data[777_777:])
     assert last.status_code == 204
     assert last.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_patch_under_the_rate_floor_keeps_what_arrived_before_the_408(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--min-rate", "1000000", "--min-rate-window", "1")
+    data = bytes(range(251)) * 8000
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        url = create(client, len(data))
+        connection = raw_patch_start(server, url, 0, len(data), data[:777_777])
+        wait_for_offset(client, url, 777_777)  # a burst, then a trickle under the floor
+        sent, answer = 777_777, b""
+        while not answer and sent < len(data):
+            connection.sendall(data[sent : sent + 100])
+            sent += 100
+            with contextlib.suppress(TimeoutError, BlockingIOError):
+                connection.settimeout(0.1)  # pacing the trickle while watching for the answer
+                answer = connection.recv(4096)
+        connection.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        kept = offset_of(client, url)
+        assert 777_777 < kept <= sent  # the piece that met the floor counts too
+        last = patch(client, url, kept, data[kept:])
+        assert last.status_code == 204
+        assert last.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_a_stalled_patch_is_taken_over_at_once(client: httpx.Client, tus_server: Server) -> None:
