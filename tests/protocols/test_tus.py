@@ -436,6 +436,22 @@ def test_a_live_writer_asked_to_let_go_keeps_its_bytes_and_the_newcomer_gets_the
     assert offset_of(client, url) == len(data)
 
 
+def test_a_writer_asked_to_let_go_keeps_the_bytes_it_had_not_handed_on_yet(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    """Bytes still in the body's partly filled buffer (well under a buffer, sent just before
+    the rival) are written and counted before the holder lets go."""
+    data = bytes(range(256)) * 2000
+    url = create(client, len(data))
+    first = raw_patch_start(tus_server, url, 0, len(data), data[:100_000])
+    wait_for_offset(client, url, 100_000)
+    first.sendall(data[100_000:150_000])
+    rival = patch(client, url, 0, data)
+    assert rival.status_code == 409
+    assert rival.headers["upload-offset"] == "150000"
+    first.close()
+
+
 def test_delete_stops_a_stalled_patch_and_removes_the_upload(
     client: httpx.Client, tus_server: Server
 ) -> None:

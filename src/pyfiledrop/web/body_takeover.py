@@ -19,11 +19,12 @@ piece); `check(size)` (the rate floor) may refuse as bytes arrive; a dropped con
 way can't be told from a next request.
 
 Every byte that arrived reaches the handler: when the body is cut, stalls or falls under the rate
-floor, the partly filled buffer is handed over first and the error raised after it (tus counts a
-cut body's bytes, and resumes from them). A slow sender's partial buffer doesn't wait for the rest
-either: a handler waiting for bytes gets what arrived once no buffer has filled for a tick
-(`FLUSH_SECONDS`), as tusd writes each read as it comes, so a tus upload's saved offset keeps
-up with a trickle. A fast body fills its buffers well within a tick and never pays for this.
+floor, or the handler is cancelled while it waits, the partly filled buffer is handed over first
+and the error raised after it (tus counts a cut body's bytes, and resumes from them). A slow
+sender's partial buffer doesn't wait for the rest either: a handler waiting for bytes gets what
+arrived once no buffer has filled for a tick (`FLUSH_SECONDS`), as tusd writes each read as it
+comes, so a tus upload's saved offset keeps up with a trickle. A fast body fills its buffers well
+within a tick and never pays for this.
 
 A buffer is refilled only once nothing else refers to it (CPython's reference count: every
 view, every `Py_buffer` a writer or hasher thread holds, counts), so a handler or the sink's
@@ -211,13 +212,28 @@ class BodyReader(asyncio.BufferedProtocol):
                 elif self.done:
                     return
                 else:
-                    self.waiter = self.loop.create_future()
-                    try:
-                        await self.waiter
-                    finally:
-                        self.waiter = None
+                    stopped = await self._wait()
+                    if stopped is not None:
+                        while self.ready:
+                            yield self.ready.popleft()
+                        raise stopped
         finally:
             self._close()
+
+    async def _wait(self) -> asyncio.CancelledError | None:
+        """Wait for a buffer, the body's end or an error. When the handler is cancelled (tus:
+        another request takes the upload over), what arrived goes first, then the cancellation:
+        returned with the buffers ready, for `pieces` to yield and raise."""
+        self.waiter = self.loop.create_future()
+        try:
+            await self.waiter
+        except asyncio.CancelledError as cancelled:
+            if not self._hand_partial() and not self.ready:
+                raise
+            return cancelled
+        finally:
+            self.waiter = None
+        return None
 
     def _give_back(self) -> None:
         if self.transport.get_protocol() is self and not self.transport.is_closing():
