@@ -202,7 +202,8 @@ async def receive(
     write: Write, feeder: ChunkFeeder, pieces: AsyncIterator[bytes | bytearray]
 ) -> None:
     """Feed the body to the core; stop (Interrupted) when another request asks for the lock:
-    at once while the client is awaited, else after the piece being written."""
+    at once while the client is awaited (once what already arrived is written), else after the
+    piece being written."""
     if write.stopping:
         raise Interrupted("another request for this upload took over")
     write.reader = asyncio.current_task()
@@ -211,7 +212,9 @@ async def receive(
             write.feeding = True  # (left set if it raises: the request reads no more)
             await feeder.feed(memoryview(piece))
             write.feeding = False
-            if write.stopping:
+            # Once cut, the body raises the cut after handing over what arrived
+            # (body_takeover.py): write that too.
+            if write.stopping and not write.cut:
                 raise Interrupted("another request for this upload took over")
     except asyncio.CancelledError:
         if not write.cut or write.reader is None:

@@ -169,3 +169,24 @@ def test_the_asgi_fallback_cuts_off_a_silent_body() -> None:
         return got
 
     assert asyncio.run(run()) == [b"first"]
+
+
+def test_the_asgi_fallback_yields_the_piece_that_met_the_rate_floor_before_the_408(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It arrived, so a handler that keeps what arrived (tus) gets to write it."""
+    floor = RateFloor(10**12, 0.0)  # a window already over: any piece is too slow
+    monkeypatch.setattr(RateFloor, "of", classmethod(lambda cls, request: floor))
+    messages = [{"type": "http.request", "body": b"slow", "more_body": True}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def run() -> list[bytes | bytearray]:
+        got = []
+        with pytest.raises(RequestTimeout, match="floor"):
+            async for piece in body_pieces(request_with([], receive), idle=5):
+                got.append(piece)
+        return got
+
+    assert asyncio.run(run()) == [b"slow"]

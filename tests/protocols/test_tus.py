@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
 import time
@@ -374,6 +375,31 @@ def test_patch_cut_mid_body_keeps_what_arrived(
     assert last.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
 
 
+def test_a_patch_under_the_rate_floor_keeps_what_arrived_before_the_408(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--min-rate", "1000000", "--min-rate-window", "1")
+    data = bytes(range(251)) * 8000
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        url = create(client, len(data))
+        connection = raw_patch_start(server, url, 0, len(data), data[:777_777])
+        wait_for_offset(client, url, 777_777)  # a burst, then a trickle under the floor
+        sent, answer = 777_777, b""
+        while not answer and sent < len(data):
+            connection.sendall(data[sent : sent + 100])
+            sent += 100
+            with contextlib.suppress(TimeoutError, BlockingIOError):
+                connection.settimeout(0.1)  # pacing the trickle while watching for the answer
+                answer = connection.recv(4096)
+        connection.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        kept = offset_of(client, url)
+        assert 777_777 < kept <= sent  # the piece that met the floor counts too
+        last = patch(client, url, kept, data[kept:])
+        assert last.status_code == 204
+        assert last.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_a_stalled_patch_is_taken_over_at_once(client: httpx.Client, tus_server: Server) -> None:
     """A client that stalls mid-body (or vanished without a FIN) holds the lock; its retry on a
     new connection asks the holder to let go and writes within seconds, not after the idle cut."""
@@ -408,6 +434,22 @@ def test_a_live_writer_asked_to_let_go_keeps_its_bytes_and_the_newcomer_gets_the
     first.close()
     assert patch(client, url, kept, data[kept:]).status_code == 204
     assert offset_of(client, url) == len(data)
+
+
+def test_a_writer_asked_to_let_go_keeps_the_bytes_it_had_not_handed_on_yet(
+    client: httpx.Client, tus_server: Server
+) -> None:
+    """Bytes still in the body's partly filled buffer (well under a buffer, sent just before
+    the rival) are written and counted before the holder lets go."""
+    data = bytes(range(256)) * 2000
+    url = create(client, len(data))
+    first = raw_patch_start(tus_server, url, 0, len(data), data[:100_000])
+    wait_for_offset(client, url, 100_000)
+    first.sendall(data[100_000:150_000])
+    rival = patch(client, url, 0, data)
+    assert rival.status_code == 409
+    assert rival.headers["upload-offset"] == "150000"
+    first.close()
 
 
 def test_delete_stops_a_stalled_patch_and_removes_the_upload(

@@ -1,6 +1,8 @@
 """An upload's body read straight from the socket (web/body_takeover.py), over real sockets:
 keep-alive and pipelining after it, bytes that came with the head, a cut body, the idle timeout,
-the rate floor, an over-long body, and `Expect: 100-continue`."""
+the rate floor, an over-long body, and `Expect: 100-continue`; every byte that arrived reaches
+the handler before a cut, a stall or a refusal, and a slow sender's bytes don't wait for a
+buffer to fill."""
 
 from __future__ import annotations
 
@@ -12,16 +14,22 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 import pyfiledrop.protocols.body as body_module
 import pyfiledrop.web.body_takeover as body_takeover
 import pyfiledrop.web.http_limits as http_limits
+from pyfiledrop.errors import PyfiledropError
+from pyfiledrop.protocols.body import RateFloor, body_pieces
 from pyfiledrop.web.app import create_app
 from pyfiledrop.web.body_takeover import BodyReader
 from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
@@ -51,8 +59,13 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[BodyReader]:
 @contextlib.contextmanager
 def serving(root: Path, **overrides: Any) -> Iterator[int]:
     """The app under uvicorn (uvloop, our protocol) in this process, on a free port."""
+    with running(create_app(settings_in(root, min_free=0, **overrides))) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def running(app: Any) -> Iterator[int]:
     port = free_port()
-    app = create_app(settings_in(root, min_free=0, **overrides))
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", http=BoundedHttpToolsProtocol
     )
@@ -267,3 +280,113 @@ def test_a_buffer_is_refilled_only_once_nothing_refers_to_it(
     del held
     assert readers.free_buffer(size) is readers.pool[0]  # released: reused, not allocated
     assert len(readers.pool) == 2
+
+
+class Consumer:
+    """A handler that records what body_pieces gives it: each piece, then the error ending it."""
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.pieces: list[bytes] = []
+        self.error: str | None = None
+        self.app = Starlette(routes=[Route("/body", self.take, methods=["PUT"])])
+
+    async def take(self, request: Request) -> Response:
+        try:
+            async for piece in body_pieces(request, self.idle):
+                self.pieces.append(bytes(piece))
+        except (ClientDisconnect, PyfiledropError) as error:
+            self.error = type(error).__name__
+            return PlainTextResponse(str(error), status_code=getattr(error, "status", 400))
+        return PlainTextResponse(str(self.received()))
+
+    def received(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
+    def wait_for(self, ready: Callable[[], bool], seconds: float = 10) -> None:
+        deadline = time.monotonic() + seconds
+        while not ready():
+            assert time.monotonic() < deadline, f"{self.received()} bytes, error {self.error}"
+            time.sleep(0.01)  # polling the handler's progress, not a fixed wait
+
+
+CUT = 3 * MiB + 54321  # not a multiple of any buffer size, nor of the pieces sent
+
+
+def test_a_taken_body_cut_midway_hands_over_every_byte_before_the_disconnect(
+    taken: list[BodyReader],
+) -> None:
+    consumer = Consumer(idle=30)
+    with running(consumer.app) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head("PUT", "/body", None, len(BODY)) + BODY[:CUT])
+        consumer.wait_for(lambda: consumer.error is not None)
+    assert consumer.error == "ClientDisconnect"
+    assert b"".join(consumer.pieces) == BODY[:CUT]
+    assert len(taken) == 1
+
+
+def test_a_stalled_taken_body_hands_over_every_byte_before_the_timeout(
+    taken: list[BodyReader],
+) -> None:
+    consumer = Consumer(idle=1.0)
+    with (
+        running(consumer.app) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        sock.sendall(head("PUT", "/body", None, len(BODY)) + BODY[:CUT])
+        response = read_response(sock, timeout=10)
+    assert response is not None and response.status == 400
+    assert consumer.error == "BadRequest"
+    assert b"".join(consumer.pieces) == BODY[:CUT]
+    assert len(taken) == 1
+
+
+def test_a_taken_body_under_the_rate_floor_hands_over_what_arrived_before_the_408(
+    taken: list[BodyReader], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[int] = []
+
+    class Counted(RateFloor):
+        def check(self, received: int) -> None:
+            counted.append(received)  # what arrived, as the reader saw it
+            super().check(received)
+
+    monkeypatch.setattr(RateFloor, "of", classmethod(lambda cls, request: Counted(10 * MiB, 0.5)))
+    consumer = Consumer(idle=30)
+
+    def trickle() -> Iterator[bytes]:
+        yield BODY[:CUT]
+        for start in range(CUT, len(BODY), 16 * 1024):
+            time.sleep(0.05)  # pacing the sender under the floor
+            yield BODY[start : start + 16 * 1024]
+
+    with running(consumer.app) as port:
+        result = stream_until_answered(port, head("PUT", "/body", None, len(BODY)), trickle())
+    assert result.response is not None and result.response.status == 408
+    assert consumer.error == "RequestTimeout"
+    assert b"".join(consumer.pieces) == BODY[: sum(counted)]
+    assert sum(counted) > CUT
+    assert len(taken) == 1
+
+
+@pytest.mark.parametrize("length", [len(BODY), 500_000])  # the rest: many buffers, or part of one
+def test_a_slow_senders_bytes_reach_the_handler_without_waiting_for_a_full_buffer(
+    taken: list[BodyReader], length: int
+) -> None:
+    first = 300_001  # well under a buffer
+    consumer = Consumer(idle=30)
+    with (
+        running(consumer.app) as port,
+        socket.create_connection(("127.0.0.1", port)) as sock,
+    ):
+        sock.sendall(head("PUT", "/body", None, length) + BODY[:first])
+        consumer.wait_for(lambda: consumer.received() == first, seconds=3)
+        assert consumer.error is None
+        sock.sendall(BODY[first:length] + head("GET", "/body"))  # and a pipelined request
+        responses = read_responses(sock, 2)
+    assert [response.status for response in responses] == [200, 405]
+    assert b"".join(consumer.pieces) == BODY[:length]
+    assert len(taken) == 1
+    if length > 2 * body_takeover.BUFFER_BYTES:  # once the sender kept up, buffers filled whole
+        assert max(len(piece) for piece in consumer.pieces) == body_takeover.BUFFER_BYTES

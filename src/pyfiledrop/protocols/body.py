@@ -29,7 +29,8 @@ async def body_pieces(
     so is one that keeps sending too little to matter (`RateFloor`).
 
     Straight from the socket in big buffers where the server can (body_takeover.py) and `take`,
-    else through ASGI's messages. Pieces are never reused: views of them stay valid."""
+    else through ASGI's messages. Pieces are never reused: views of them stay valid. Every byte
+    that arrived is yielded before the error that ends a cut, stalled or too slow body."""
     floor = RateFloor.of(request)
     taken = take_body(request.scope, idle, floor.check) if take else None
     if taken is not None:
@@ -50,7 +51,11 @@ async def body_pieces(
         except TimeoutError:
             raise BadRequest(f"the request body stalled for {idle:.0f} s") from None
         if piece:
-            floor.check(len(piece))
+            try:
+                floor.check(len(piece))
+            except RequestTimeout:
+                yield piece  # it arrived: the handler may count it (tus) before the 408
+                raise
             yield piece
 
 

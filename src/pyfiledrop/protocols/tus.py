@@ -28,6 +28,7 @@ from pyfiledrop.errors import (
     PayloadTooLarge,
     PreconditionFailed,
     PyfiledropError,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 from pyfiledrop.meta import Upload
@@ -273,13 +274,11 @@ async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int
         declared = declared_length(request)
         if declared is not None and declared > write.plan.limit:
             raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
-        # Not in the takeover's big buffers: they hold up to a buffer back until it fills and
-        # drop it when the body is cut, but a cut, stalled or taken-over PATCH keeps every byte
-        # that arrived.
-        pieces = body_pieces(request, idle_timeout(uploads), take=False)
+        pieces = body_pieces(request, idle_timeout(uploads))
         await offsets.receive(write, feeder, pieces)
-    except (ClientDisconnect, BadRequest, offsets.Interrupted):
-        # Cut off, stalled or taken over: keep what arrived, so the client resumes from there.
+    except (ClientDisconnect, BadRequest, RequestTimeout, offsets.Interrupted):
+        # Cut off, stalled, too slow or taken over: keep what arrived, so the client resumes
+        # from there.
         await offsets.end_write(uploads, write, feeder, whole=False)
         raise
     except BaseException:

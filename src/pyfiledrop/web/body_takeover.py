@@ -18,6 +18,14 @@ piece); `check(size)` (the rate floor) may refuse as bytes arrive; a dropped con
 (413, 408, an error) leaves the connection to close after its answer: the bytes still on their
 way can't be told from a next request.
 
+Every byte that arrived reaches the handler: when the body is cut, stalls or falls under the rate
+floor, or the handler is cancelled while it waits, the partly filled buffer is handed over first
+and the error raised after it (tus counts a cut body's bytes, and resumes from them). A slow
+sender's partial buffer doesn't wait for the rest either: a handler waiting for bytes gets what
+arrived once no buffer has filled for a tick (`FLUSH_SECONDS`), as tusd writes each read as it
+comes, so a tus upload's saved offset keeps up with a trickle. A fast body fills its buffers well
+within a tick and never pays for this.
+
 A buffer is refilled only once nothing else refers to it (CPython's reference count: every
 view, every `Py_buffer` a writer or hasher thread holds, counts), so a handler or the sink's
 threads may keep views of it for as long as they like; a fresh 1 MiB bytearray per MiB cost
@@ -43,6 +51,8 @@ MIN_BUFFER_BYTES = 64 * 1024
 BUDGET_BYTES = 8 * 1024 * 1024  # what all readers' buffers together aim to stay under
 READY_BUFFERS = 1  # full buffers waiting for the handler before reading pauses
 POOL_BYTES = 8 * 1024 * 1024  # buffers kept for reuse, all readers together
+# A handler waiting this long (up to twice) for a buffer to fill gets the part that arrived.
+FLUSH_SECONDS = 0.25
 
 Buffer = bytes | bytearray
 Check = Callable[[int], None]
@@ -119,6 +129,9 @@ class BodyReader(asyncio.BufferedProtocol):
         self.waiter: asyncio.Future[None] | None = None
         self.last = self.loop.time()
         self.timer: asyncio.TimerHandle | None = None
+        self.flush_timer: asyncio.TimerHandle | None = None
+        self.handed = 0  # buffers handed over so far, whole or in part
+        self.handed_at_tick = 0
         self.counted = False
 
     # asyncio.BufferedProtocol, called by the transport.
@@ -143,6 +156,7 @@ class BodyReader(asyncio.BufferedProtocol):
         if self.filled == len(self.current):
             self.ready.append(self.current)
             self.current = None
+            self.handed += 1
             if self.remaining == 0:
                 self.done = True
                 self._pause()
@@ -178,9 +192,15 @@ class BodyReader(asyncio.BufferedProtocol):
             self.count(len(first))
         try:
             if first:
-                self.check(len(first))
-                yield first
+                try:
+                    self.check(len(first))
+                except Exception as error:
+                    self.error = error
+                yield first  # arrived: the handler counts it even when the check refused it
+                if self.error is not None:
+                    raise self.error
             self._arm_timer()
+            self.flush_timer = self.loop.call_later(FLUSH_SECONDS, self._tick)
             while True:
                 if self.ready:
                     piece = self.ready.popleft()
@@ -192,13 +212,28 @@ class BodyReader(asyncio.BufferedProtocol):
                 elif self.done:
                     return
                 else:
-                    self.waiter = self.loop.create_future()
-                    try:
-                        await self.waiter
-                    finally:
-                        self.waiter = None
+                    stopped = await self._wait()
+                    if stopped is not None:
+                        while self.ready:
+                            yield self.ready.popleft()
+                        raise stopped
         finally:
             self._close()
+
+    async def _wait(self) -> asyncio.CancelledError | None:
+        """Wait for a buffer, the body's end or an error. When the handler is cancelled (tus:
+        another request takes the upload over), what arrived goes first, then the cancellation:
+        returned with the buffers ready, for `pieces` to yield and raise."""
+        self.waiter = self.loop.create_future()
+        try:
+            await self.waiter
+        except asyncio.CancelledError as cancelled:
+            if not self._hand_partial() and not self.ready:
+                raise
+            return cancelled
+        finally:
+            self.waiter = None
+        return None
 
     def _give_back(self) -> None:
         if self.transport.get_protocol() is self and not self.transport.is_closing():
@@ -210,6 +245,9 @@ class BodyReader(asyncio.BufferedProtocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+            self.flush_timer = None
         if self.counted:
             self.counted = False
             _Readers.active -= 1
@@ -223,9 +261,29 @@ class BodyReader(asyncio.BufferedProtocol):
 
     def _fail(self, error: BaseException) -> None:
         if self.error is None:
+            self._hand_partial()  # what arrived before the cut goes first, then the error
             self.error = error
         self._pause()
         self._wake()
+
+    def _hand_partial(self) -> bool:
+        """The bytes in the buffer being filled, as a piece of their own: a copy, so the buffer
+        can go back to the pool. The next one is sized for the rest of the body (a buffer never
+        reaches past the body, and a full one is its end)."""
+        if self.current is None or not self.filled:
+            return False
+        self.ready.append(self.current[: self.filled])
+        self.current = None
+        self.handed += 1
+        return True
+
+    def _tick(self) -> None:
+        """A waiting handler gets the partial buffer when no buffer was handed over for a tick."""
+        self.flush_timer = self.loop.call_later(FLUSH_SECONDS, self._tick)
+        waiting = self.waiter is not None and self.error is None
+        if waiting and self.handed == self.handed_at_tick and self._hand_partial():
+            self._wake()
+        self.handed_at_tick = self.handed
 
     def _pause(self) -> None:
         if not self.paused:
