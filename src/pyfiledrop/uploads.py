@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import secrets
 import time
 import uuid
@@ -24,13 +23,16 @@ from typing import Any, TypeVar
 from pyfiledrop import guard, lifecycle, limits
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
-    BadRequest,
     ChunkBusy,
-    Conflict,
-    Gone,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
+    ChunksMissing,
+    Conflicting,
+    FileGone,
+    FileNotFound,
+    Invalid,
+    OffsetMismatch,
+    Unavailable,
+    UploadDiscarded,
+    UploadNotFound,
 )
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import Database, StoredFile, Upload, queries
@@ -120,16 +122,6 @@ class HashProgress:
             self.hasher.update(piece)
 
 
-def parse_upload_id(text: str) -> str:
-    """The canonical form of a client's UUID, or 400: it becomes part of a file name."""
-    try:
-        if len(text) > 64:
-            raise ValueError
-        return str(uuid.UUID(text))
-    except (ValueError, AttributeError, TypeError):
-        raise BadRequest("dzuuid must be a UUID") from None
-
-
 def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: int) -> None:
     """One line when an upload is admitted, so a long upload is visible before it is stored."""
     total = "unknown size" if size is None else f"{size} bytes"
@@ -195,39 +187,11 @@ class Uploads:
 
     # --- receiving -------------------------------------------------------------------------
 
-    def check_claim(self, claim: ChunkClaim) -> None:
-        """Fields must agree with each other and with the limits, before any byte is written."""
-        if claim.total_size < 0 or claim.chunk_size < 1 or claim.count < 1 or claim.index < 0:
-            raise BadRequest("chunk fields must not be negative, and sizes and counts at least 1")
-        if claim.chunk_size > MAX_CHUNK_SIZE or claim.count > MAX_CHUNK_COUNT:
-            raise PayloadTooLarge("chunk size or chunk count over the server's limit")
-        if claim.total_size > self.settings.max_size_bytes:
-            raise PayloadTooLarge(f"file is larger than the limit of {self.settings.max_size} MiB")
-        expected_count = max(1, math.ceil(claim.total_size / claim.chunk_size))
-        if claim.count != expected_count:
-            raise BadRequest(
-                f"dztotalchunkcount {claim.count} does not match size and chunk size "
-                f"(expected {expected_count})"
-            )
-        if claim.count > 1 and claim.chunk_size < self.storage.min_chunk_size:
-            raise BadRequest(
-                f"dzchunksize must be at least {self.storage.min_chunk_size} bytes on this server"
-                " (its object store's smallest part)"
-            )
-        if claim.count > self.storage.max_chunk_count:
-            raise PayloadTooLarge(
-                f"at most {self.storage.max_chunk_count} chunks per file on this server;"
-                " use bigger chunks"
-            )
-        if claim.index >= claim.count:
-            raise BadRequest("dzchunkindex is out of range")
-        if claim.offset != claim.index * claim.chunk_size:
-            raise BadRequest("dzchunkbyteoffset does not match dzchunkindex * dzchunksize")
-
     async def begin_chunk(self, owner: str, claim: ChunkClaim) -> ChunkPlan:
         """A sink for the chunk if this request becomes its one writer; else a plan that drops
-        the body (counted already: a duplicate; being written by another request: busy)."""
-        self.check_claim(claim)
+        the body (counted already: a duplicate; being written by another request: busy).
+
+        The protocol checked the claim's fields against each other and the limits."""
         self.counters["chunk_requests"] += 1
         now = self.clock()
         upload, duplicate = await self.db.run(queries.chunk_status, claim.upload_id, claim.index)
@@ -452,7 +416,7 @@ class Uploads:
             claim.chunk_size,
             claim.count,
         ):
-            raise Conflict("chunk fields conflict with earlier chunks of this upload")
+            raise Conflicting("chunk fields conflict with earlier chunks of this upload")
 
     async def _claim_owner(self, upload: Upload, owner: str) -> Upload:
         if upload.owner != NO_OWNER or owner == NO_OWNER:
@@ -472,7 +436,9 @@ class Uploads:
         except FileNotFoundError:
             # The row exists but its partial file is gone (janitor, operator): start it again.
             await self.db.run(queries.delete_upload, upload.id)
-            raise Conflict("this upload was discarded by the server; start it again") from None
+            raise UploadDiscarded(
+                "this upload was discarded by the server; start it again"
+            ) from None
 
     async def begin_stream(
         self,
@@ -582,7 +548,9 @@ class Uploads:
         if not await self.db.run(
             books.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
         ):
-            raise Conflict("this upload changed while the request was written; ask its offset")
+            raise OffsetMismatch(
+                "this upload changed while the request was written; ask its offset"
+            )
         if plan.inline_hash is not None:
             self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
         plan.saved = written
@@ -593,7 +561,7 @@ class Uploads:
             plan.verify()
         fresh = await self.db.run(queries.get_upload, plan.upload.id)
         if fresh is None:
-            raise NotFound("the upload was terminated while it was written")
+            raise UploadNotFound("the upload was terminated while it was written")
         # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
         # bytes are in the page cache, which a crash of this process does not lose, and
         # finalizing flushes the whole file. Only saves in the middle of a body flush first.
@@ -633,7 +601,7 @@ class Uploads:
         except BaseException as error:
             await self.discard(upload)
             if isinstance(error, FileNotFoundError):
-                raise Conflict("a partial upload was removed during the concatenation") from None
+                raise Conflicting("a partial upload was removed during the concatenation") from None
             raise
         log.info(
             "joined %d partial uploads (%d bytes) by %s in %.3f s",
@@ -659,7 +627,7 @@ class Uploads:
         if plan.length is not None and written != plan.length:
             if plan.writer is not None:
                 await self.db.run(queries.release_chunk_writer, upload.id, plan.index, plan.writer)
-            raise BadRequest(f"chunk has {written} bytes, expected {plan.length}")
+            raise Invalid(f"chunk has {written} bytes, expected {plan.length}")
         if plan.busy:
             counted, _ = await self.db.run(
                 queries.chunk_writer_state, upload.id, plan.index, self.clock()
@@ -761,20 +729,20 @@ class Uploads:
         while True:
             upload = await self.db.run(queries.get_upload, upload_id)
             if upload is None:
-                raise NotFound("no such upload")
+                raise UploadNotFound("no such upload")
             upload = await self._claim_owner(upload, owner)
             if upload.state == "done" and upload.file_id:
                 stored = await self.db.run(queries.get_file, upload.file_id)
                 if stored is None:
-                    raise NotFound("the file of this upload was deleted")
+                    raise FileNotFound("the file of this upload was deleted")
                 if stored.gone:
-                    raise Gone(lifecycle.gone_message(stored.gone))
+                    raise FileGone(lifecycle.gone_message(stored.gone))
                 return stored
             if upload.received < upload.chunk_count:
                 received = await self.db.run(queries.received_chunks, upload_id)
                 if len(received) < upload.chunk_count:
                     missing = sorted(set(range(upload.chunk_count)) - set(received))
-                    raise Conflict(
+                    raise ChunksMissing(
                         f"{len(missing)} of {upload.chunk_count} chunks are missing",
                         missing=missing[:1000],
                     )
@@ -783,7 +751,7 @@ class Uploads:
             ):
                 return await self._finalize_claimed(upload)
             if self.clock() > deadline:
-                raise ServiceUnavailable("the file is still being finished; ask again later")
+                raise Unavailable("the file is still being finished; ask again later")
             await asyncio.sleep(FINALIZE_POLL_SECONDS)
 
     async def _finalize_claimed(self, upload: Upload) -> StoredFile:
@@ -910,7 +878,7 @@ class Uploads:
         """The state of an upload, for whoever names it (its id is the capability)."""
         upload = await self.db.run(queries.get_upload, upload_id)
         if upload is None:
-            raise NotFound("no such upload")
+            raise UploadNotFound("no such upload")
         state: dict[str, Any] = {
             "id": upload.id,
             "name": upload.name,

@@ -9,7 +9,7 @@ from contextlib import aclosing
 
 from starlette.requests import ClientDisconnect, Request
 
-from pyfiledrop.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from pyfiledrop.errors import Invalid, TooLarge, TooSlow
 from pyfiledrop.storage import Buffer, ChunkSink
 from pyfiledrop.uploads import ChunkPlan, Uploads
 from pyfiledrop.web.body_takeover import Stalled, take_body
@@ -38,7 +38,7 @@ async def body_pieces(
                 async for buffer in taken:
                     yield buffer
             except Stalled as error:
-                raise BadRequest(str(error)) from None
+                raise Invalid(str(error)) from None
         return
     stream = request.stream().__aiter__()
     while True:
@@ -48,7 +48,7 @@ async def body_pieces(
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise BadRequest(f"the request body stalled for {idle:.0f} s") from None
+            raise Invalid(f"the request body stalled for {idle:.0f} s") from None
         if piece:
             floor.check(len(piece))
             yield piece
@@ -80,7 +80,7 @@ class RateFloor:
         if elapsed < self.window:
             return
         if self.bytes < self.rate * elapsed:
-            raise RequestTimeout(
+            raise TooSlow(
                 f"the request body arrived at {self.bytes / elapsed:.0f} bytes/s over"
                 f" {elapsed:.0f} s, below this server's floor of {self.rate} bytes/s"
             )
@@ -92,7 +92,7 @@ def declared_length(request: Request) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 20:
-        raise BadRequest("Content-Length is not a number")
+        raise Invalid("Content-Length is not a number")
     return int(value)
 
 
@@ -106,7 +106,7 @@ class ChunkFeeder:
     async def feed(self, piece: Buffer) -> None:
         self.received += len(piece)
         if self.received > self.plan.limit:
-            raise PayloadTooLarge(
+            raise TooLarge(
                 "the file part is longer than the chunk it claims"
                 if self.plan.length is not None
                 else "the file is larger than the server's limit"

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from pyfiledrop.errors import BadRequest
+from pyfiledrop.errors import Invalid
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
@@ -24,7 +24,7 @@ def wants_text(request: Request) -> bool:
 
 async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> dict[str, Any]:
     if not name.strip():
-        raise BadRequest("the URL must end with a file name: /put/<name>")
+        raise Invalid("the URL must end with a file name: /put/<name>")
     size = declared_length(request)
     options = file_options(request.query_params)
     feeder = ChunkFeeder(await uploads.begin_stream(owner, name, size, options))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pyfiledrop.config import S3_MIN_PART_BYTES, ConfigError, S3Location, Settings
-from pyfiledrop.errors import Conflict, ServiceUnavailable
+from pyfiledrop.errors import NotSupportedByStorage, Unavailable, UploadDiscarded
 from pyfiledrop.meta import Database, parts, queries
 from pyfiledrop.storage import Buffer, OnWritten
 
@@ -48,7 +48,7 @@ _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _END = b""
 
 
-class StorageError(ServiceUnavailable):
+class StorageError(Unavailable):
     """The object store failed or disagreed; the client may send the chunk again."""
 
 
@@ -239,7 +239,9 @@ class S3PartSink:
             if isinstance(error, StorageError):
                 raise
             if _error_code(error) == "NoSuchUpload":
-                raise Conflict("this upload was discarded by the server; start it again") from None
+                raise UploadDiscarded(
+                    "this upload was discarded by the server; start it again"
+                ) from None
             raise StorageError(f"the object store refused the chunk ({error})") from error
 
     async def finish(self) -> int:
@@ -418,13 +420,17 @@ class S3Storage:
             return S3StreamSink(self, upload_id, s3_upload_id, key, on_written)
         if on_written is not None:
             # Offset protocols (tus) write pieces of any size, which S3 parts can't be.
-            raise Conflict("this server stores files in S3: upload with Dropzone chunks or PUT")
+            raise NotSupportedByStorage(
+                "this server stores files in S3: upload with Dropzone chunks or PUT"
+            )
         number = offset // upload.chunk_size + 1
         part_length = min(upload.chunk_size, (upload.size or 0) - offset)
         return S3PartSink(self, upload_id, s3_upload_id, key, number, part_length)
 
     async def join_partials(self, upload_id: str, parts: list[tuple[str, int]]) -> str:
-        raise Conflict("this server stores files in S3: tus concatenation is not available")
+        raise NotSupportedByStorage(
+            "this server stores files in S3: tus concatenation is not available"
+        )
 
     async def hash_partial(self, upload_id: str, hasher: Any, start: int, end: int) -> None:
         raise NotImplementedError("S3 parts can't be read back before completion")
@@ -477,7 +483,7 @@ class S3Storage:
             path = f"{upload_id}/{name}"
             if await self.exists(path):
                 return path
-            raise Conflict("this upload was discarded by the server; start it again")
+            raise UploadDiscarded("this upload was discarded by the server; start it again")
         s3_upload_id, key = recorded
         recorded_parts = await self.db.run(parts.parts_of, upload_id)
         if not recorded_parts:  # an empty file: S3 wants at least one part, so put it whole
