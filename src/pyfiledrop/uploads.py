@@ -41,7 +41,6 @@ from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
 from pyfiledrop.saving import SavingSink
 from pyfiledrop.storage import Buffer, ChunkSink, OnWritten, Storage
-from pyfiledrop.units import format_time
 
 log = logging.getLogger("pyfiledrop")
 
@@ -109,6 +108,26 @@ class ChunkPlan:
     verify: Callable[[], None] | None = None  # raises when the body must not count (checksum)
 
 
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What counting a chunk (or an offset write) came to; the protocol words it."""
+
+    status: str  # "duplicate", "received" or "done"
+    total: int | None = None  # the upload's chunk count
+    received: int | None = None  # chunks counted so far
+    offset: int | None = None  # bytes counted so far (writes at an offset)
+    file: StoredFile | None = None  # the published file, once "done"
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """An upload as its uploader may see it: the chunks counted, the file once published."""
+
+    upload: Upload
+    received: list[int]
+    file: StoredFile | None = None
+
+
 @dataclass
 class HashProgress:
     hasher: Any = field(default_factory=hashlib.sha256)
@@ -130,29 +149,6 @@ def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: in
 
 def new_public_id() -> str:
     return secrets.token_urlsafe(PUBLIC_ID_BYTES)
-
-
-def _iso_time(moment: float) -> str:
-    return format_time(moment)
-
-
-def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": stored.id,
-        "name": stored.name,
-        "size": stored.size,
-        "sha256": stored.sha256,
-        "url": f"/download/{stored.id}",
-        "page_url": f"/f/{stored.id}",  # the recipient page (web/shares.py)
-        "created": _iso_time(stored.created),
-        "expires": _iso_time(stored.expires) if stored.expires is not None else None,
-        "downloads": stored.downloads,
-        "max_downloads": stored.max_downloads,
-    }
-    if stored.content_type:
-        record["type"] = stored.content_type
-    record.update(extra)
-    return record
 
 
 class Uploads:
@@ -556,7 +552,7 @@ class Uploads:
         plan.saved = written
         return end
 
-    async def _count_at_offset(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
+    async def _count_at_offset(self, plan: ChunkPlan, written: int) -> ChunkOutcome:
         if plan.verify is not None:
             plan.verify()
         fresh = await self.db.run(queries.get_upload, plan.upload.id)
@@ -569,8 +565,8 @@ class Uploads:
         # A part of a later concatenation is not published itself.
         if fresh.concat is None and fresh.size is not None and end == fresh.size:
             stored = await self.complete_upload(fresh)
-            return {"status": "done", "file": await self.uploader_record(stored)}
-        return {"status": "received", "offset": end}
+            return ChunkOutcome("done", file=stored)
+        return ChunkOutcome("received", offset=end)
 
     async def complete_upload(self, upload: Upload) -> StoredFile:
         """An upload of one chunk whose bytes are all in (tus): count the chunk, and finalize."""
@@ -620,7 +616,7 @@ class Uploads:
             await self.storage.discard_partial(upload.id)
         await self.db.run(queries.delete_upload, upload.id)
 
-    async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
+    async def complete_chunk(self, plan: ChunkPlan, written: int) -> ChunkOutcome:
         """Count a chunk whose bytes are all written; finalize when it was the last one."""
         upload = plan.upload
         self._stop_lease(plan)
@@ -636,7 +632,7 @@ class Uploads:
                 raise ChunkBusy("another request is writing this chunk; send it again shortly")
             self.counters["duplicate_chunks"] += 1
         if plan.sink is None:
-            return {"status": "duplicate", "total": upload.chunk_count}
+            return ChunkOutcome("duplicate", total=upload.chunk_count)
         if plan.holder is not None:
             return await self._count_at_offset(plan, written)
         if plan.length is None:
@@ -657,9 +653,8 @@ class Uploads:
             self._adopt_inline_hash(upload.id, plan.inline_hash, plan.offset + written)
         self._note_received(upload, plan.index)
         if received < upload.chunk_count:
-            return {"status": "received", "received": received, "total": upload.chunk_count}
-        stored = await self.finalize(upload.id, upload.owner)
-        return {"status": "done", "file": await self.uploader_record(stored)}
+            return ChunkOutcome("received", total=upload.chunk_count, received=received)
+        return ChunkOutcome("done", file=await self.finalize(upload.id, upload.owner))
 
     async def _fix_stream_size(self, upload: Upload, size: int) -> Upload:
         await self.db.run(queries.set_stream_size, upload.id, size)
@@ -868,33 +863,17 @@ class Uploads:
     async def delete_token(self, file_id: str) -> str:
         return lifecycle.delete_token(await self.key(), file_id)
 
-    async def uploader_record(self, stored: StoredFile) -> dict[str, Any]:
-        """The file record for its uploader, when the upload finishes: with the delete token."""
-        return file_record(stored, delete_token=await self.delete_token(stored.id))
-
     # --- reading the books -------------------------------------------------------------------
 
-    async def describe(self, upload_id: str) -> dict[str, Any]:
+    async def describe(self, upload_id: str) -> UploadState:
         """The state of an upload, for whoever names it (its id is the capability)."""
         upload = await self.db.run(queries.get_upload, upload_id)
         if upload is None:
             raise UploadNotFound("no such upload")
-        state: dict[str, Any] = {
-            "id": upload.id,
-            "name": upload.name,
-            "size": upload.size,
-            "chunk_size": upload.chunk_size,
-            "chunk_count": upload.chunk_count,
-            "state": upload.state,
-        }
         if upload.state == "done" and upload.file_id:
-            state["received"] = list(range(upload.chunk_count))
             stored = await self.db.run(queries.get_file, upload.file_id)
-            if stored is not None:
-                state["file"] = await self.uploader_record(stored)
-        else:
-            state["received"] = await self.db.run(queries.received_chunks, upload.id)
-        return state
+            return UploadState(upload, list(range(upload.chunk_count)), stored)
+        return UploadState(upload, await self.db.run(queries.received_chunks, upload.id))
 
     # --- housekeeping --------------------------------------------------------------------------
 

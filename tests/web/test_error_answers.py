@@ -126,3 +126,33 @@ def test_tus_length_wording_and_version_headers(client: httpx.Client) -> None:
     missing = client.head(url.rsplit("/", 1)[0] + "/" + uuid.uuid4().hex, headers=TUS)
     assert missing.status_code == 404
     assert missing.headers["tus-resumable"] == "1.0.0"
+
+
+def test_chunk_and_state_answers_keep_their_fields_and_order(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "g.bin", 2 * MiB)
+    upload_id = str(uuid.uuid4())
+    first = send_chunk(client, source, upload_id, 0, MiB)
+    assert first.content == b'{"status":"received","received":1,"total":2}'
+    again = send_chunk(client, source, upload_id, 0, MiB)
+    assert again.content == b'{"status":"duplicate","total":2}'
+    state = client.get(f"/upload/{upload_id}").json()
+    assert list(state) == ["id", "name", "size", "chunk_size", "chunk_count", "state", "received"]
+    done = send_chunk(client, source, upload_id, 1, MiB).json()
+    assert list(done) == ["status", "file"]
+    file_fields = [
+        "id", "name", "size", "sha256", "url", "page_url", "created", "expires", "downloads",
+        "max_downloads", "delete_token",
+    ]  # fmt: skip
+    assert list(done["file"]) == file_fields
+    assert done["file"]["url"] == f"/download/{done['file']['id']}"
+    finished = client.get(f"/upload/{upload_id}").json()
+    assert finished["received"] == [0, 1]
+    assert finished["file"] == done["file"]
+    url = _create(client, 3)
+    written = client.patch(url, content=b"abc", headers={**OCTETS, "Upload-Offset": "0"})
+    assert written.status_code == 204
+    tus_state = client.get(url, headers=TUS).json()
+    assert list(tus_state) == ["id", "name", "size", "offset", "state", "file"]
+    assert list(tus_state["file"]) == file_fields

@@ -11,7 +11,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from pyfiledrop.errors import Invalid, TooLarge, TooSlow
 from pyfiledrop.storage import Buffer, ChunkSink
-from pyfiledrop.uploads import ChunkPlan, Uploads
+from pyfiledrop.uploads import ChunkOutcome, ChunkPlan, Uploads
 from pyfiledrop.web.body_takeover import Stalled, take_body
 
 MIN_IDLE_SECONDS = 30.0
@@ -116,7 +116,7 @@ class ChunkFeeder:
         if self.plan.sink is not None:
             await self.plan.sink.write(piece)
 
-    async def finish(self, uploads: Uploads) -> dict[str, object]:
+    async def finish(self, uploads: Uploads) -> ChunkOutcome:
         sink: ChunkSink | None = self.plan.sink
         written = await sink.finish() if sink is not None else self.received
         return await uploads.complete_chunk(self.plan, written)

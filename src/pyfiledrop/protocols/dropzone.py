@@ -21,6 +21,7 @@ from pyfiledrop.errors import Invalid, TooLarge, WrongContentType
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import MAX_CHUNK_COUNT, MAX_CHUNK_SIZE, ChunkClaim, Uploads
+from pyfiledrop.web.records import chunk_answer
 from pyfiledrop.web.watch import note_upload
 
 DZ_FIELDS = (
@@ -269,7 +270,7 @@ async def receive(
             raise Invalid("the request ended in the middle of the file part")
         if any(name in DZ_FIELDS for name in parts.fields_after_file):
             raise Invalid("dz* fields must come before the file part")
-        return await feeder.finish(uploads)
+        return await chunk_answer(uploads, await feeder.finish(uploads))
     except FormParserError as error:
         # Broken boundaries, overlong part headers...: the client's mistake, not a 500.
         if feeder is not None:

@@ -11,6 +11,7 @@ from pyfiledrop.errors import Invalid
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
+from pyfiledrop.web.records import uploader_record
 from pyfiledrop.web.watch import note_upload
 
 
@@ -33,9 +34,9 @@ async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> 
         async with aclosing(body_pieces(request, idle_timeout(uploads))) as pieces:
             async for piece in pieces:
                 await feeder.feed(memoryview(piece))
-        result = await feeder.finish(uploads)
+        outcome = await feeder.finish(uploads)
     except BaseException:
         await feeder.abort(uploads)
         raise
-    file: dict[str, Any] = result["file"]  # type: ignore[assignment]
-    return file
+    assert outcome.file is not None  # a stream is one chunk: counted means published
+    return await uploader_record(uploads, outcome.file)

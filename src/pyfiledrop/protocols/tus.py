@@ -35,6 +35,7 @@ from pyfiledrop.meta import Upload
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.errors import ErrorStyle, use_style
+from pyfiledrop.web.records import uploader_record
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = (
@@ -312,7 +313,7 @@ async def _describe(uploads: Uploads, upload_id: str) -> Response:
     }
     stored = await offsets.stored_file(uploads, upload)
     if stored is not None:
-        state["file"] = await uploads.uploader_record(stored)
+        state["file"] = await uploader_record(uploads, stored)
     return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 

@@ -20,8 +20,8 @@ from pyfiledrop import files, health, keepawake, limits, offsets, runtime
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import PyfiledropError, Unavailable
 from pyfiledrop.protocols import dropzone, put, tus
-from pyfiledrop.uploads import NO_OWNER, Uploads, file_record
-from pyfiledrop.web import downloads, passwords, shares
+from pyfiledrop.uploads import NO_OWNER, Uploads
+from pyfiledrop.web import downloads, passwords, records, shares
 from pyfiledrop.web import errors as web_errors
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.hosts import AllowedHosts
@@ -77,12 +77,13 @@ async def finish_upload(request: Request) -> Response:
     upload_id = dropzone.parse_upload_id(request.path_params["upload_id"])
     uploads = _uploads(request)
     stored = await uploads.finalize(upload_id, _claimant(request))
-    return JSONResponse({"status": "done", "file": await uploads.uploader_record(stored)})
+    return JSONResponse({"status": "done", "file": await records.uploader_record(uploads, stored)})
 
 
 async def upload_state(request: Request) -> Response:
     upload_id = dropzone.parse_upload_id(request.path_params["upload_id"])
-    return JSONResponse(await _uploads(request).describe(upload_id))
+    uploads = _uploads(request)
+    return JSONResponse(await records.upload_state(uploads, await uploads.describe(upload_id)))
 
 
 async def put_file(request: Request) -> Response:
@@ -105,13 +106,13 @@ async def put_file(request: Request) -> Response:
 
 async def list_files(request: Request) -> Response:
     served = await files.served_files_of(_uploads(request), _owner(request))
-    return JSONResponse({"files": [file_record(stored) for stored in served]})
+    return JSONResponse({"files": [records.file_record(stored) for stored in served]})
 
 
 async def file_info(request: Request) -> Response:
     file_id = request.path_params["file_id"]
     stored = await files.served_file(_uploads(request), file_id, owner=_owner(request))
-    return JSONResponse(file_record(stored))
+    return JSONResponse(records.file_record(stored))
 
 
 async def delete_file(request: Request) -> Response:

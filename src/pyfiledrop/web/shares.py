@@ -31,9 +31,10 @@ from pyfiledrop.errors import FileGone, FileNotFound, Invalid, NotPermitted, Pyf
 from pyfiledrop.files import served_file
 from pyfiledrop.meta import Share, StoredFile
 from pyfiledrop.units import format_size
-from pyfiledrop.uploads import Uploads, file_record
+from pyfiledrop.uploads import Uploads
 from pyfiledrop.web import downloads, error_pages, passwords
 from pyfiledrop.web import errors as web_errors
+from pyfiledrop.web.records import file_record
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "recipient.html"
 FILE_PAGE = "/f/"
