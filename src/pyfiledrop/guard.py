@@ -15,7 +15,6 @@ free gigabyte; uploads of unknown size (a streamed one-shot body) are checked as
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,8 +22,7 @@ from pyfiledrop import limits
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import NoSpace, OverQuota, TooLarge
 from pyfiledrop.meta import Database, queries
-from pyfiledrop.storage import Storage
-from pyfiledrop.storage.local import LocalStorage
+from pyfiledrop.storage import FreeSpace
 from pyfiledrop.units import format_size
 
 STREAM_CHECK_BYTES = 4 * 1024 * 1024  # more than a sink keeps unwritten (two 1 MiB batches)
@@ -32,46 +30,39 @@ STREAM_CHECK_BYTES = 4 * 1024 * 1024  # more than a sink keeps unwritten (two 1 
 StreamGuard = Callable[[int], Awaitable[None]]
 
 
-def _unallocated(storage: LocalStorage, upload_id: str, size: int) -> int:
-    """Bytes of an upload in progress that its partial file does not hold blocks for yet."""
-    try:
-        allocated = os.stat(storage.partial_path(upload_id)).st_blocks * 512
-    except FileNotFoundError:
-        allocated = 0
-    return max(0, size - allocated)
-
-
 async def reserved_bytes(
-    db: Database, storage: LocalStorage, active_since: float, exclude: str = ""
+    db: Database, space: FreeSpace, active_since: float, exclude: str = ""
 ) -> int:
     """What the active uploads in progress will still take from the free space statvfs reports."""
     reserved = 0
     for upload in await db.run(queries.active_uploads, active_since, exclude):
         if upload.size:
-            reserved += _unallocated(storage, upload.id, upload.size)
+            reserved += space.unallocated(upload.id, upload.size)
     return reserved
 
 
 async def check_space(
     settings: Settings,
     db: Database,
-    storage: Storage,
+    space: FreeSpace | None,
     size: int,
     active_since: float,
     upload_id: str = "",
 ) -> None:
-    """Room for `size` more bytes (of upload `upload_id`, when it exists: its own blocks count)."""
-    if not isinstance(storage, LocalStorage):
-        return  # an object store (S3) has no free space to guard; quotas still apply
+    """Room for `size` more bytes (of upload `upload_id`, when it exists: its own blocks count).
+    `space`: the store's free space (None: an object store (S3) has none to guard; quotas still
+    apply)."""
+    if space is None:
+        return
     if settings.min_free <= 0 and size <= 0:
         return
     if upload_id:
-        size = _unallocated(storage, upload_id, size)
-    free = storage.free_bytes()
+        size = space.unallocated(upload_id, size)
+    free = space.free_bytes()
     receiving = await db.run(queries.bytes_receiving, active_since, upload_id)
     if free - size - receiving >= settings.min_free:
         return  # fits even if no upload in progress had its space yet: no need to look closer
-    free -= await reserved_bytes(db, storage, active_since, upload_id)
+    free -= await reserved_bytes(db, space, active_since, upload_id)
     if free - size < settings.min_free:
         # Not how much is free: that would tell any client what the others store, byte by byte.
         raise NoSpace(
@@ -110,7 +101,7 @@ async def check_quotas(
 async def admit(
     settings: Settings,
     db: Database,
-    storage: Storage,
+    space: FreeSpace | None,
     owner: str,
     size: int | None,
     active_since: float | None = None,
@@ -133,7 +124,7 @@ async def admit(
         await limits.admit(settings, db, owner)  # a new upload: the caps on uploads in progress
     counted = (size or 0) if quota is None else quota
     await check_quotas(settings, db, owner, counted, active_since, upload_id)
-    await check_space(settings, db, storage, size or 0, active_since, upload_id)
+    await check_space(settings, db, space, size or 0, active_since, upload_id)
 
 
 async def _quota_room(
@@ -152,7 +143,7 @@ async def _quota_room(
 def stream_guard(
     settings: Settings,
     db: Database,
-    storage: Storage,
+    space: FreeSpace | None,
     owner: str,
     active_since: Callable[[], float],
     upload_id: str = "",
@@ -165,7 +156,7 @@ def stream_guard(
     far are on disk, or in the sink's last batches (fewer than a step), so statvfs shows them.
     """
     limit = settings.max_size_bytes
-    checks_space = settings.min_free > 0 and isinstance(storage, LocalStorage)
+    checks_space = settings.min_free > 0 and space is not None
     if not checks_space and settings.quota is None and settings.owner_quota is None:
         return None  # the caller caps the body at `max_size` (ChunkPlan.limit)
     room: int | None = None
@@ -187,6 +178,6 @@ def stream_guard(
             room = await _quota_room(settings, db, owner, active_since(), upload_id)
         if checks_space and received >= next_space_check:
             next_space_check = received + STREAM_CHECK_BYTES
-            await check_space(settings, db, storage, STREAM_CHECK_BYTES, active_since())
+            await check_space(settings, db, space, STREAM_CHECK_BYTES, active_since())
 
     return check

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 from pyfiledrop.meta import queries
-from pyfiledrop.storage import Storage
 from pyfiledrop.uploads import Uploads
 
 log = logging.getLogger("pyfiledrop")
@@ -21,15 +18,7 @@ async def failing_parts(core: Uploads) -> list[str]:
     except Exception as error:
         log.warning("health check: the database failed: %s", error)
         problems.append("database")
-    if not storage_writable(core.storage):
+    check = core.caps.self_check  # an object store has none: its failures show per request
+    if check is not None and not check.writable():
         problems.append("storage")
     return problems
-
-
-def storage_writable(storage: Storage) -> bool:
-    folders = [getattr(storage, name, None) for name in ("root", "partials")]
-    return all(
-        os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
-        for folder in folders
-        if isinstance(folder, Path)
-    )

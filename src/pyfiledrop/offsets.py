@@ -99,7 +99,7 @@ _writers: dict[str, Write] = {}
 def check_available(uploads: Uploads) -> None:
     """Offset uploads write pieces of any size at any offset: a store with a minimum part size
     (S3) can't take them, so tus is refused outright there rather than failing per PATCH."""
-    if uploads.storage.min_chunk_size > 1:
+    if not uploads.storage.parts.any_offset:
         raise ProtocolUnavailable(
             "tus is not available on this server (its files go to S3): use Dropzone chunks or PUT"
         )

@@ -26,9 +26,10 @@ def database(settings: Settings) -> Database:
 def storage(settings: Settings, db: Database) -> Storage:
     """Local disk, or an object store (whose multipart uploads are kept in the books)."""
     if isinstance(settings.storage, S3Location):
+        from pyfiledrop.meta.s3_books import DatabaseParts
         from pyfiledrop.storage.s3 import S3Storage
 
-        return S3Storage(settings, db)
+        return S3Storage(settings, DatabaseParts(db))
     return LocalStorage(settings.storage, settings.chunks, writeback=settings.fsync)
 
 

@@ -29,6 +29,7 @@ from pyfiledrop.errors import (
     FileGone,
     FileNotFound,
     Invalid,
+    NotSupportedByStorage,
     OffsetMismatch,
     Unavailable,
     UploadDiscarded,
@@ -40,7 +41,16 @@ from pyfiledrop.meta import offsets as books
 from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
 from pyfiledrop.saving import SavingSink
-from pyfiledrop.storage import Buffer, ChunkSink, OnWritten, Storage
+from pyfiledrop.storage import (
+    Buffer,
+    ChunkSink,
+    Kind,
+    OnWritten,
+    PartialFiles,
+    Shape,
+    Storage,
+    capabilities,
+)
 
 log = logging.getLogger("pyfiledrop")
 
@@ -147,6 +157,15 @@ def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: in
     log.info("upload %s started (%s, %s, %d chunk(s))", upload_id, protocol, total, chunks)
 
 
+# How each protocol's bytes arrive, as a store sees them (`storage.Kind`).
+_KINDS: dict[str, Kind] = {"dropzone": "parts", "stream": "stream", "tus": "offsets"}
+
+
+def shape_of(upload: Upload) -> Shape:
+    """What a store is told of an upload (it never reads the books)."""
+    return Shape(upload.id, upload.name, upload.size, upload.chunk_size, _KINDS[upload.protocol])
+
+
 def new_public_id() -> str:
     return secrets.token_urlsafe(PUBLIC_ID_BYTES)
 
@@ -164,6 +183,7 @@ class Uploads:
         self.settings = settings
         self.db = db
         self.storage = storage
+        self.caps = capabilities(storage)  # asked here once; the core, guard and web ask `caps`
         self.clock = clock
         self.counters: Counter[str] = Counter(
             dict.fromkeys(
@@ -209,7 +229,7 @@ class Uploads:
             )
         try:
             inline = None
-            if self.storage.hashes_partials:
+            if self.caps.partial_files is not None:
                 inline = await self._start_inline_hash(upload.id, claim.offset)
             sink = await self._open_sink(
                 upload, claim.offset, inline.feed if inline else None, claim.length
@@ -234,14 +254,12 @@ class Uploads:
         `catch_up`: bytes that arrive in order read back what this process has not hashed yet
         (after a restart, or when another process took the earlier writes)."""
         progress = self.hash_progress(upload_id)
-        if catch_up and self.storage.hashes_partials:
+        if catch_up and (files := self.caps.partial_files) is not None:
             async with progress.lock:
                 if progress.position > offset:
                     progress.hasher, progress.position = hashlib.sha256(), 0
                 if progress.position < offset:
-                    await self.storage.hash_partial(
-                        upload_id, progress.hasher, progress.position, offset
-                    )
+                    await files.hash_partial(upload_id, progress.hasher, progress.position, offset)
                     progress.position = offset
         if progress.position != offset or progress.lock.locked():
             return None  # not its turn, or the hash is being read back right now
@@ -345,7 +363,7 @@ class Uploads:
             await guard.admit(
                 self.settings,
                 self.db,
-                self.storage,
+                self.caps.free_space,
                 owner,
                 size,
                 self.active_since(),
@@ -358,7 +376,7 @@ class Uploads:
         """Checks for a body whose length is unknown (or grows): call it with the upload's whole
         size so far before writing more; it raises 413/507 as `admit` would."""
         return guard.stream_guard(
-            self.settings, self.db, self.storage, owner, self.active_since, upload_id
+            self.settings, self.db, self.caps.free_space, owner, self.active_since, upload_id
         )
 
     async def _readmit(self, upload: Upload) -> None:
@@ -379,30 +397,33 @@ class Uploads:
             if upload is not None:
                 return upload  # a parallel first chunk of the same upload was admitted meanwhile
             await guard.admit(
-                self.settings, self.db, self.storage, owner, claim.total_size, self.active_since()
+                self.settings,
+                self.db,
+                self.caps.free_space,
+                owner,
+                claim.total_size,
+                self.active_since(),
+            )
+            upload = Upload(
+                id=claim.upload_id,
+                owner=owner,
+                name=sanitize(claim.filename),
+                size=claim.total_size,
+                chunk_size=claim.chunk_size,
+                chunk_count=claim.count,
+                protocol="dropzone",
+                state="receiving",
+                created=now,
+                updated=now,
+                expires_in=claim.options.expires_in,
+                max_downloads=claim.options.max_downloads,
+                address=limits.client_address.get(),
             )
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
-            await self.storage.create_partial(claim.upload_id, claim.total_size)
+            await self.storage.create_partial(shape_of(upload))
             log_upload_start(claim.upload_id, "dropzone", claim.total_size, claim.count)
-            return await self.db.run(
-                queries.insert_upload,
-                Upload(
-                    id=claim.upload_id,
-                    owner=owner,
-                    name=sanitize(claim.filename),
-                    size=claim.total_size,
-                    chunk_size=claim.chunk_size,
-                    chunk_count=claim.count,
-                    protocol="dropzone",
-                    state="receiving",
-                    created=now,
-                    updated=now,
-                    expires_in=claim.options.expires_in,
-                    max_downloads=claim.options.max_downloads,
-                    address=limits.client_address.get(),
-                ),
-            )
+            return await self.db.run(queries.insert_upload, upload)
 
     def _check_same_upload(self, upload: Upload, claim: ChunkClaim) -> None:
         # No owner check: the dzuuid is the capability (as a tus upload URL is), so cookie-less
@@ -428,7 +449,7 @@ class Uploads:
         length: int | None = None,
     ) -> ChunkSink:
         try:
-            return await self.storage.open_chunk(upload.id, offset, on_written, length)
+            return await self.storage.open_chunk(shape_of(upload), offset, on_written, length)
         except FileNotFoundError:
             # The row exists but its partial file is gone (janitor, operator): start it again.
             await self.db.run(queries.delete_upload, upload.id)
@@ -480,7 +501,7 @@ class Uploads:
         """A new upload of one chunk (a stream, tus): admitted, then its partial and its row."""
 
         async def create() -> Upload:
-            await self.storage.create_partial(upload.id, upload.size)
+            await self.storage.create_partial(shape_of(upload))
             return await self.db.run(queries.insert_upload, upload)
 
         created = await self.admit(upload.owner, upload.size, then=create)
@@ -528,8 +549,8 @@ class Uploads:
                 return await self._open_sink(upload, offset + written, on_written)
 
             async def record(written: int) -> None:
-                if self.settings.fsync:
-                    await self.storage.flush_partial(upload.id)
+                if self.settings.fsync and self.caps.partial_files is not None:
+                    await self.caps.partial_files.flush_partial(upload.id)
                 await self._record_offset(plan, written)
 
             plan.sink = SavingSink(sink, reopen, record)
@@ -589,9 +610,12 @@ class Uploads:
         # As an upload that exists (its id): not a new upload for the caps (limits.py), it
         # replaces its parts, which were counted.
         await self.admit(upload.owner, total, upload.id, then=create, quota=theirs)
+        joining = self.caps.concatenation
+        if joining is None:
+            raise NotSupportedByStorage("this server's storage can't concatenate uploads")
         started = time.perf_counter()
         try:
-            how = await self.storage.join_partials(
+            how = await joining.join_partials(
                 upload.id, [(part.id, part.size or 0) for part in parts]
             )
         except BaseException as error:
@@ -685,7 +709,7 @@ class Uploads:
         self._hashing.pop(upload_id, None)
 
     def _note_received(self, upload: Upload, index: int) -> None:
-        if not self.storage.hashes_partials:
+        if self.caps.partial_files is None:
             return
         progress = self._hashing.setdefault(upload.id, HashProgress())
         progress.received.add(index)
@@ -694,6 +718,8 @@ class Uploads:
             self._hash_tasks[upload.id] = asyncio.create_task(self._advance_hash(upload, False))
 
     async def _advance_hash(self, upload: Upload, to_end: bool) -> None:
+        files = self.caps.partial_files
+        assert files is not None  # only stores whose partials can be read back hash them
         progress = self._hashing.setdefault(upload.id, HashProgress())
         size = upload.size or 0
         async with progress.lock:
@@ -702,7 +728,7 @@ class Uploads:
                 if not to_end and index not in progress.received:
                     return
                 end = min(size, (index + 1) * upload.chunk_size)
-                await self.storage.hash_partial(upload.id, progress.hasher, progress.position, end)
+                await files.hash_partial(upload.id, progress.hasher, progress.position, end)
                 progress.position = end
 
     async def _sha256(self, upload: Upload) -> str:
@@ -754,8 +780,10 @@ class Uploads:
         keep_lease = asyncio.create_task(self._keep_lease(upload.id))
         try:
             size = upload.size or 0
-            if self.storage.hashes_partials:
-                path, sha256, linked_from = await self._publish_hashed(upload, size)
+            if self.caps.partial_files is not None:
+                path, sha256, linked_from = await self._publish_hashed(
+                    upload, size, self.caps.partial_files
+                )
             else:
                 # An object store: parts can be read only once completed, so publish, then hash.
                 taken = await self.db.run(queries.paths_in_use)
@@ -823,24 +851,39 @@ class Uploads:
         progress = self._hashing.pop(upload_id, None)
         if progress is not None and progress.position == size:
             return str(progress.hasher.hexdigest())
-        return await self.storage.sha256_of(path)
+        # Read back whole: the true SHA-256 whatever order the parts came in.
+        digest = hashlib.sha256()
+        if size == 0:
+            return digest.hexdigest()  # no range to ask for
+        async for piece in self.storage.open_range(path, 0, size):
+            await asyncio.to_thread(digest.update, piece)
+        return digest.hexdigest()
 
-    async def _publish_hashed(self, upload: Upload, size: int) -> tuple[str, str, str | None]:
+    async def _publish_hashed(
+        self, upload: Upload, size: int, files: PartialFiles
+    ) -> tuple[str, str, str | None]:
         """Flush, finish the hash, then link to identical bytes or publish: (path, sha256, from)."""
         # Bytes past `size` (a refused or overlong write) must not be published with the file.
-        await self.storage.truncate_partial(upload.id, size)
+        await files.truncate_partial(upload.id, size)
         if self.settings.fsync:
             started = time.perf_counter()
-            await self.storage.flush_partial(upload.id)
+            await files.flush_partial(upload.id)
             self.metrics.fsync_seconds.observe(time.perf_counter() - started)
         sha256 = await self._sha256(upload)
         taken = await self.db.run(queries.paths_in_use)
-        original = await self.db.run(queries.file_with_content, sha256, size)
+        linking = self.caps.duplicate_linking
+        original = None
+        if linking is not None:
+            original = await self.db.run(queries.file_with_content, sha256, size)
         path = None
         # Only onto a file whose bytes can't differ from its record: trusted hash (the query),
         # and still its recorded size on disk.
-        if original is not None and await self.storage.size_of(original.path) == size:
-            path = await self.storage.link_duplicate(upload.id, original.path, upload.name, taken)
+        if (
+            linking is not None
+            and original is not None
+            and await linking.size_of(original.path) == size
+        ):
+            path = await linking.link_duplicate(upload.id, original.path, upload.name, taken)
         linked_from = original.id if path is not None and original is not None else None
         if path is None:
             path = await self.storage.publish(upload.id, upload.name, taken)

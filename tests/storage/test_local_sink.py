@@ -17,7 +17,7 @@ import pytest
 
 import pyfiledrop.storage.local as local
 from pyfiledrop.errors import NoSpace
-from pyfiledrop.storage import Buffer
+from pyfiledrop.storage import Buffer, Shape
 from pyfiledrop.storage.local import LocalStorage
 
 
@@ -28,6 +28,10 @@ def storage(tmp_path: Path) -> Iterator[LocalStorage]:
     storage.partials.mkdir()
     yield storage
     storage.close()
+
+
+def upload(size: int | None = None) -> Shape:
+    return Shape("u", "u.bin", size, max(size or 0, 1), "offsets")
 
 
 def pieces_of(data: bytes, size: int) -> list[bytes]:
@@ -48,9 +52,9 @@ def test_a_chunk_lands_at_its_offset_and_is_hashed_in_order(
             hasher.update(piece)
 
     async def run() -> int:
-        await storage.create_partial("u", 4096 + len(data))
-        idle = [await storage.open_chunk("u", 0) for _ in range(others)]
-        sink = await storage.open_chunk("u", 4096, on_written, len(data))
+        await storage.create_partial(upload(4096 + len(data)))
+        idle = [await storage.open_chunk(upload(), 0) for _ in range(others)]
+        sink = await storage.open_chunk(upload(), 4096, on_written, len(data))
         for piece in pieces_of(data, 65536):
             await sink.write(memoryview(piece))
         for other in idle:
@@ -78,8 +82,8 @@ def test_a_short_write_is_finished(storage: LocalStorage, monkeypatch: pytest.Mo
     data = os.urandom(200_000)
 
     async def run() -> int:
-        await storage.create_partial("u", len(data))
-        sink = await storage.open_chunk("u", 0)
+        await storage.create_partial(upload(len(data)))
+        sink = await storage.open_chunk(upload(), 0)
         for piece in pieces_of(data, 30_000):
             await sink.write(piece)
         return await sink.finish()
@@ -97,8 +101,8 @@ def test_a_full_disk_is_insufficient_storage(
     monkeypatch.setattr(local.os, "pwritev", full)
 
     async def run() -> None:
-        await storage.create_partial("u", 10)
-        sink = await storage.open_chunk("u", 0)
+        await storage.create_partial(upload(10))
+        sink = await storage.open_chunk(upload(), 0)
         await sink.write(b"0123456789")
         with pytest.raises(NoSpace):
             await sink.finish()
@@ -125,8 +129,8 @@ def test_abort_waits_for_the_write_in_flight(
     monkeypatch.setattr(local.os, "pwritev", slow_pwritev)
 
     async def run() -> list[int]:
-        await storage.create_partial("u", 2 * local.BATCH_BYTES)
-        sink = await storage.open_chunk("u", 0)
+        await storage.create_partial(upload(2 * local.BATCH_BYTES))
+        sink = await storage.open_chunk(upload(), 0)
         await sink.write(bytes(local.BATCH_BYTES))  # submitted: in flight, blocked
         asyncio.get_running_loop().call_later(0.05, release.set)
         await sink.abort()
@@ -138,11 +142,11 @@ def test_abort_waits_for_the_write_in_flight(
 
 def test_batches_shrink_as_more_sinks_are_open(storage: LocalStorage) -> None:
     async def run() -> list[int]:
-        await storage.create_partial("u", 1)
+        await storage.create_partial(upload(1))
         sizes = []
         sinks = []
         for _ in range(64):
-            sinks.append(await storage.open_chunk("u", 0))
+            sinks.append(await storage.open_chunk(upload(), 0))
             sizes.append(storage.open_sinks.batch_bytes)
         for sink in sinks:
             await sink.abort()

@@ -182,9 +182,9 @@ class _Stub:
         self.client = client or _WrongEtagClient()
         self.executor = ThreadPoolExecutor(2)
         self.recorded: list[Any] = []
-        self.db = self
+        self.books = self
 
-    async def run(self, *args: Any) -> None:
+    async def record_part(self, *args: Any) -> None:
         self.recorded.append(args)
 
     async def completed_meanwhile(self, upload_id: str) -> bool:
@@ -231,7 +231,7 @@ def test_stream_parts_fit_any_allowed_size_in_s3s_part_limit(
     settings = load_settings(
         {"storage": "s3://bkt/p", "max_size": str(max_size_mib)}, environ={}, cwd=tmp_path
     ).settings
-    storage = S3Storage(settings, db=None, client=object())  # type: ignore[arg-type]
+    storage = S3Storage(settings, books=None, client=object())  # type: ignore[arg-type]
     try:
         assert storage.stream_part_bytes >= 8 * MiB
         assert storage.stream_part_bytes * MAX_PARTS >= settings.max_size_bytes

@@ -1,35 +1,14 @@
 """The books of S3 multipart uploads: which multipart upload backs an upload, and its parts.
 
-Plain SQL like `queries`, for both backends. A part is recorded once S3 has acknowledged it and its
-checksum matched, before its chunk counts; a re-sent part replaces itself (as in S3).
+Plain SQL like `queries`, for both backends, behind the port the S3 storage owns
+(`storage.s3.MultipartBooks`, implemented with these by `s3_books.DatabaseParts`). A part is
+recorded once S3 has acknowledged it and its checksum matched, before its chunk counts; a re-sent
+part replaces itself (as in S3).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyfiledrop.meta.queries import Connection, transaction
-
-
-@dataclass(frozen=True)
-class Multipart:
-    upload_id: str
-    s3_upload_id: str | None  # None until the first chunk creates it
-    object_key: str | None
-    name: str
-    size: int | None
-    chunk_size: int
-    protocol: str
-
-
-def multipart_of(connection: Connection, upload_id: str) -> Multipart | None:
-    """The upload as the storage needs it, with its multipart upload if one was created."""
-    row = connection.execute(
-        "SELECT u.id, m.s3_upload_id, m.object_key, u.name, u.size, u.chunk_size, u.protocol"
-        " FROM uploads u LEFT JOIN s3_multipart m ON m.upload_id = u.id WHERE u.id = ?",
-        (upload_id,),
-    ).fetchone()
-    return Multipart(*row) if row else None
 
 
 def recorded_multipart(connection: Connection, upload_id: str) -> tuple[str, str] | None:
@@ -79,3 +58,8 @@ def forget_multipart(connection: Connection, upload_id: str) -> None:
     with transaction(connection):
         connection.execute("DELETE FROM s3_parts WHERE upload_id = ?", (upload_id,))
         connection.execute("DELETE FROM s3_multipart WHERE upload_id = ?", (upload_id,))
+
+
+def is_finishing(connection: Connection, upload_id: str) -> bool:
+    row = connection.execute("SELECT state FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+    return row is not None and row[0] in ("finalizing", "done")

@@ -189,15 +189,15 @@ def check_claim(uploads: Uploads, claim: ChunkClaim) -> None:
             f"dztotalchunkcount {claim.count} does not match size and chunk size "
             f"(expected {expected_count})"
         )
-    if claim.count > 1 and claim.chunk_size < uploads.storage.min_chunk_size:
+    rules = uploads.storage.parts
+    if claim.count > 1 and claim.chunk_size < rules.min_bytes:
         raise Invalid(
-            f"dzchunksize must be at least {uploads.storage.min_chunk_size} bytes on this"
-            " server (its object store's smallest part)"
+            f"dzchunksize must be at least {rules.min_bytes} bytes on this server"
+            " (its object store's smallest part)"
         )
-    if claim.count > uploads.storage.max_chunk_count:
+    if claim.count > rules.max_count:
         raise TooLarge(
-            f"at most {uploads.storage.max_chunk_count} chunks per file on this server;"
-            " use bigger chunks"
+            f"at most {rules.max_count} chunks per file on this server; use bigger chunks"
         )
     if claim.index >= claim.count:
         raise Invalid("dzchunkindex is out of range")

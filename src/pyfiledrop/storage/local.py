@@ -17,7 +17,6 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
-import hashlib
 import itertools
 import os
 import struct
@@ -30,7 +29,7 @@ from typing import Any, NoReturn
 
 from pyfiledrop.errors import NoSpace
 from pyfiledrop.names import name_candidates
-from pyfiledrop.storage import Buffer, OnWritten
+from pyfiledrop.storage import Buffer, OnWritten, PartRules, Shape
 
 BATCH_BYTES = 1024 * 1024
 MIN_BATCH_BYTES = 64 * 1024
@@ -206,9 +205,9 @@ class LocalChunkSink:
 
 
 class LocalStorage:
-    hashes_partials = True
-    min_chunk_size = 1
-    max_chunk_count = MAX_CHUNK_COUNT
+    """`storage.Storage` on a local filesystem, with every optional ability but presigned URLs."""
+
+    parts = PartRules(min_bytes=1, max_count=MAX_CHUNK_COUNT, any_offset=True)
 
     def __init__(self, storage: Path, partials: Path, writeback: bool = True) -> None:
         self.root = storage.resolve()
@@ -230,8 +229,8 @@ class LocalStorage:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, function, *args)  # type: ignore[arg-type]
 
-    async def create_partial(self, upload_id: str, size: int | None) -> None:
-        await self._run(self._create_partial, upload_id, size)
+    async def create_partial(self, upload: Shape) -> None:
+        await self._run(self._create_partial, upload.id, upload.size)
 
     def _create_partial(self, upload_id: str, size: int | None) -> None:
         # Sized but sparse: blocks are allocated chunk by chunk as writers start (open_chunk), so
@@ -254,11 +253,12 @@ class LocalStorage:
 
     async def open_chunk(
         self,
-        upload_id: str,
+        upload: Shape,
         offset: int,
         on_written: OnWritten | None = None,
         length: int | None = None,
     ) -> LocalChunkSink:
+        upload_id = upload.id
         fd = os.open(self.partial_path(upload_id), os.O_WRONLY)
         if length:
             try:
@@ -309,24 +309,12 @@ class LocalStorage:
         path = self.partial_path(upload_id)
         await self._run(hash_file_range, path, hasher, start, end)
 
-    async def sha256_of(self, path: str) -> str:
-        digest = hashlib.sha256()
-        full = self.final_path(path)
-        await self._run(hash_file_range, full, digest, 0, full.stat().st_size)
-        return digest.hexdigest()
-
     async def orphan_partials(self, idle_since: float) -> list[str]:
         found = []
         for entry in os.scandir(self.partials):
             if entry.name.endswith(".part") and entry.stat().st_mtime < idle_since:
                 found.append(entry.name[: -len(".part")])
         return found
-
-    async def partial_size(self, upload_id: str) -> int:
-        try:
-            return self.partial_path(upload_id).stat().st_size
-        except FileNotFoundError:
-            return 0
 
     async def truncate_partial(self, upload_id: str, size: int) -> None:
         os.truncate(self.partial_path(upload_id), size)
@@ -422,6 +410,19 @@ class LocalStorage:
     def free_bytes(self) -> int:
         stats = os.statvfs(self.root)
         return stats.f_bavail * stats.f_frsize
+
+    def unallocated(self, upload_id: str, size: int) -> int:
+        try:
+            allocated = os.stat(self.partial_path(upload_id)).st_blocks * 512
+        except FileNotFoundError:
+            allocated = 0
+        return max(0, size - allocated)
+
+    def writable(self) -> bool:
+        return all(
+            os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)
+            for folder in (self.root, self.partials)
+        )
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

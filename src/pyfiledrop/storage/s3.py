@@ -21,16 +21,14 @@ import contextlib
 import hashlib
 import queue
 import re
-import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pyfiledrop.config import S3_MIN_PART_BYTES, ConfigError, S3Location, Settings
 from pyfiledrop.errors import NotSupportedByStorage, Unavailable, UploadDiscarded
-from pyfiledrop.meta import Database, parts, queries
-from pyfiledrop.storage import Buffer, OnWritten
+from pyfiledrop.storage import Buffer, OnWritten, PartRules, Shape
 
 T = TypeVar("T")
 
@@ -39,13 +37,40 @@ BATCH_BYTES = 1024 * 1024
 QUEUE_BATCHES = 2
 STREAM_PART_BYTES = 8 * 1024 * 1024
 READ_BYTES = 1024 * 1024
-HASH_READ_BYTES = 4 * 1024 * 1024
 PART_THREADS = 64  # one per chunk being received
 CONTROL_THREADS = 8  # everything else: create, complete, head, downloads, read-back
 STALL_SECONDS = 600.0  # a part's thread gives up if the request feeds it nothing this long
 PRESIGN_SECONDS = 3600
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _END = b""
+
+
+class MultipartBooks(Protocol):
+    """The port where this store keeps its multipart uploads (given by the composition root:
+    `meta.s3_books.DatabaseParts`), so that every process sees the same ones."""
+
+    async def multipart(self, upload_id: str) -> tuple[str, str] | None:
+        """(S3's upload id, object key) of the upload's multipart upload, if one is recorded."""
+        ...
+
+    async def add_multipart(self, upload_id: str, s3_upload_id: str, key: str) -> str:
+        """Record a new multipart upload unless another process did first; the winner's id."""
+        ...
+
+    async def record_part(self, upload_id: str, number: int, etag: str, size: int) -> None:
+        """Record (or replace) an acknowledged part, unless its multipart upload is forgotten."""
+        ...
+
+    async def parts(self, upload_id: str) -> list[tuple[int, str, int]]:
+        """(number, ETag, size) of the recorded parts, by number."""
+        ...
+
+    async def forget(self, upload_id: str) -> None: ...
+
+    async def finishing(self, upload_id: str) -> bool:
+        """The core's finisher has begun (or done) completing the upload: a part refused now
+        was a duplicate."""
+        ...
 
 
 class StorageError(Unavailable):
@@ -252,8 +277,8 @@ class S3PartSink:
         self._feed.close()
         etag = await self._outcome()
         if etag is not None:
-            await self._storage.db.run(
-                parts.record_part, self._upload_id, self._number, etag, self._written
+            await self._storage.books.record_part(
+                self._upload_id, self._number, etag, self._written
             )
         return self._written
 
@@ -279,7 +304,7 @@ class S3StreamSink:
         self._filled = 0
         self._number = 0
         self._written = 0
-        self._sending: asyncio.Future[None] | None = None
+        self._sending: asyncio.Future[tuple[int, str, int]] | None = None
 
     async def write(self, data: Buffer) -> None:
         self._pieces.append(data)
@@ -291,11 +316,12 @@ class S3StreamSink:
         if self._sending is not None:
             sending, self._sending = self._sending, None
             try:
-                await sending
+                number, etag, size = await sending
             except StorageError:
                 raise
             except Exception as error:
                 raise StorageError(f"the object store refused a part ({error})") from error
+            await self._storage.books.record_part(self._upload_id, number, etag, size)
         if not self._filled:
             return
         body = b"".join(self._pieces)
@@ -306,8 +332,8 @@ class S3StreamSink:
         self._written += len(body)
         loop = asyncio.get_running_loop()
         self._sending = loop.run_in_executor(
-            self._storage.executor, self._storage.put_part, self._upload_id, self._s3_upload_id,
-            self._key, self._number, body, self._on_written,
+            self._storage.executor, self._storage.put_part, self._s3_upload_id, self._key,
+            self._number, body, self._on_written,
         )  # fmt: skip
 
     async def finish(self) -> int:
@@ -328,18 +354,17 @@ class _Object:
 
 
 class S3Storage:
-    """The storage seam over one bucket and prefix (see `storage.Storage`)."""
+    """`storage.Storage` over one bucket and prefix, with presigned URLs. Parts of an unfinished
+    multipart upload can't be read back (so the core hashes the file once published), objects
+    have no links, and tus's pieces of any size can't be parts."""
 
-    hashes_partials = False  # parts of an unfinished multipart upload can't be read back
-    min_chunk_size = S3_MIN_PART_BYTES
-    max_chunk_count = MAX_PARTS
+    parts = PartRules(min_bytes=S3_MIN_PART_BYTES, max_count=MAX_PARTS, any_offset=False)
 
-    def __init__(self, settings: Settings, db: Database, client: Any = None) -> None:
+    def __init__(self, settings: Settings, books: MultipartBooks, client: Any = None) -> None:
         assert isinstance(settings.storage, S3Location)
         self.bucket = settings.storage.bucket
         self.prefix = settings.storage.prefix
-        self.presign = settings.s3_presign
-        self.db = db
+        self.books = books
         self.client = client if client is not None else make_client(settings)
         # Parts hold a thread while their request streams; control calls never queue behind them.
         self.executor = ThreadPoolExecutor(max_workers=PART_THREADS, thread_name_prefix="pfd-s3")
@@ -364,10 +389,10 @@ class S3Storage:
             raise
 
     def put_part(
-        self, upload_id: str, s3_upload_id: str, key: str, number: int, body: bytes,
+        self, s3_upload_id: str, key: str, number: int, body: bytes,
         on_written: OnWritten | None = None,
-    ) -> None:  # fmt: skip
-        """In a thread: send one buffered part, check its MD5, record it.
+    ) -> tuple[int, str, int]:  # fmt: skip
+        """In a thread: send one buffered part, check its MD5; (number, ETag, size) to record.
 
         Parts of a stream go one at a time, in order, so `on_written` sees the bytes in order
         (the core hashes a one-shot upload that way, with no read-back).
@@ -380,66 +405,50 @@ class S3Storage:
         )  # fmt: skip
         etag = str(answer["ETag"])
         _check_etag(etag, hashlib.md5(body, usedforsecurity=False).hexdigest())
-        self.db.run_sync(parts.record_part, upload_id, number, etag, len(body))
+        return number, etag, len(body)
 
     # --- partial uploads -------------------------------------------------------------------
 
-    async def create_partial(self, upload_id: str, size: int | None) -> None:
-        """Nothing yet: the multipart upload starts with the first chunk, once the row exists."""
+    async def create_partial(self, upload: Shape) -> None:
+        """Nothing yet: the multipart upload starts with the first chunk, so that admitting an
+        upload (under the core's admission lock) never waits for the object store."""
 
     async def completed_meanwhile(self, upload_id: str) -> bool:
         """Every chunk of the upload was in and its multipart upload completed by a finisher."""
-        upload = await self.db.run(queries.get_upload, upload_id)
-        return upload is not None and upload.state in ("finalizing", "done")
+        return await self.books.finishing(upload_id)
 
-    async def _multipart(self, upload_id: str) -> tuple[parts.Multipart, str, str]:
-        found = await self.db.run(parts.multipart_of, upload_id)
-        if found is None:
-            raise FileNotFoundError(upload_id)
-        if found.s3_upload_id is not None and found.object_key is not None:
-            return found, found.s3_upload_id, found.object_key
-        key = self.key(f"{upload_id}/{found.name}")
+    async def _multipart(self, upload: Shape) -> tuple[str, str]:
+        recorded = await self.books.multipart(upload.id)
+        if recorded is not None:
+            return recorded
+        key = self.key(f"{upload.id}/{upload.name}")
         created = await self._call(self.client.create_multipart_upload, Bucket=self.bucket, Key=key)
         ours = str(created["UploadId"])
-        winner = await self.db.run(parts.add_multipart, upload_id, ours, key, time.time())
+        winner = await self.books.add_multipart(upload.id, ours, key)
         if winner != ours:  # another process created one first: ours would only cost money
             await self._call(
                 self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=ours
             )
-        return found, winner, key
+        return winner, key
 
     async def open_chunk(
         self,
-        upload_id: str,
+        upload: Shape,
         offset: int,
         on_written: OnWritten | None = None,
         length: int | None = None,  # a part's length is known from the upload: nothing to allocate
     ) -> S3PartSink | S3StreamSink:
-        upload, s3_upload_id, key = await self._multipart(upload_id)
-        if upload.protocol == "stream":
-            return S3StreamSink(self, upload_id, s3_upload_id, key, on_written)
-        if on_written is not None:
-            # Offset protocols (tus) write pieces of any size, which S3 parts can't be.
+        if upload.kind == "offsets":
+            # Pieces of any size (tus), which S3 parts can't be (`parts.any_offset`).
             raise NotSupportedByStorage(
                 "this server stores files in S3: upload with Dropzone chunks or PUT"
             )
+        s3_upload_id, key = await self._multipart(upload)
+        if upload.kind == "stream":
+            return S3StreamSink(self, upload.id, s3_upload_id, key, on_written)
         number = offset // upload.chunk_size + 1
         part_length = min(upload.chunk_size, (upload.size or 0) - offset)
-        return S3PartSink(self, upload_id, s3_upload_id, key, number, part_length)
-
-    async def join_partials(self, upload_id: str, parts: list[tuple[str, int]]) -> str:
-        raise NotSupportedByStorage(
-            "this server stores files in S3: tus concatenation is not available"
-        )
-
-    async def hash_partial(self, upload_id: str, hasher: Any, start: int, end: int) -> None:
-        raise NotImplementedError("S3 parts can't be read back before completion")
-
-    async def flush_partial(self, upload_id: str) -> None:
-        """Nothing to do: S3 acknowledged each part durably before it counted."""
-
-    async def truncate_partial(self, upload_id: str, size: int) -> None:
-        """Nothing to do: each part was checked to be exactly its chunk's length."""
+        return S3PartSink(self, upload.id, s3_upload_id, key, number, part_length)
 
     async def discard_partial(self, upload_id: str) -> None:
         """Abort every multipart upload of this upload (no orphaned parts), then forget them."""
@@ -453,7 +462,7 @@ class S3Storage:
                     self.client.abort_multipart_upload, Bucket=self.bucket, Key=item["Key"],
                     UploadId=item["UploadId"],
                 )  # fmt: skip
-        await self.db.run(parts.forget_multipart, upload_id)
+        await self.books.forget(upload_id)
 
     async def orphan_partials(self, idle_since: float) -> list[str]:
         """Upload ids of multipart uploads begun before `idle_since` (the core checks the rows)."""
@@ -477,7 +486,7 @@ class S3Storage:
 
     async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
         """Complete the multipart upload from the recorded parts; returns the object's path."""
-        recorded = await self.db.run(parts.recorded_multipart, upload_id)
+        recorded = await self.books.multipart(upload_id)
         if recorded is None:
             # Completed by an earlier finisher that died before the books said so?
             path = f"{upload_id}/{name}"
@@ -485,13 +494,13 @@ class S3Storage:
                 return path
             raise UploadDiscarded("this upload was discarded by the server; start it again")
         s3_upload_id, key = recorded
-        recorded_parts = await self.db.run(parts.parts_of, upload_id)
+        recorded_parts = await self.books.parts(upload_id)
         if not recorded_parts:  # an empty file: S3 wants at least one part, so put it whole
             await self._call(self.client.put_object, Bucket=self.bucket, Key=key, Body=b"")
             await self.discard_partial(upload_id)
         else:
             await self._complete(key, s3_upload_id, recorded_parts)
-            await self.db.run(parts.forget_multipart, upload_id)
+            await self.books.forget(upload_id)
         return self._path(key)
 
     async def _complete(
@@ -511,26 +520,6 @@ class S3Storage:
             if head is None or head.size != sum(size for _, _, size in recorded):
                 raise
 
-    async def link_duplicate(
-        self, upload_id: str, existing_path: str, name: str, taken: set[str]
-    ) -> str | None:
-        return None  # objects have no links; identical content is stored again
-
-    async def sha256_of(self, path: str) -> str:
-        """Read the object back and hash it: the true SHA-256 whatever order the parts came in."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.control, self._hash_object, self.key(path))
-
-    def _hash_object(self, key: str) -> str:
-        digest = hashlib.sha256()
-        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        try:
-            while piece := body.read(HASH_READ_BYTES):
-                digest.update(piece)
-        finally:
-            body.close()
-        return digest.hexdigest()
-
     # --- published objects -----------------------------------------------------------------
 
     async def _head(self, key: str) -> _Object | None:
@@ -544,10 +533,6 @@ class S3Storage:
 
     async def exists(self, path: str) -> bool:
         return await self._head(self.key(path)) is not None
-
-    async def size_of(self, path: str) -> int | None:
-        found = await self._head(self.key(path))
-        return found.size if found is not None else None
 
     async def delete(self, path: str) -> None:
         await self._call(self.client.delete_object, Bucket=self.bucket, Key=self.key(path))

@@ -161,10 +161,10 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
             ref(stored.id), stored.name, start, end, stored.size, client_address(request.scope),
         )  # fmt: skip
     response: Response
-    presign = getattr(uploads.storage, "presigned_url", None)
+    presign = uploads.caps.presigned_urls
     if presign is not None and uploads.settings.s3_presign and request.method == "GET":
         # The object store serves the bytes (and Range) itself; the link expires.
-        url = presign(stored.path, headers["Content-Disposition"])
+        url = presign.presigned_url(stored.path, headers["Content-Disposition"])
         response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
     else:
         headers["Content-Length"] = str(end - start)
