@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyfiledrop.config import RESERVE_IDLE_SECONDS
-from pyfiledrop.errors import InsufficientStorage, PayloadTooLarge
+from pyfiledrop.errors import NoSpace, TooLarge
 from pyfiledrop.meta import Upload, queries
 from tests.dz import chunk_fields
 from tests.harness import App, running_app
@@ -119,13 +119,13 @@ def test_admit_is_the_one_admission_for_a_length_known_late(
             app.run(app.uploads.admit, row.owner, size, upload_id)
 
         admit(10 * MiB)  # its own 2 MiB are not counted twice
-        with pytest.raises(InsufficientStorage) as over_quota:
+        with pytest.raises(NoSpace) as over_quota:
             admit(48 * MiB)
         assert over_quota.value.code == "over_quota"
-        with pytest.raises(PayloadTooLarge):
+        with pytest.raises(TooLarge):
             admit(65 * MiB)
         free = 14 * MiB  # 6 MiB asked, 1 MiB of it written: 14 - 5 < 10 kept free
-        with pytest.raises(InsufficientStorage) as no_room:
+        with pytest.raises(NoSpace) as no_room:
             admit(6 * MiB)
         assert no_room.value.code == "insufficient_storage"
 
@@ -141,5 +141,5 @@ def test_stream_guard_stops_a_growing_stream_at_the_owner_quota(
         check = app.uploads.stream_guard(owner, "another-upload")
         assert check is not None
         app.run(check, 6 * MiB)  # 4 MiB of the chunked upload + 6 fit in 10
-        with pytest.raises(InsufficientStorage):
+        with pytest.raises(NoSpace):
             app.run(check, 6 * MiB + 1)

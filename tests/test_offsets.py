@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from pyfiledrop import offsets
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.errors import NoSpace
 from pyfiledrop.meta import offsets as books
 from pyfiledrop.meta import queries
 from pyfiledrop.meta.sqlite import Database
@@ -36,7 +36,7 @@ class FlakyStorage(LocalStorage):
     async def publish(self, upload_id: str, name: str, taken: set[str]) -> str:
         if self.failures:
             self.failures -= 1
-            raise InsufficientStorage("the server's disk is full; try again later")
+            raise NoSpace("the server's disk is full; try again later")
         return await super().publish(upload_id, name, taken)
 
 

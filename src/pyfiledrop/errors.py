@@ -1,111 +1,156 @@
-"""One table of domain errors: each has a short code, an HTTP status and a message.
+"""The core's refusals, named by what went wrong; each keeps the short `code` clients read.
 
-Protocol handlers raise these; the web layer renders them as JSON `{"error": message}` in one place.
+No HTTP here: `web/errors.py` holds the one table of statuses and renders every refusal. A message
+may name one field of the request as `{field}`; the protocol the request came by words it
+(`Upload-Offset` in tus), so wire names stay in protocol modules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
 class PyfiledropError(Exception):
-    status = 400
     code = "bad_request"
-    retry_after: int | None = None  # seconds, sent as Retry-After: the same request may succeed
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(self, message: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
         self.extra = extra
 
-    def body(self) -> dict[str, Any]:
-        return {"error": self.message, "code": self.code, **self.extra}
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with its field named as `names` say (else by the core's own name)."""
+        if self.field is None:
+            return self.message
+        return self.message.replace("{field}", names.get(self.field, self.field))
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+    def body(self, names: Mapping[str, str]) -> dict[str, Any]:
+        return {"error": self.worded(names), "code": self.code, **self.extra}
 
 
-class BadRequest(PyfiledropError):
-    status = 400
+class Invalid(PyfiledropError):
+    """The request itself is malformed or its values disagree."""
+
     code = "bad_request"
 
 
-class Forbidden(PyfiledropError):
-    status = 403
+class NotPermitted(PyfiledropError):
+    """Known, but not for this caller or not on this server (a password, downloads off)."""
+
     code = "forbidden"
 
 
-class NotFound(PyfiledropError):
-    status = 404
+class Missing(PyfiledropError):
     code = "not_found"
 
 
-class RequestTimeout(PyfiledropError):
-    status = 408
+class UploadNotFound(Missing):
+    pass
+
+
+class FileNotFound(Missing):
+    pass
+
+
+class LinkNotFound(Missing):
+    pass
+
+
+class ProtocolUnavailable(Missing):
+    """The storage can't take this protocol's uploads at all (tus on S3)."""
+
+
+class TooSlow(PyfiledropError):
     code = "too_slow"
 
 
-class Conflict(PyfiledropError):
-    status = 409
+class Conflicting(PyfiledropError):
+    """The request disagrees with the upload's state as others left it."""
+
     code = "conflict"
 
 
-class Gone(PyfiledropError):
-    status = 410
+class ChunksMissing(Conflicting):
+    pass
+
+
+class UploadDiscarded(Conflicting):
+    pass
+
+
+class OffsetMismatch(Conflicting):
+    """Bytes sent for a position the upload is not at (its `offset` goes with the answer)."""
+
+
+class NotSupportedByStorage(Conflicting):
+    pass
+
+
+class FileGone(PyfiledropError):
+    """Existed, but expired, used up, deleted or lost (`reason` says which when known)."""
+
     code = "gone"
 
 
-class PreconditionFailed(PyfiledropError):
-    status = 412
+class UploadExpired(FileGone):
+    pass
+
+
+class UnsupportedVersion(PyfiledropError):
     code = "precondition_failed"
 
 
-class PayloadTooLarge(PyfiledropError):
-    status = 413
+class TooLarge(PyfiledropError):
     code = "too_large"
 
 
-class UnsupportedMediaType(PyfiledropError):
-    status = 415
+class WrongContentType(PyfiledropError):
     code = "unsupported_media_type"
 
 
-class RangeNotSatisfiable(PyfiledropError):
-    status = 416
+class BadRange(PyfiledropError):
     code = "range_not_satisfiable"
 
 
-class Locked(PyfiledropError):
-    status = 423
+class UploadBusy(PyfiledropError):
+    """Another request holds the upload (writing it or finishing it)."""
+
     code = "locked"
 
 
-class TooManyRequests(PyfiledropError):
-    status = 429
+class Interrupted(UploadBusy):
+    """The request stopped because another request for its upload asked for the lock."""
+
+    code = "interrupted"
+
+
+class TooManyUploads(PyfiledropError):
     code = "too_many_uploads"
-    retry_after = 60
 
 
 class ChecksumMismatch(PyfiledropError):
-    """tus's own status: the body does not match its `Upload-Checksum`."""
+    """The body does not match the checksum its client sent with it."""
 
-    status = 460
     code = "checksum_mismatch"
 
 
-class InsufficientStorage(PyfiledropError):
-    status = 507
+class NoSpace(PyfiledropError):
     code = "insufficient_storage"
 
 
-class ServiceUnavailable(PyfiledropError):
-    status = 503
+class OverQuota(NoSpace):
+    code = "over_quota"
+
+
+class Unavailable(PyfiledropError):
+    """Try the same request again shortly (the database is busy, a file still finishing)."""
+
     code = "unavailable"
-    retry_after = 5
 
 
-class ChunkBusy(ServiceUnavailable):
+class ChunkBusy(Unavailable):
     """Another request is writing this chunk right now; its body was read and dropped."""
 
     code = "chunk_busy"
-    retry_after = 1

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from pyfiledrop import lifecycle
-from pyfiledrop.errors import Gone, NotFound
+from pyfiledrop.errors import FileGone, FileNotFound
 from pyfiledrop.meta import Database, StoredFile, queries
 from pyfiledrop.uploads import Uploads
 
@@ -51,17 +51,17 @@ async def served_file(
     A file removed from disk behind the server's back is noticed here and marked gone.
     """
     if not PUBLIC_ID_FORM.match(file_id):
-        raise NotFound("no such file")
+        raise FileNotFound("no such file")
     stored = await find_file(core.db, file_id)
     if stored is None or (owner is not None and not secrets.compare_digest(stored.owner, owner)):
-        raise NotFound("no such file")
+        raise FileNotFound("no such file")
     now = core.clock()
     reason = lifecycle.why_gone(stored, now)
     if reason is None or (reason == lifecycle.USED_UP and allow_used_up):
         if not await lifecycle.notice_missing(core.db, core.storage, stored, now):
             return stored
         reason = lifecycle.MISSING
-    raise Gone(lifecycle.gone_message(reason), reason=reason)
+    raise FileGone(lifecycle.gone_message(reason), reason=reason)
 
 
 async def served_files_of(core: Uploads, owner: str) -> list[StoredFile]:
@@ -79,20 +79,20 @@ async def served_files_of(core: Uploads, owner: str) -> list[StoredFile]:
 async def delete_own_file(core: Uploads, file_id: str, owner: str, token: str | None) -> None:
     """Delete for its owner or the holder of its delete token; anyone else learns nothing."""
     if not PUBLIC_ID_FORM.match(file_id):
-        raise NotFound(NOT_YOURS)
+        raise FileNotFound(NOT_YOURS)
     stored = await find_file(core.db, file_id)
     if stored is None or not (
         secrets.compare_digest(stored.owner, owner)
         | lifecycle.token_matches(stored.delete_token, token)
     ):
-        raise NotFound(NOT_YOURS)
+        raise FileNotFound(NOT_YOURS)
     if stored.gone:
-        raise Gone(lifecycle.gone_message(stored.gone), reason=stored.gone)
+        raise FileGone(lifecycle.gone_message(stored.gone), reason=stored.gone)
     removed = await lifecycle.remove_file(
         core.db, core.storage, file_id, lifecycle.DELETED, core.clock()
     )
     if not removed:
-        raise Gone(lifecycle.gone_message(lifecycle.DELETED), reason=lifecycle.DELETED)
+        raise FileGone(lifecycle.gone_message(lifecycle.DELETED), reason=lifecycle.DELETED)
 
 
 async def count_download(db: Database, file_id: str, now: float) -> bool:

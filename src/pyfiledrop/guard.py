@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from pyfiledrop import limits
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import InsufficientStorage, PayloadTooLarge
+from pyfiledrop.errors import NoSpace, OverQuota, TooLarge
 from pyfiledrop.meta import Database, queries
 from pyfiledrop.storage import FreeSpace
 from pyfiledrop.units import format_size
@@ -28,10 +28,6 @@ from pyfiledrop.units import format_size
 STREAM_CHECK_BYTES = 4 * 1024 * 1024  # more than a sink keeps unwritten (two 1 MiB batches)
 
 StreamGuard = Callable[[int], Awaitable[None]]
-
-
-class OverQuota(InsufficientStorage):
-    code = "over_quota"
 
 
 async def reserved_bytes(
@@ -69,7 +65,7 @@ async def check_space(
     free -= await reserved_bytes(db, space, active_since, upload_id)
     if free - size < settings.min_free:
         # Not how much is free: that would tell any client what the others store, byte by byte.
-        raise InsufficientStorage(
+        raise NoSpace(
             f"not enough space on the server for {format_size(size)}"
             f" (it keeps {format_size(settings.min_free)} free)",
             min_free=settings.min_free,
@@ -123,7 +119,7 @@ async def admit(
     if active_since is None:
         active_since = time.time() - settings.reserve_idle
     if size is not None and size > settings.max_size_bytes:
-        raise PayloadTooLarge(f"file is larger than the limit of {settings.max_size} MiB")
+        raise TooLarge(f"file is larger than the limit of {settings.max_size} MiB")
     if not upload_id:
         await limits.admit(settings, db, owner)  # a new upload: the caps on uploads in progress
     counted = (size or 0) if quota is None else quota
@@ -170,7 +166,7 @@ def stream_guard(
     async def check(received: int) -> None:
         nonlocal room, looked_up, next_space_check
         if received > limit:
-            raise PayloadTooLarge(f"file is larger than the limit of {settings.max_size} MiB")
+            raise TooLarge(f"file is larger than the limit of {settings.max_size} MiB")
         if not looked_up:
             room, looked_up = (
                 await _quota_room(settings, db, owner, active_since(), upload_id),

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import BadRequest
+from pyfiledrop.errors import Invalid
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import Database, StoredFile, queries
 from pyfiledrop.storage import Storage
@@ -68,7 +68,7 @@ def file_options(fields: Mapping[str, str]) -> FileOptions:
         except ValueError:
             expires_in = 0
         if expires_in < 1:
-            raise BadRequest(
+            raise Invalid(
                 "expires_in must be a duration such as 3600, 90m, 12h or 7d,"
                 f" of at most {MAX_DURATION_SECONDS // 86400} days"
             )
@@ -76,10 +76,10 @@ def file_options(fields: Mapping[str, str]) -> FileOptions:
     raw_limit = (fields.get("max_downloads") or "").strip()
     if raw_limit:
         if not raw_limit.isascii() or not raw_limit.isdigit() or len(raw_limit) > 7:
-            raise BadRequest("max_downloads must be a positive integer")
+            raise Invalid("max_downloads must be a positive integer")
         max_downloads = int(raw_limit)
         if not 1 <= max_downloads <= MAX_DOWNLOADS_LIMIT:
-            raise BadRequest(f"max_downloads must be from 1 to {MAX_DOWNLOADS_LIMIT}")
+            raise Invalid(f"max_downloads must be from 1 to {MAX_DOWNLOADS_LIMIT}")
     return FileOptions(expires_in, max_downloads)
 
 

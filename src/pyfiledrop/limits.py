@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import TooManyRequests
+from pyfiledrop.errors import TooManyUploads
 from pyfiledrop.meta import Database, queries
 
 client_address: ContextVar[str | None] = ContextVar("client_address", default=None)
@@ -25,7 +25,7 @@ async def admit(settings: Settings, db: Database, owner: str) -> None:
     if settings.uploads_per_owner and owner:
         count = await db.run(queries.uploads_in_progress, "owner", owner)
         if count >= settings.uploads_per_owner:
-            raise TooManyRequests(
+            raise TooManyUploads(
                 f"{count} uploads of yours are in progress; finish or wait for some"
                 f" (at most {settings.uploads_per_owner})"
             )
@@ -33,7 +33,7 @@ async def admit(settings: Settings, db: Database, owner: str) -> None:
     if settings.uploads_per_address and address is not None:
         count = await db.run(queries.uploads_in_progress, "address", address)
         if count >= settings.uploads_per_address:
-            raise TooManyRequests(
+            raise TooManyUploads(
                 f"{count} uploads from your address are in progress"
                 f" (at most {settings.uploads_per_address})"
             )

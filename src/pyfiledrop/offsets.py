@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyfiledrop.errors import (
-    BadRequest,
     ChecksumMismatch,
-    Conflict,
-    Forbidden,
-    Gone,
-    Locked,
-    NotFound,
+    Conflicting,
+    Interrupted,
+    Invalid,
+    NotPermitted,
+    OffsetMismatch,
+    ProtocolUnavailable,
+    UploadBusy,
+    UploadExpired,
+    UploadNotFound,
 )
 from pyfiledrop.meta import StoredFile, Upload, queries
 from pyfiledrop.meta import offsets as books
@@ -69,12 +72,6 @@ class Checksum:
     digest: bytes
 
 
-class Interrupted(Locked):
-    """The request stopped because another request for its upload asked for the lock."""
-
-    code = "interrupted"
-
-
 @dataclass
 class Write:
     """One request's bytes on their way to the upload (the core's plan), under its lock."""
@@ -103,7 +100,7 @@ def check_available(uploads: Uploads) -> None:
     """Offset uploads write pieces of any size at any offset: a store with a minimum part size
     (S3) can't take them, so tus is refused outright there rather than failing per PATCH."""
     if not uploads.storage.parts.any_offset:
-        raise NotFound(
+        raise ProtocolUnavailable(
             "tus is not available on this server (its files go to S3): use Dropzone chunks or PUT"
         )
 
@@ -136,10 +133,10 @@ async def find(uploads: Uploads, upload_id: str) -> Upload:
     try:
         upload_id = str(uuid.UUID(upload_id))
     except ValueError:
-        raise NotFound("no such upload") from None
+        raise UploadNotFound("no such upload") from None
     upload = await uploads.db.run(queries.get_upload, upload_id)
     if upload is None or upload.protocol != PROTOCOL:
-        raise NotFound("no such upload")
+        raise UploadNotFound("no such upload")
     now = uploads.clock()
     deadline = expires(uploads, upload)
     if (
@@ -149,7 +146,7 @@ async def find(uploads: Uploads, upload_id: str) -> Upload:
         and (upload.lock_until or 0) < now
     ):
         await uploads.discard(upload)
-        raise Gone("this upload expired and was removed; start a new one")
+        raise UploadExpired("this upload expired and was removed; start a new one")
     return upload
 
 
@@ -162,7 +159,7 @@ async def begin_write(
 ) -> Write:
     upload = await find(uploads, upload_id)
     if upload.concat is not None and upload.concat != PARTIAL:
-        raise Forbidden("a final (concatenated) upload takes no more bytes")
+        raise NotPermitted("a final (concatenated) upload takes no more bytes")
     _check_offset(uploads, upload, offset)
     if length is not None:
         upload = await _set_length(uploads, upload, length)
@@ -244,19 +241,21 @@ async def end_write(
 async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload) -> Upload:
     """A final upload made of complete partial uploads, in order; the parts are then removed."""
     if not part_ids:
-        raise BadRequest("Upload-Concat: final needs at least one partial upload")
+        raise Invalid("{field}: final needs at least one partial upload", field="concat")
     parts = [await find(uploads, part_id) for part_id in part_ids]
     if len({part.id for part in parts}) != len(parts):
         # Each repetition would be new bytes that no admission saw (100 MiB sent, 97 GiB stored).
-        raise BadRequest("Upload-Concat: a partial upload may appear only once in a final upload")
+        raise Invalid(
+            "{field}: a partial upload may appear only once in a final upload", field="concat"
+        )
     now = uploads.clock()
     for part in parts:
         if part.concat != PARTIAL:
-            raise BadRequest(f"upload {part.id} is not a partial upload")
+            raise Invalid(f"upload {part.id} is not a partial upload")
         if part.state != "receiving" or part.size is None or part.byte_offset != part.size:
-            raise BadRequest(f"partial upload {part.id} is not complete")
+            raise Invalid(f"partial upload {part.id} is not complete")
         if (part.lock_until or 0) > now:
-            raise Locked(f"partial upload {part.id} is being written")
+            raise UploadBusy(f"partial upload {part.id} is being written")
     upload = _new_upload(uploads, new, owner, sum(part.size or 0 for part in parts))
     await uploads.concatenate(upload, parts)
     return await _fresh(uploads, upload)
@@ -269,7 +268,7 @@ async def terminate(uploads: Uploads, upload_id: str) -> None:
     if _locked(uploads, upload):
         upload = await _let_go(uploads, upload)
     if upload.state == "finalizing":
-        raise Locked("the upload is being finished; try again")
+        raise UploadBusy("the upload is being finished; try again")
     await uploads.discard(upload)
 
 
@@ -305,10 +304,10 @@ async def _fresh(uploads: Uploads, upload: Upload) -> Upload:
 async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
     if upload.size is not None:
         if length != upload.size:
-            raise BadRequest("Upload-Length can't change once set")
+            raise Invalid("{field} can't change once set", field="length")
         return upload
     if length < upload.byte_offset:
-        raise BadRequest("Upload-Length is less than the bytes already received")
+        raise Invalid("{field} is less than the bytes already received", field="length")
 
     async def record_length() -> None:
         await uploads.db.run(books.set_length, upload.id, length)
@@ -318,7 +317,7 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
     await uploads.admit(upload.owner, length, upload.id, then=record_length)
     fresh = await uploads.db.run(queries.get_upload, upload.id)
     if fresh is None or fresh.size != length:
-        raise Conflict("Upload-Length was set differently by another request")
+        raise Conflicting("{field} was set differently by another request", field="length")
     return fresh
 
 
@@ -344,7 +343,7 @@ async def _let_go(uploads: Uploads, upload: Upload) -> Upload:
         nonlocal latest
         fresh = await uploads.db.run(queries.get_upload, upload.id)
         if fresh is None:
-            raise NotFound("no such upload")
+            raise UploadNotFound("no such upload")
         latest = fresh
         return fresh if _locked(uploads, fresh) else None
 
@@ -364,7 +363,7 @@ async def _wait_until_let_go(
             asked = held.lock_owner
             await _ask_to_let_go(uploads, held)
         if time.monotonic() > deadline:
-            raise Locked("another request is writing to this upload and did not let go in time")
+            raise UploadBusy("another request is writing to this upload and did not let go in time")
         await asyncio.sleep(TAKEOVER_POLL_SECONDS)
 
 
@@ -380,7 +379,7 @@ async def _explain_refused_lock(uploads: Uploads, upload_id: str, offset: int) -
     or just released)."""
     fresh = await uploads.db.run(queries.get_upload, upload_id)
     if fresh is None:
-        raise NotFound("no such upload")
+        raise UploadNotFound("no such upload")
     _check_offset(uploads, fresh, offset)
     return fresh
 
@@ -390,10 +389,11 @@ def _check_offset(uploads: Uploads, upload: Upload, offset: int) -> None:
     offset may still move: it is compared once the holder has let go (the 409 then carries the
     offset the holder saved)."""
     if upload.state != "receiving":
-        raise Conflict("this upload is complete", offset=upload.byte_offset)
+        raise OffsetMismatch("this upload is complete", offset=upload.byte_offset)
     if offset != upload.byte_offset and not _locked(uploads, upload):
-        raise Conflict(
-            f"Upload-Offset {offset} is not the upload's offset {upload.byte_offset}",
+        raise OffsetMismatch(
+            f"{{field}} {offset} is not the upload's offset {upload.byte_offset}",
+            field="offset",
             offset=upload.byte_offset,
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 
 from pyfiledrop import lifecycle
-from pyfiledrop.errors import Gone, NotFound
+from pyfiledrop.errors import FileGone, LinkNotFound, Missing
 from pyfiledrop.files import PUBLIC_ID_FORM, served_file
 from pyfiledrop.meta import Database, Share, StoredFile
 from pyfiledrop.meta import shares as books
@@ -24,25 +24,25 @@ async def served_share(
 ) -> tuple[Share, list[StoredFile]]:
     """A share whose link works, with its files still served; 404 unknown, 410 gone."""
     if not PUBLIC_ID_FORM.match(share_id):
-        raise NotFound("no such link")
+        raise LinkNotFound("no such link")
     share = await core.db.run(books.get_share, share_id)
     if share is None or (owner is not None and not secrets.compare_digest(share.owner, owner)):
-        raise NotFound("no such link")
+        raise LinkNotFound("no such link")
     now = core.clock()
     if share.expires is not None and share.expires <= now:
-        raise Gone(lifecycle.gone_message(lifecycle.EXPIRED), reason=lifecycle.EXPIRED)
+        raise FileGone(lifecycle.gone_message(lifecycle.EXPIRED), reason=lifecycle.EXPIRED)
     if share.max_downloads is not None and share.downloads >= share.max_downloads:
-        raise Gone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
+        raise FileGone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
     served = []
     for file_id in await core.db.run(books.share_file_ids, share.id):
         try:
             # The share's own limit counts here, not each file's (a file's may be used up by
             # its own link); a file expired, deleted or missing is left out.
             served.append(await served_file(core, file_id, allow_used_up=True))
-        except (NotFound, Gone):
+        except (Missing, FileGone):
             continue
     if not served:
-        raise Gone(SHARE_GONE, reason=lifecycle.MISSING)
+        raise FileGone(SHARE_GONE, reason=lifecycle.MISSING)
     return share, served
 
 

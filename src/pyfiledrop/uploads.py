@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import secrets
 import time
 import uuid
@@ -24,13 +23,17 @@ from typing import Any, TypeVar
 from pyfiledrop import guard, lifecycle, limits
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import (
-    BadRequest,
     ChunkBusy,
-    Conflict,
-    Gone,
-    NotFound,
-    PayloadTooLarge,
-    ServiceUnavailable,
+    ChunksMissing,
+    Conflicting,
+    FileGone,
+    FileNotFound,
+    Invalid,
+    NotSupportedByStorage,
+    OffsetMismatch,
+    Unavailable,
+    UploadDiscarded,
+    UploadNotFound,
 )
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import Database, StoredFile, Upload, queries
@@ -48,7 +51,6 @@ from pyfiledrop.storage import (
     Storage,
     capabilities,
 )
-from pyfiledrop.units import format_time
 
 log = logging.getLogger("pyfiledrop")
 
@@ -116,6 +118,26 @@ class ChunkPlan:
     verify: Callable[[], None] | None = None  # raises when the body must not count (checksum)
 
 
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What counting a chunk (or an offset write) came to; the protocol words it."""
+
+    status: str  # "duplicate", "received" or "done"
+    total: int | None = None  # the upload's chunk count
+    received: int | None = None  # chunks counted so far
+    offset: int | None = None  # bytes counted so far (writes at an offset)
+    file: StoredFile | None = None  # the published file, once "done"
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """An upload as its uploader may see it: the chunks counted, the file once published."""
+
+    upload: Upload
+    received: list[int]
+    file: StoredFile | None = None
+
+
 @dataclass
 class HashProgress:
     hasher: Any = field(default_factory=hashlib.sha256)
@@ -127,16 +149,6 @@ class HashProgress:
         """Hash bytes as they are written (in order), on the storage's I/O thread."""
         for piece in pieces:
             self.hasher.update(piece)
-
-
-def parse_upload_id(text: str) -> str:
-    """The canonical form of a client's UUID, or 400: it becomes part of a file name."""
-    try:
-        if len(text) > 64:
-            raise ValueError
-        return str(uuid.UUID(text))
-    except (ValueError, AttributeError, TypeError):
-        raise BadRequest("dzuuid must be a UUID") from None
 
 
 def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: int) -> None:
@@ -156,29 +168,6 @@ def shape_of(upload: Upload) -> Shape:
 
 def new_public_id() -> str:
     return secrets.token_urlsafe(PUBLIC_ID_BYTES)
-
-
-def _iso_time(moment: float) -> str:
-    return format_time(moment)
-
-
-def file_record(stored: StoredFile, **extra: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": stored.id,
-        "name": stored.name,
-        "size": stored.size,
-        "sha256": stored.sha256,
-        "url": f"/download/{stored.id}",
-        "page_url": f"/f/{stored.id}",  # the recipient page (web/shares.py)
-        "created": _iso_time(stored.created),
-        "expires": _iso_time(stored.expires) if stored.expires is not None else None,
-        "downloads": stored.downloads,
-        "max_downloads": stored.max_downloads,
-    }
-    if stored.content_type:
-        record["type"] = stored.content_type
-    record.update(extra)
-    return record
 
 
 class Uploads:
@@ -214,39 +203,11 @@ class Uploads:
 
     # --- receiving -------------------------------------------------------------------------
 
-    def check_claim(self, claim: ChunkClaim) -> None:
-        """Fields must agree with each other and with the limits, before any byte is written."""
-        if claim.total_size < 0 or claim.chunk_size < 1 or claim.count < 1 or claim.index < 0:
-            raise BadRequest("chunk fields must not be negative, and sizes and counts at least 1")
-        if claim.chunk_size > MAX_CHUNK_SIZE or claim.count > MAX_CHUNK_COUNT:
-            raise PayloadTooLarge("chunk size or chunk count over the server's limit")
-        if claim.total_size > self.settings.max_size_bytes:
-            raise PayloadTooLarge(f"file is larger than the limit of {self.settings.max_size} MiB")
-        expected_count = max(1, math.ceil(claim.total_size / claim.chunk_size))
-        if claim.count != expected_count:
-            raise BadRequest(
-                f"dztotalchunkcount {claim.count} does not match size and chunk size "
-                f"(expected {expected_count})"
-            )
-        rules = self.storage.parts
-        if claim.count > 1 and claim.chunk_size < rules.min_bytes:
-            raise BadRequest(
-                f"dzchunksize must be at least {rules.min_bytes} bytes on this server"
-                " (its object store's smallest part)"
-            )
-        if claim.count > rules.max_count:
-            raise PayloadTooLarge(
-                f"at most {rules.max_count} chunks per file on this server; use bigger chunks"
-            )
-        if claim.index >= claim.count:
-            raise BadRequest("dzchunkindex is out of range")
-        if claim.offset != claim.index * claim.chunk_size:
-            raise BadRequest("dzchunkbyteoffset does not match dzchunkindex * dzchunksize")
-
     async def begin_chunk(self, owner: str, claim: ChunkClaim) -> ChunkPlan:
         """A sink for the chunk if this request becomes its one writer; else a plan that drops
-        the body (counted already: a duplicate; being written by another request: busy)."""
-        self.check_claim(claim)
+        the body (counted already: a duplicate; being written by another request: busy).
+
+        The protocol checked the claim's fields against each other and the limits."""
         self.counters["chunk_requests"] += 1
         now = self.clock()
         upload, duplicate = await self.db.run(queries.chunk_status, claim.upload_id, claim.index)
@@ -472,7 +433,7 @@ class Uploads:
             claim.chunk_size,
             claim.count,
         ):
-            raise Conflict("chunk fields conflict with earlier chunks of this upload")
+            raise Conflicting("chunk fields conflict with earlier chunks of this upload")
 
     async def _claim_owner(self, upload: Upload, owner: str) -> Upload:
         if upload.owner != NO_OWNER or owner == NO_OWNER:
@@ -492,7 +453,9 @@ class Uploads:
         except FileNotFoundError:
             # The row exists but its partial file is gone (janitor, operator): start it again.
             await self.db.run(queries.delete_upload, upload.id)
-            raise Conflict("this upload was discarded by the server; start it again") from None
+            raise UploadDiscarded(
+                "this upload was discarded by the server; start it again"
+            ) from None
 
     async def begin_stream(
         self,
@@ -602,18 +565,20 @@ class Uploads:
         if not await self.db.run(
             books.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
         ):
-            raise Conflict("this upload changed while the request was written; ask its offset")
+            raise OffsetMismatch(
+                "this upload changed while the request was written; ask its offset"
+            )
         if plan.inline_hash is not None:
             self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
         plan.saved = written
         return end
 
-    async def _count_at_offset(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
+    async def _count_at_offset(self, plan: ChunkPlan, written: int) -> ChunkOutcome:
         if plan.verify is not None:
             plan.verify()
         fresh = await self.db.run(queries.get_upload, plan.upload.id)
         if fresh is None:
-            raise NotFound("the upload was terminated while it was written")
+            raise UploadNotFound("the upload was terminated while it was written")
         # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
         # bytes are in the page cache, which a crash of this process does not lose, and
         # finalizing flushes the whole file. Only saves in the middle of a body flush first.
@@ -621,8 +586,8 @@ class Uploads:
         # A part of a later concatenation is not published itself.
         if fresh.concat is None and fresh.size is not None and end == fresh.size:
             stored = await self.complete_upload(fresh)
-            return {"status": "done", "file": await self.uploader_record(stored)}
-        return {"status": "received", "offset": end}
+            return ChunkOutcome("done", file=stored)
+        return ChunkOutcome("received", offset=end)
 
     async def complete_upload(self, upload: Upload) -> StoredFile:
         """An upload of one chunk whose bytes are all in (tus): count the chunk, and finalize."""
@@ -647,7 +612,7 @@ class Uploads:
         await self.admit(upload.owner, total, upload.id, then=create, quota=theirs)
         joining = self.caps.concatenation
         if joining is None:
-            raise Conflict("this server's storage can't concatenate uploads")
+            raise NotSupportedByStorage("this server's storage can't concatenate uploads")
         started = time.perf_counter()
         try:
             how = await joining.join_partials(
@@ -656,7 +621,7 @@ class Uploads:
         except BaseException as error:
             await self.discard(upload)
             if isinstance(error, FileNotFoundError):
-                raise Conflict("a partial upload was removed during the concatenation") from None
+                raise Conflicting("a partial upload was removed during the concatenation") from None
             raise
         log.info(
             "joined %d partial uploads (%d bytes) by %s in %.3f s",
@@ -675,14 +640,14 @@ class Uploads:
             await self.storage.discard_partial(upload.id)
         await self.db.run(queries.delete_upload, upload.id)
 
-    async def complete_chunk(self, plan: ChunkPlan, written: int) -> dict[str, Any]:
+    async def complete_chunk(self, plan: ChunkPlan, written: int) -> ChunkOutcome:
         """Count a chunk whose bytes are all written; finalize when it was the last one."""
         upload = plan.upload
         self._stop_lease(plan)
         if plan.length is not None and written != plan.length:
             if plan.writer is not None:
                 await self.db.run(queries.release_chunk_writer, upload.id, plan.index, plan.writer)
-            raise BadRequest(f"chunk has {written} bytes, expected {plan.length}")
+            raise Invalid(f"chunk has {written} bytes, expected {plan.length}")
         if plan.busy:
             counted, _ = await self.db.run(
                 queries.chunk_writer_state, upload.id, plan.index, self.clock()
@@ -691,7 +656,7 @@ class Uploads:
                 raise ChunkBusy("another request is writing this chunk; send it again shortly")
             self.counters["duplicate_chunks"] += 1
         if plan.sink is None:
-            return {"status": "duplicate", "total": upload.chunk_count}
+            return ChunkOutcome("duplicate", total=upload.chunk_count)
         if plan.holder is not None:
             return await self._count_at_offset(plan, written)
         if plan.length is None:
@@ -712,9 +677,8 @@ class Uploads:
             self._adopt_inline_hash(upload.id, plan.inline_hash, plan.offset + written)
         self._note_received(upload, plan.index)
         if received < upload.chunk_count:
-            return {"status": "received", "received": received, "total": upload.chunk_count}
-        stored = await self.finalize(upload.id, upload.owner)
-        return {"status": "done", "file": await self.uploader_record(stored)}
+            return ChunkOutcome("received", total=upload.chunk_count, received=received)
+        return ChunkOutcome("done", file=await self.finalize(upload.id, upload.owner))
 
     async def _fix_stream_size(self, upload: Upload, size: int) -> Upload:
         await self.db.run(queries.set_stream_size, upload.id, size)
@@ -786,20 +750,20 @@ class Uploads:
         while True:
             upload = await self.db.run(queries.get_upload, upload_id)
             if upload is None:
-                raise NotFound("no such upload")
+                raise UploadNotFound("no such upload")
             upload = await self._claim_owner(upload, owner)
             if upload.state == "done" and upload.file_id:
                 stored = await self.db.run(queries.get_file, upload.file_id)
                 if stored is None:
-                    raise NotFound("the file of this upload was deleted")
+                    raise FileNotFound("the file of this upload was deleted")
                 if stored.gone:
-                    raise Gone(lifecycle.gone_message(stored.gone))
+                    raise FileGone(lifecycle.gone_message(stored.gone))
                 return stored
             if upload.received < upload.chunk_count:
                 received = await self.db.run(queries.received_chunks, upload_id)
                 if len(received) < upload.chunk_count:
                     missing = sorted(set(range(upload.chunk_count)) - set(received))
-                    raise Conflict(
+                    raise ChunksMissing(
                         f"{len(missing)} of {upload.chunk_count} chunks are missing",
                         missing=missing[:1000],
                     )
@@ -808,7 +772,7 @@ class Uploads:
             ):
                 return await self._finalize_claimed(upload)
             if self.clock() > deadline:
-                raise ServiceUnavailable("the file is still being finished; ask again later")
+                raise Unavailable("the file is still being finished; ask again later")
             await asyncio.sleep(FINALIZE_POLL_SECONDS)
 
     async def _finalize_claimed(self, upload: Upload) -> StoredFile:
@@ -942,33 +906,17 @@ class Uploads:
     async def delete_token(self, file_id: str) -> str:
         return lifecycle.delete_token(await self.key(), file_id)
 
-    async def uploader_record(self, stored: StoredFile) -> dict[str, Any]:
-        """The file record for its uploader, when the upload finishes: with the delete token."""
-        return file_record(stored, delete_token=await self.delete_token(stored.id))
-
     # --- reading the books -------------------------------------------------------------------
 
-    async def describe(self, upload_id: str) -> dict[str, Any]:
+    async def describe(self, upload_id: str) -> UploadState:
         """The state of an upload, for whoever names it (its id is the capability)."""
         upload = await self.db.run(queries.get_upload, upload_id)
         if upload is None:
-            raise NotFound("no such upload")
-        state: dict[str, Any] = {
-            "id": upload.id,
-            "name": upload.name,
-            "size": upload.size,
-            "chunk_size": upload.chunk_size,
-            "chunk_count": upload.chunk_count,
-            "state": upload.state,
-        }
+            raise UploadNotFound("no such upload")
         if upload.state == "done" and upload.file_id:
-            state["received"] = list(range(upload.chunk_count))
             stored = await self.db.run(queries.get_file, upload.file_id)
-            if stored is not None:
-                state["file"] = await self.uploader_record(stored)
-        else:
-            state["received"] = await self.db.run(queries.received_chunks, upload.id)
-        return state
+            return UploadState(upload, list(range(upload.chunk_count)), stored)
+        return UploadState(upload, await self.db.run(queries.received_chunks, upload.id))
 
     # --- housekeeping --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 from starlette.requests import Request
 
 import pyfiledrop.protocols.body as body
-from pyfiledrop.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from pyfiledrop.errors import Invalid, TooLarge, TooSlow
 from pyfiledrop.protocols.body import ChunkFeeder, RateFloor, body_pieces, declared_length
 from pyfiledrop.storage import Buffer
 from pyfiledrop.uploads import ChunkPlan
@@ -34,7 +34,7 @@ def test_the_rate_floor_cuts_off_a_body_below_it_only_after_a_window(
     clock.now += 5
     floor.check(10)  # far below, but the window has not passed
     clock.now += 5
-    with pytest.raises(RequestTimeout, match="below this server's floor of 1000"):
+    with pytest.raises(TooSlow, match="below this server's floor of 1000"):
         floor.check(10)
 
 
@@ -47,7 +47,7 @@ def test_the_rate_floor_starts_a_new_window_after_a_fast_one(
     clock.now += 10
     floor.check(20_000)  # 2000 bytes/s: fine, and the count starts again
     clock.now += 10
-    with pytest.raises(RequestTimeout):
+    with pytest.raises(TooSlow):
         floor.check(9_000)  # this window alone is below the floor
 
 
@@ -73,7 +73,7 @@ def test_declared_length(value: bytes | None, expected: int | None) -> None:
 
 @pytest.mark.parametrize("value", [b"-1", b"12x", b"1" * 21, b" "])
 def test_a_content_length_that_is_not_a_number_is_refused(value: bytes) -> None:
-    with pytest.raises(BadRequest):
+    with pytest.raises(Invalid):
         declared_length(request_with([(b"content-length", value)]))
 
 
@@ -110,7 +110,7 @@ def test_the_feeder_passes_pieces_in_order_and_refuses_past_the_limit() -> None:
     async def run() -> None:
         await feeder.feed(b"abcd")
         await feeder.feed(memoryview(b"efghij"))
-        with pytest.raises(PayloadTooLarge, match="longer than the chunk it claims"):
+        with pytest.raises(TooLarge, match="longer than the chunk it claims"):
             await feeder.feed(b"k")
 
     asyncio.run(run())
@@ -124,14 +124,14 @@ def test_a_stream_of_unknown_length_is_checked_before_each_write() -> None:
     async def check(received: int) -> None:
         seen.append((received, len(sink.pieces)))
         if received > 6:
-            raise PayloadTooLarge("over the quota")
+            raise TooLarge("over the quota")
 
     feeder = ChunkFeeder(plan(sink, limit=100, check=check))
 
     async def run() -> None:
         await feeder.feed(b"abc")
         await feeder.feed(b"def")
-        with pytest.raises(PayloadTooLarge, match="quota"):
+        with pytest.raises(TooLarge, match="quota"):
             await feeder.feed(b"g")
 
     asyncio.run(run())
@@ -144,7 +144,7 @@ def test_a_duplicate_chunk_is_counted_not_written() -> None:
 
     async def run() -> None:
         await feeder.feed(b"0123456789")
-        with pytest.raises(PayloadTooLarge, match="longer than the chunk"):
+        with pytest.raises(TooLarge, match="longer than the chunk"):
             await feeder.feed(b"x")
 
     asyncio.run(run())
@@ -163,7 +163,7 @@ def test_the_asgi_fallback_cuts_off_a_silent_body() -> None:
 
     async def run() -> list[bytes | bytearray]:
         got = []
-        with pytest.raises(BadRequest, match="stalled"):
+        with pytest.raises(Invalid, match="stalled"):
             async for piece in body_pieces(request_with([], receive), idle=0.05):
                 got.append(piece)
         return got
@@ -184,7 +184,7 @@ def test_the_asgi_fallback_yields_the_piece_that_met_the_rate_floor_before_the_4
 
     async def run() -> list[bytes | bytearray]:
         got = []
-        with pytest.raises(RequestTimeout, match="floor"):
+        with pytest.raises(TooSlow, match="floor"):
             async for piece in body_pieces(request_with([], receive), idle=5):
                 got.append(piece)
         return got

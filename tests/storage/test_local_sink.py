@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import pyfiledrop.storage.local as local
-from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.errors import NoSpace
 from pyfiledrop.storage import Buffer, Shape
 from pyfiledrop.storage.local import LocalStorage
 
@@ -104,7 +104,7 @@ def test_a_full_disk_is_insufficient_storage(
         await storage.create_partial(upload(10))
         sink = await storage.open_chunk(upload(), 0)
         await sink.write(b"0123456789")
-        with pytest.raises(InsufficientStorage):
+        with pytest.raises(NoSpace):
             await sink.finish()
 
     asyncio.run(run())

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyfiledrop.errors import InsufficientStorage, ServiceUnavailable
+from pyfiledrop.errors import NoSpace, Unavailable
 
 T = TypeVar("T")
 log = logging.getLogger("pyfiledrop")
@@ -127,7 +127,7 @@ class Database:
         # outside would otherwise each wait their own busy timeout, one after the other.
         started = submitted
         if time.monotonic() - started > DB_WAIT_SECONDS:
-            raise ServiceUnavailable("the database is busy; try again shortly")
+            raise Unavailable("the database is busy; try again shortly")
         for attempt in range(LOCKED_RETRIES):
             try:
                 changes = self._connection.total_changes
@@ -138,9 +138,7 @@ class Database:
             except sqlite3.OperationalError as error:
                 if "disk is full" in str(error):  # SQLITE_FULL: the data folder's disk
                     self._roll_back()
-                    raise InsufficientStorage(
-                        "the server's disk is full; try again later"
-                    ) from error
+                    raise NoSpace("the server's disk is full; try again later") from error
                 # busy_timeout covers most contention; "locked" can still escape it under load.
                 if "locked" not in str(error):
                     raise
@@ -152,7 +150,7 @@ class Database:
                 ):
                     # Nothing was counted; the client may send the same request again.
                     self._set_congested(True)
-                    raise ServiceUnavailable("the database is busy; try again shortly") from error
+                    raise Unavailable("the database is busy; try again shortly") from error
                 self._roll_back()
                 time.sleep(0.05 * (attempt + 1))
             except sqlite3.DatabaseError as error:
@@ -160,7 +158,7 @@ class Database:
                     raise
                 self._roll_back()
                 log.error("the database %s is damaged: %s", self.path, error)
-                raise ServiceUnavailable("the server's database is damaged") from error
+                raise Unavailable("the server's database is damaged") from error
         raise AssertionError("unreachable")
 
     def _set_congested(self, congested: bool) -> None:

@@ -9,9 +9,9 @@ from contextlib import aclosing
 
 from starlette.requests import ClientDisconnect, Request
 
-from pyfiledrop.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from pyfiledrop.errors import Invalid, TooLarge, TooSlow
 from pyfiledrop.storage import Buffer, ChunkSink
-from pyfiledrop.uploads import ChunkPlan, Uploads
+from pyfiledrop.uploads import ChunkOutcome, ChunkPlan, Uploads
 from pyfiledrop.web.body_takeover import Stalled, take_body
 
 MIN_IDLE_SECONDS = 30.0
@@ -39,7 +39,7 @@ async def body_pieces(
                 async for buffer in taken:
                     yield buffer
             except Stalled as error:
-                raise BadRequest(str(error)) from None
+                raise Invalid(str(error)) from None
         return
     stream = request.stream().__aiter__()
     while True:
@@ -49,11 +49,11 @@ async def body_pieces(
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise BadRequest(f"the request body stalled for {idle:.0f} s") from None
+            raise Invalid(f"the request body stalled for {idle:.0f} s") from None
         if piece:
             try:
                 floor.check(len(piece))
-            except RequestTimeout:
+            except TooSlow:
                 yield piece  # it arrived: the handler may count it (tus) before the 408
                 raise
             yield piece
@@ -85,7 +85,7 @@ class RateFloor:
         if elapsed < self.window:
             return
         if self.bytes < self.rate * elapsed:
-            raise RequestTimeout(
+            raise TooSlow(
                 f"the request body arrived at {self.bytes / elapsed:.0f} bytes/s over"
                 f" {elapsed:.0f} s, below this server's floor of {self.rate} bytes/s"
             )
@@ -97,7 +97,7 @@ def declared_length(request: Request) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 20:
-        raise BadRequest("Content-Length is not a number")
+        raise Invalid("Content-Length is not a number")
     return int(value)
 
 
@@ -111,7 +111,7 @@ class ChunkFeeder:
     async def feed(self, piece: Buffer) -> None:
         self.received += len(piece)
         if self.received > self.plan.limit:
-            raise PayloadTooLarge(
+            raise TooLarge(
                 "the file part is longer than the chunk it claims"
                 if self.plan.length is not None
                 else "the file is larger than the server's limit"
@@ -121,7 +121,7 @@ class ChunkFeeder:
         if self.plan.sink is not None:
             await self.plan.sink.write(piece)
 
-    async def finish(self, uploads: Uploads) -> dict[str, object]:
+    async def finish(self, uploads: Uploads) -> ChunkOutcome:
         sink: ChunkSink | None = self.plan.sink
         written = await sink.finish() if sink is not None else self.received
         return await uploads.complete_chunk(self.plan, written)

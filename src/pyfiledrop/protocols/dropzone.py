@@ -8,6 +8,8 @@ and its bytes go straight to their place in the partial file. Nothing is spooled
 from __future__ import annotations
 
 import contextlib
+import math
+import uuid
 from contextlib import aclosing
 from typing import Any
 
@@ -15,10 +17,11 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from pyfiledrop.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from pyfiledrop.errors import Invalid, TooLarge, WrongContentType
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
-from pyfiledrop.uploads import ChunkClaim, Uploads, parse_upload_id
+from pyfiledrop.uploads import MAX_CHUNK_COUNT, MAX_CHUNK_SIZE, ChunkClaim, Uploads
+from pyfiledrop.web.records import chunk_answer
 from pyfiledrop.web.watch import note_upload
 
 DZ_FIELDS = (
@@ -144,21 +147,62 @@ class _Parts:
 def boundary_of(request: Request) -> bytes:
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
-        raise UnsupportedMediaType("expected multipart/form-data")
+        raise WrongContentType("expected multipart/form-data")
     boundary = options.get(b"boundary", b"")
     if not boundary or len(boundary) > 200:
-        raise BadRequest("multipart boundary missing or too long")
+        raise Invalid("multipart boundary missing or too long")
     return bytes(boundary)
 
 
 def _integer(fields: dict[str, str], name: str) -> int:
     value = fields.get(name)
     if value is None:
-        raise BadRequest(f"missing field {name}")
+        raise Invalid(f"missing field {name}")
     value = value.strip()
     if not value.isascii() or not value.isdigit() or len(value) > 19:
-        raise BadRequest(f"{name} must be a non-negative integer")
+        raise Invalid(f"{name} must be a non-negative integer")
     return int(value)
+
+
+def parse_upload_id(text: str) -> str:
+    """The canonical form of a client's UUID (a `dzuuid`, or the one in an upload's URL), or
+    400: it becomes part of a file name."""
+    try:
+        if len(text) > 64:
+            raise ValueError
+        return str(uuid.UUID(text))
+    except (ValueError, AttributeError, TypeError):
+        raise Invalid("dzuuid must be a UUID") from None
+
+
+def check_claim(uploads: Uploads, claim: ChunkClaim) -> None:
+    """Fields must agree with each other and with the limits, before any byte is written."""
+    if claim.total_size < 0 or claim.chunk_size < 1 or claim.count < 1 or claim.index < 0:
+        raise Invalid("chunk fields must not be negative, and sizes and counts at least 1")
+    if claim.chunk_size > MAX_CHUNK_SIZE or claim.count > MAX_CHUNK_COUNT:
+        raise TooLarge("chunk size or chunk count over the server's limit")
+    if claim.total_size > uploads.settings.max_size_bytes:
+        raise TooLarge(f"file is larger than the limit of {uploads.settings.max_size} MiB")
+    expected_count = max(1, math.ceil(claim.total_size / claim.chunk_size))
+    if claim.count != expected_count:
+        raise Invalid(
+            f"dztotalchunkcount {claim.count} does not match size and chunk size "
+            f"(expected {expected_count})"
+        )
+    rules = uploads.storage.parts
+    if claim.count > 1 and claim.chunk_size < rules.min_bytes:
+        raise Invalid(
+            f"dzchunksize must be at least {rules.min_bytes} bytes on this server"
+            " (its object store's smallest part)"
+        )
+    if claim.count > rules.max_count:
+        raise TooLarge(
+            f"at most {rules.max_count} chunks per file on this server; use bigger chunks"
+        )
+    if claim.index >= claim.count:
+        raise Invalid("dzchunkindex is out of range")
+    if claim.offset != claim.index * claim.chunk_size:
+        raise Invalid("dzchunkbyteoffset does not match dzchunkindex * dzchunksize")
 
 
 def claim_from_fields(fields: dict[str, str], filename: str | None) -> ChunkClaim:
@@ -186,7 +230,7 @@ async def receive(
     if content_length is not None and content_length > (
         uploads.settings.max_size_bytes + BODY_OVERHEAD_BYTES
     ):
-        raise PayloadTooLarge(f"file is larger than the limit of {uploads.settings.max_size} MiB")
+        raise TooLarge(f"file is larger than the limit of {uploads.settings.max_size} MiB")
     parts = _Parts()
     parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
     feeder: ChunkFeeder | None = None
@@ -197,12 +241,12 @@ async def receive(
             async for piece in body:
                 consumed += len(piece)
                 if feeder is not None and consumed > body_cap:
-                    raise PayloadTooLarge("the request body is longer than the chunk it carries")
+                    raise TooLarge("the request body is longer than the chunk it carries")
                 parser.write(piece)  # type: ignore[arg-type]  # bytearray: bytes' methods
                 if parts.error:
-                    raise BadRequest(parts.error)
+                    raise Invalid(parts.error)
                 if not parts.file_started and consumed > MAX_PREAMBLE_BYTES:
-                    raise PayloadTooLarge("the form fields before the file part are too long")
+                    raise TooLarge("the form fields before the file part are too long")
                 if parts.file_started and feeder is None:
                     _note_upload_id(request, parts.fields)
                     feeder = ChunkFeeder(
@@ -221,17 +265,17 @@ async def receive(
                     body_cap = min(body_cap, consumed + BODY_OVERHEAD_BYTES)
         parser.finalize()
         if feeder is None:
-            raise BadRequest("no file part in the request")
+            raise Invalid("no file part in the request")
         if not parts.file_ended:
-            raise BadRequest("the request ended in the middle of the file part")
+            raise Invalid("the request ended in the middle of the file part")
         if any(name in DZ_FIELDS for name in parts.fields_after_file):
-            raise BadRequest("dz* fields must come before the file part")
-        return await feeder.finish(uploads)
+            raise Invalid("dz* fields must come before the file part")
+        return await chunk_answer(uploads, await feeder.finish(uploads))
     except FormParserError as error:
         # Broken boundaries, overlong part headers...: the client's mistake, not a 500.
         if feeder is not None:
             await feeder.abort(uploads)
-        raise BadRequest(f"malformed multipart body: {error}") from None
+        raise Invalid(f"malformed multipart body: {error}") from None
     except BaseException:
         if feeder is not None:
             await feeder.abort(uploads)
@@ -240,15 +284,17 @@ async def receive(
 
 def _note_upload_id(request: Request, fields: dict[str, str]) -> None:
     """Logs and refusals name the upload: only a well-formed id (it comes from the client)."""
-    with contextlib.suppress(BadRequest):
+    with contextlib.suppress(Invalid):
         note_upload(request.scope, parse_upload_id(fields.get("dzuuid", "")))
 
 
 async def _begin(uploads: Uploads, owner: str, claimant: str, parts: _Parts) -> Any:
     if "dzuuid" in parts.fields:
-        return await uploads.begin_chunk(claimant, claim_from_fields(parts.fields, parts.filename))
+        claim = claim_from_fields(parts.fields, parts.filename)
+        check_claim(uploads, claim)
+        return await uploads.begin_chunk(claimant, claim)
     if any(name in parts.fields for name in DZ_FIELDS):
-        raise BadRequest("dz* fields without dzuuid")
+        raise Invalid("dz* fields without dzuuid")
     return await uploads.begin_stream(owner, parts.filename, None, file_options(parts.fields))
 
 
@@ -261,4 +307,4 @@ def _refuse_oversized_body(
     pending = sum(len(piece) for piece in parts.file_pieces)
     remaining_body = content_length - consumed + pending
     if remaining_body > feeder.plan.length + BODY_OVERHEAD_BYTES:
-        raise PayloadTooLarge("the request body is longer than the chunk it claims")
+        raise TooLarge("the request body is longer than the chunk it claims")

@@ -7,10 +7,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from pyfiledrop.errors import BadRequest
+from pyfiledrop.errors import Invalid
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
+from pyfiledrop.web.records import uploader_record
 from pyfiledrop.web.watch import note_upload
 
 
@@ -24,7 +25,7 @@ def wants_text(request: Request) -> bool:
 
 async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> dict[str, Any]:
     if not name.strip():
-        raise BadRequest("the URL must end with a file name: /put/<name>")
+        raise Invalid("the URL must end with a file name: /put/<name>")
     size = declared_length(request)
     options = file_options(request.query_params)
     feeder = ChunkFeeder(await uploads.begin_stream(owner, name, size, options))
@@ -33,9 +34,9 @@ async def receive(request: Request, uploads: Uploads, owner: str, name: str) -> 
         async with aclosing(body_pieces(request, idle_timeout(uploads))) as pieces:
             async for piece in pieces:
                 await feeder.feed(memoryview(piece))
-        result = await feeder.finish(uploads)
+        outcome = await feeder.finish(uploads)
     except BaseException:
         await feeder.abort(uploads)
         raise
-    file: dict[str, Any] = result["file"]  # type: ignore[assignment]
-    return file
+    assert outcome.file is not None  # a stream is one chunk: counted means published
+    return await uploader_record(uploads, outcome.file)

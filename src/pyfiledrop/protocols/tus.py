@@ -24,16 +24,19 @@ from starlette.routing import BaseRoute, Route
 
 from pyfiledrop import offsets
 from pyfiledrop.errors import (
-    BadRequest,
-    PayloadTooLarge,
-    PreconditionFailed,
+    Interrupted,
+    Invalid,
     PyfiledropError,
-    RequestTimeout,
-    UnsupportedMediaType,
+    TooLarge,
+    TooSlow,
+    UnsupportedVersion,
+    WrongContentType,
 )
 from pyfiledrop.meta import Upload
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
 from pyfiledrop.uploads import Uploads
+from pyfiledrop.web.errors import ErrorStyle, use_style
+from pyfiledrop.web.records import uploader_record
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = (
@@ -88,22 +91,32 @@ def routes() -> list[BaseRoute]:
 def _handled(
     endpoint: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
-    """tus errors carry `Tus-Resumable` (and `Tus-Version` on 412) besides the usual JSON."""
-
     async def handle(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except PyfiledropError as error:
-            headers = {**_base_headers(), **error.headers()}
-            if error.status == 412:
-                headers["Tus-Version"] = TUS_VERSION
-            if "offset" in error.extra:
-                headers["Upload-Offset"] = str(error.extra["offset"])
-            if _method(request) in ("POST", "PATCH"):
-                headers["Connection"] = "close"  # the body was not (all) read
-            return JSONResponse(error.body(), status_code=error.status, headers=headers)
+        use_style(request, ERROR_STYLE)
+        return await endpoint(request)
 
     return handle
+
+
+def _error_headers(request: Request, error: PyfiledropError, status: int, headers: Headers) -> None:
+    """tus errors carry `Tus-Resumable` (and `Tus-Version` on 412), and the upload's offset when
+    the client's was wrong, besides the usual JSON."""
+    headers.update(_base_headers())
+    if status == 412:
+        headers["Tus-Version"] = TUS_VERSION
+    if "offset" in error.extra:
+        headers["Upload-Offset"] = str(error.extra["offset"])
+    if _method(request) in ("POST", "PATCH"):
+        headers["Connection"] = "close"  # the body was not (all) read
+    else:
+        headers.pop("Connection", None)
+
+
+# The core's names for the fields tus sends as headers.
+ERROR_STYLE = ErrorStyle(
+    names={"offset": "Upload-Offset", "length": "Upload-Length", "concat": "Upload-Concat"},
+    headers=_error_headers,
+)
 
 
 def _uploads(request: Request) -> Uploads:
@@ -122,7 +135,7 @@ def _base_headers() -> Headers:
 
 def _check_version(request: Request) -> None:
     if request.headers.get("tus-resumable") != TUS_VERSION:
-        raise PreconditionFailed(f"this server speaks tus {TUS_VERSION} (Tus-Resumable)")
+        raise UnsupportedVersion(f"this server speaks tus {TUS_VERSION} (Tus-Resumable)")
 
 
 def _options(request: Request) -> Response:
@@ -147,7 +160,7 @@ async def collection(request: Request) -> Response:
     if method == "OPTIONS":
         return _options(request)
     if method != "POST":
-        raise BadRequest(f"{method} is not allowed on the creation URL")
+        raise Invalid(f"{method} is not allowed on the creation URL")
     _check_version(request)
     return await create(request)
 
@@ -168,15 +181,15 @@ async def create(request: Request) -> Response:
     )
     if new.concat is not None and new.concat.startswith("final"):
         if "upload-length" in request.headers:
-            raise BadRequest("a final upload takes no Upload-Length")
+            raise Invalid("a final upload takes no Upload-Length")
         upload = await offsets.join(uploads, owner, _partial_ids(new.concat), new)
         return await _created(request, uploads, upload)
     if new.concat not in (None, offsets.PARTIAL):
-        raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
+        raise Invalid("Upload-Concat must be `partial` or `final;<urls>`")
     size = _creation_length(request)
     with_body = _has_body(request)
     if with_body and _content_type(request) != OFFSET_CONTENT_TYPE:
-        raise UnsupportedMediaType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
+        raise WrongContentType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
     upload = await offsets.create(uploads, dataclasses.replace(new, size=size))
     if with_body:
         upload = await _write(request, uploads, upload.id, 0)
@@ -196,12 +209,12 @@ def _creation_length(request: Request) -> int | None:
     deferred = request.headers.get("upload-defer-length")
     if deferred is not None:
         if deferred.strip() != "1":
-            raise BadRequest("Upload-Defer-Length must be 1")
+            raise Invalid("Upload-Defer-Length must be 1")
         if length is not None:
-            raise BadRequest("send Upload-Length or Upload-Defer-Length, not both")
+            raise Invalid("send Upload-Length or Upload-Defer-Length, not both")
         return None
     if length is None:
-        raise BadRequest("Upload-Length (or Upload-Defer-Length: 1) is required")
+        raise Invalid("Upload-Length (or Upload-Defer-Length: 1) is required")
     return _non_negative(length, "Upload-Length")
 
 
@@ -217,13 +230,13 @@ def _has_body(request: Request) -> bool:
 def _partial_ids(concat: str) -> list[str]:
     kind, _, urls = concat.partition(";")
     if kind.strip() != "final":
-        raise BadRequest("Upload-Concat must be `partial` or `final;<urls>`")
+        raise Invalid("Upload-Concat must be `partial` or `final;<urls>`")
     try:
         ids = [urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] for url in urls.split()]
     except ValueError:  # e.g. `http://[::1/files/x`: an unclosed IPv6 host
-        raise BadRequest("Upload-Concat: final holds a malformed URL") from None
+        raise Invalid("Upload-Concat: final holds a malformed URL") from None
     if not ids or len(ids) > MAX_CONCAT_PARTS:
-        raise BadRequest(f"Upload-Concat: final needs 1 to {MAX_CONCAT_PARTS} partial uploads")
+        raise Invalid(f"Upload-Concat: final needs 1 to {MAX_CONCAT_PARTS} partial uploads")
     return ids
 
 
@@ -249,12 +262,12 @@ async def resource(request: Request) -> Response:
     if method == "DELETE":
         await offsets.terminate(uploads, upload_id)
         return Response(status_code=204, headers=_base_headers())
-    raise BadRequest(f"{method} is not allowed on an upload URL")
+    raise Invalid(f"{method} is not allowed on an upload URL")
 
 
 async def patch(request: Request, uploads: Uploads, upload_id: str) -> Response:
     if _content_type(request) != OFFSET_CONTENT_TYPE:
-        raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_CONTENT_TYPE}")
+        raise WrongContentType(f"PATCH bodies must be {OFFSET_CONTENT_TYPE}")
     offset = _non_negative(request.headers.get("upload-offset"), "Upload-Offset")
     headers = await _state_headers(uploads, await _write(request, uploads, upload_id, offset))
     return Response(status_code=204, headers=headers)
@@ -273,10 +286,10 @@ async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int
     try:
         declared = declared_length(request)
         if declared is not None and declared > write.plan.limit:
-            raise PayloadTooLarge("the body goes past the upload's length (or the size limit)")
+            raise TooLarge("the body goes past the upload's length (or the size limit)")
         pieces = body_pieces(request, idle_timeout(uploads))
         await offsets.receive(write, feeder, pieces)
-    except (ClientDisconnect, BadRequest, RequestTimeout, offsets.Interrupted):
+    except (ClientDisconnect, Invalid, TooSlow, Interrupted):
         # Cut off, stalled, too slow or taken over: keep what arrived, so the client resumes
         # from there.
         await offsets.end_write(uploads, write, feeder, whole=False)
@@ -299,7 +312,7 @@ async def _describe(uploads: Uploads, upload_id: str) -> Response:
     }
     stored = await offsets.stored_file(uploads, upload)
     if stored is not None:
-        state["file"] = await uploads.uploader_record(stored)
+        state["file"] = await uploader_record(uploads, stored)
     return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 
@@ -331,7 +344,7 @@ async def _state_headers(uploads: Uploads, upload: Upload) -> Headers:
 def _non_negative(value: str | None, name: str) -> int:
     text = (value or "").strip()
     if not text.isascii() or not text.isdigit() or len(text) > 19:
-        raise BadRequest(f"{name} must be a non-negative integer")
+        raise Invalid(f"{name} must be a non-negative integer")
     return int(text)
 
 
@@ -340,16 +353,16 @@ def parse_metadata(header: str | None) -> dict[str, bytes]:
     if header is None or not header.strip():
         return {}  # tuspy sends an empty header when there is no metadata
     if len(header) > MAX_METADATA_BYTES or not _PRINTABLE_ASCII.match(header):
-        raise BadRequest("Upload-Metadata must be printable ASCII and at most 16 KiB")
+        raise Invalid("Upload-Metadata must be printable ASCII and at most 16 KiB")
     fields: dict[str, bytes] = {}
     for item in header.split(","):
         key, _, value = item.strip().partition(" ")
         if not key or key in fields:
-            raise BadRequest("Upload-Metadata keys must be non-empty and unique")
+            raise Invalid("Upload-Metadata keys must be non-empty and unique")
         try:
             fields[key] = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(f"Upload-Metadata value of {key!r} is not Base64") from None
+            raise Invalid(f"Upload-Metadata value of {key!r} is not Base64") from None
     return fields
 
 
@@ -359,16 +372,16 @@ def parse_checksum(header: str | None) -> offsets.Checksum | None:
         return None
     algorithm, _, value = header.strip().partition(" ")
     if algorithm not in _DIGEST_SIZES:
-        raise BadRequest(
+        raise Invalid(
             f"checksum algorithm {algorithm!r} is not supported "
             f"(Tus-Checksum-Algorithm: {','.join(offsets.CHECKSUM_ALGORITHMS)})"
         )
     try:
         digest = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest("the Upload-Checksum digest is not Base64") from None
+        raise Invalid("the Upload-Checksum digest is not Base64") from None
     if len(digest) != _DIGEST_SIZES[algorithm]:
-        raise BadRequest(f"an {algorithm} digest has {_DIGEST_SIZES[algorithm]} bytes")
+        raise Invalid(f"an {algorithm} digest has {_DIGEST_SIZES[algorithm]} bytes")
     return offsets.Checksum(algorithm, digest)
 
 

@@ -27,7 +27,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pyfiledrop.errors import InsufficientStorage
+from pyfiledrop.errors import NoSpace
 from pyfiledrop.names import name_candidates
 from pyfiledrop.storage import Buffer, OnWritten, PartRules, Shape
 
@@ -88,7 +88,7 @@ def _write_batch(
 
 def _raise_mapped(error: OSError) -> NoReturn:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise InsufficientStorage("the server's disk is full; try again later") from error
+        raise NoSpace("the server's disk is full; try again later") from error
     raise error
 
 

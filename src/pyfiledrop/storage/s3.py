@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from pyfiledrop.config import S3_MIN_PART_BYTES, ConfigError, S3Location, Settings
-from pyfiledrop.errors import Conflict, ServiceUnavailable
+from pyfiledrop.errors import NotSupportedByStorage, Unavailable, UploadDiscarded
 from pyfiledrop.storage import Buffer, OnWritten, PartRules, Shape
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ class MultipartBooks(Protocol):
         ...
 
 
-class StorageError(ServiceUnavailable):
+class StorageError(Unavailable):
     """The object store failed or disagreed; the client may send the chunk again."""
 
 
@@ -264,7 +264,9 @@ class S3PartSink:
             if isinstance(error, StorageError):
                 raise
             if _error_code(error) == "NoSuchUpload":
-                raise Conflict("this upload was discarded by the server; start it again") from None
+                raise UploadDiscarded(
+                    "this upload was discarded by the server; start it again"
+                ) from None
             raise StorageError(f"the object store refused the chunk ({error})") from error
 
     async def finish(self) -> int:
@@ -438,7 +440,9 @@ class S3Storage:
     ) -> S3PartSink | S3StreamSink:
         if upload.kind == "offsets":
             # Pieces of any size (tus), which S3 parts can't be (`parts.any_offset`).
-            raise Conflict("this server stores files in S3: upload with Dropzone chunks or PUT")
+            raise NotSupportedByStorage(
+                "this server stores files in S3: upload with Dropzone chunks or PUT"
+            )
         s3_upload_id, key = await self._multipart(upload)
         if upload.kind == "stream":
             return S3StreamSink(self, upload.id, s3_upload_id, key, on_written)
@@ -488,7 +492,7 @@ class S3Storage:
             path = f"{upload_id}/{name}"
             if await self.exists(path):
                 return path
-            raise Conflict("this upload was discarded by the server; start it again")
+            raise UploadDiscarded("this upload was discarded by the server; start it again")
         s3_upload_id, key = recorded
         recorded_parts = await self.books.parts(upload_id)
         if not recorded_parts:  # an empty file: S3 wants at least one part, so put it whole

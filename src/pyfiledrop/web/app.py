@@ -18,11 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pyfiledrop import files, health, keepawake, limits, offsets, runtime
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import PyfiledropError, ServiceUnavailable
-from pyfiledrop.logs import loggable_path, printable
+from pyfiledrop.errors import PyfiledropError, Unavailable
 from pyfiledrop.protocols import dropzone, put, tus
-from pyfiledrop.uploads import NO_OWNER, Uploads, file_record, parse_upload_id
-from pyfiledrop.web import downloads, error_pages, passwords, shares
+from pyfiledrop.uploads import NO_OWNER, Uploads
+from pyfiledrop.web import downloads, passwords, records, shares
+from pyfiledrop.web import errors as web_errors
 from pyfiledrop.web.auth import AuthMiddleware, auth_enabled, auth_routes
 from pyfiledrop.web.hosts import AllowedHosts
 from pyfiledrop.web.owner import OwnerMiddleware
@@ -32,8 +32,6 @@ from pyfiledrop.web.watch import (
     WatchMiddleware,
     client_address,
     metrics_endpoint,
-    note_error_code,
-    noted_upload,
 )
 
 log = logging.getLogger("pyfiledrop")
@@ -76,15 +74,16 @@ async def upload_chunk(request: Request) -> Response:
 
 
 async def finish_upload(request: Request) -> Response:
-    upload_id = parse_upload_id(request.path_params["upload_id"])
+    upload_id = dropzone.parse_upload_id(request.path_params["upload_id"])
     uploads = _uploads(request)
     stored = await uploads.finalize(upload_id, _claimant(request))
-    return JSONResponse({"status": "done", "file": await uploads.uploader_record(stored)})
+    return JSONResponse({"status": "done", "file": await records.uploader_record(uploads, stored)})
 
 
 async def upload_state(request: Request) -> Response:
-    upload_id = parse_upload_id(request.path_params["upload_id"])
-    return JSONResponse(await _uploads(request).describe(upload_id))
+    upload_id = dropzone.parse_upload_id(request.path_params["upload_id"])
+    uploads = _uploads(request)
+    return JSONResponse(await records.upload_state(uploads, await uploads.describe(upload_id)))
 
 
 async def put_file(request: Request) -> Response:
@@ -107,13 +106,13 @@ async def put_file(request: Request) -> Response:
 
 async def list_files(request: Request) -> Response:
     served = await files.served_files_of(_uploads(request), _owner(request))
-    return JSONResponse({"files": [file_record(stored) for stored in served]})
+    return JSONResponse({"files": [records.file_record(stored) for stored in served]})
 
 
 async def file_info(request: Request) -> Response:
     file_id = request.path_params["file_id"]
     stored = await files.served_file(_uploads(request), file_id, owner=_owner(request))
-    return JSONResponse(file_record(stored))
+    return JSONResponse(records.file_record(stored))
 
 
 async def delete_file(request: Request) -> Response:
@@ -136,7 +135,7 @@ async def healthz(request: Request) -> Response:
         return JSONResponse(
             {"status": "unavailable", "failing": problems},
             status_code=503,
-            headers={"Retry-After": str(ServiceUnavailable.retry_after)},
+            headers={"Retry-After": str(web_errors.retry_after(Unavailable))},
         )
     counters = {} if auth_enabled(uploads.settings) else uploads.counters
     return JSONResponse({"status": "ok", **counters})
@@ -159,21 +158,7 @@ def api_routes() -> list[BaseRoute]:
 
 async def _domain_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, PyfiledropError)
-    note_error_code(request.scope, error.code)
-    upload_id = noted_upload(request.scope)
-    log.warning(
-        "refused %s %s from %s%s: %d %s: %s",
-        request.method, loggable_path(request.url.path), client_address(request.scope),
-        f" (upload {upload_id})" if upload_id else "", error.status, error.code,
-        printable(error.message),
-    )  # fmt: skip
-    if error.status in (404, 410) and error_pages.wants_html(request):
-        return error_pages.error_page(error.status, error.message)
-    # A refused body is not read to its end; closing the connection stops the client sending it.
-    headers = error.headers()
-    if request.method in ("POST", "PUT", "PATCH"):
-        headers["Connection"] = "close"
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    return web_errors.render(request, error)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:

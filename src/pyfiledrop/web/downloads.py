@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from pyfiledrop import files, lifecycle
-from pyfiledrop.errors import Forbidden, Gone, RangeNotSatisfiable
+from pyfiledrop.errors import BadRange, FileGone, NotPermitted
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import StoredFile
 from pyfiledrop.uploads import Uploads
@@ -51,12 +51,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "":
         suffix = int(last)
         if suffix == 0:
-            raise RangeNotSatisfiable("empty suffix range")
+            raise BadRange("empty suffix range")
         return max(0, size - suffix), size
     start = int(first)
     end = size if last == "" else min(size, int(last) + 1)
     if start >= size or end <= start:
-        raise RangeNotSatisfiable(f"range starts beyond the file's {size} bytes")
+        raise BadRange(f"range starts beyond the file's {size} bytes")
     return start, end
 
 
@@ -85,7 +85,7 @@ async def admit_download(
     if head and not used_up:
         return None
     if head or not await files.count_download(uploads.db, stored.id, now):
-        raise Gone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
+        raise FileGone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
     return await _resume_token(uploads, stored.id, stored.downloads + 1)
 
 
@@ -127,7 +127,7 @@ def _hand_out_resume(response: Response, request: Request, file_id: str, token: 
 
 async def download(request: Request, uploads: Uploads, file_id: str) -> Response:
     if not uploads.settings.allow_downloads:
-        raise Forbidden("downloads are disabled on this server")
+        raise NotPermitted("downloads are disabled on this server")
     stored = await files.served_file(uploads, file_id, allow_used_up=True)
     await passwords.require_access(request, uploads, stored.id)  # a download password, if set
     etag = f'"{stored.sha256}"'
@@ -142,7 +142,7 @@ async def download(request: Request, uploads: Uploads, file_id: str) -> Response
     wanted = request.headers.get("range") if if_range in (None, etag) else None
     try:
         byte_range = parse_range(wanted, stored.size)
-    except RangeNotSatisfiable:
+    except BadRange:
         return Response(
             status_code=416,
             headers={**headers, "Content-Range": f"bytes */{stored.size}"},
@@ -193,7 +193,9 @@ async def _opened(
         first = await anext(pieces, b"")
     except FileNotFoundError:
         await lifecycle.notice_missing(uploads.db, uploads.storage, stored, uploads.clock())
-        raise Gone(lifecycle.gone_message(lifecycle.MISSING), reason=lifecycle.MISSING) from None
+        raise FileGone(
+            lifecycle.gone_message(lifecycle.MISSING), reason=lifecycle.MISSING
+        ) from None
 
     async def body() -> AsyncIterator[bytes]:
         try:

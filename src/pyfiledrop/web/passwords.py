@@ -17,7 +17,7 @@ import anyio
 from starlette.requests import Request
 
 from pyfiledrop import lifecycle, sharing
-from pyfiledrop.errors import BadRequest, Forbidden
+from pyfiledrop.errors import Invalid, NotPermitted
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.auth import Throttle
 from pyfiledrop.web.watch import client_address
@@ -32,7 +32,7 @@ _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024}
 
 def valid_password(value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_PASSWORD_CHARS:
-        raise BadRequest(f"a download password is 1 to {MAX_PASSWORD_CHARS} characters")
+        raise Invalid(f"a download password is 1 to {MAX_PASSWORD_CHARS} characters")
     return value
 
 
@@ -119,10 +119,10 @@ async def require_access(request: Request, uploads: Uploads, target: str) -> Non
         return
     given = request.headers.get(PASSWORD_HEADER)
     if given is None:
-        raise Forbidden(NEEDED)
+        raise NotPermitted(NEEDED)
     try:
         matched = await check_password(request, uploads, target, given)
     except TooMany as error:
-        raise Forbidden(str(error)) from None
+        raise NotPermitted(str(error)) from None
     if not matched:
-        raise Forbidden("wrong download password")
+        raise NotPermitted("wrong download password")

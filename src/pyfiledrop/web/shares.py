@@ -27,12 +27,14 @@ from zipstream import ZIP_STORED, ZipStream
 
 from pyfiledrop import __version__, lifecycle, sharing
 from pyfiledrop.config import Settings
-from pyfiledrop.errors import BadRequest, Forbidden, Gone, NotFound, PyfiledropError
+from pyfiledrop.errors import FileGone, FileNotFound, Invalid, NotPermitted, PyfiledropError
 from pyfiledrop.files import served_file
 from pyfiledrop.meta import Share, StoredFile
 from pyfiledrop.units import format_size
-from pyfiledrop.uploads import Uploads, file_record
+from pyfiledrop.uploads import Uploads
 from pyfiledrop.web import downloads, error_pages, passwords
+from pyfiledrop.web import errors as web_errors
+from pyfiledrop.web.records import file_record
 
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "recipient.html"
 FILE_PAGE = "/f/"
@@ -143,7 +145,7 @@ def password_form(action: str, message: str | None = None, status: int = 200) ->
 async def form_password(request: Request) -> str | None:
     length = request.headers.get("content-length", "")
     if not length.isdigit() or int(length) > MAX_FORM_BODY_BYTES:
-        raise BadRequest("the form is too large")
+        raise Invalid("the form is too large")
     form = await request.form()
     value = form.get("password")
     return value if isinstance(value, str) else None
@@ -179,7 +181,7 @@ async def file_page(request: Request) -> Response:
     uploads = _uploads(request)
     try:
         if not uploads.settings.allow_downloads:
-            raise Forbidden(DOWNLOADS_OFF)
+            raise NotPermitted(DOWNLOADS_OFF)
         stored = await served_file(uploads, request.path_params["file_id"])
         key = await unlock(request, uploads, stored.id)
     except PyfiledropError as error:
@@ -234,7 +236,7 @@ async def share_page(request: Request) -> Response:
     uploads = _uploads(request)
     try:
         if not uploads.settings.allow_downloads:
-            raise Forbidden(DOWNLOADS_OFF)
+            raise NotPermitted(DOWNLOADS_OFF)
         share, files = await sharing.served_share(uploads, request.path_params["share_id"])
         key = await unlock(request, uploads, share.id)
     except PyfiledropError as error:
@@ -248,11 +250,11 @@ async def share_access(request: Request) -> tuple[Uploads, Share, list[StoredFil
     """For the share's downloads: a working link, its key if protected, one download counted."""
     uploads = _uploads(request)
     if not uploads.settings.allow_downloads:
-        raise Forbidden(DOWNLOADS_OFF)
+        raise NotPermitted(DOWNLOADS_OFF)
     share, files = await sharing.served_share(uploads, request.path_params["share_id"])
     await passwords.require_access(request, uploads, share.id)
     if request.method != "HEAD" and not await sharing.count_share_download(uploads.db, share.id):
-        raise Gone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
+        raise FileGone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
     return uploads, share, files
 
 
@@ -262,7 +264,7 @@ async def share_file(request: Request) -> Response:
         wanted = request.path_params["file_id"]
         found = [stored for stored in files if secrets.compare_digest(stored.id, wanted)]
         if not found:
-            raise NotFound("no such file in this link")
+            raise FileNotFound("no such file in this link")
     except PyfiledropError as error:
         return page_error(error)
     stored = found[0]
@@ -341,13 +343,13 @@ def _owner(request: Request) -> str:
 async def json_body(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
     if not length.isdigit() or int(length) > MAX_API_BODY_BYTES:
-        raise BadRequest(f"send a JSON object of at most {MAX_API_BODY_BYTES} bytes")
+        raise Invalid(f"send a JSON object of at most {MAX_API_BODY_BYTES} bytes")
     try:
         body = json.loads(await request.body())
     except ValueError:
-        raise BadRequest("the body is not JSON") from None
+        raise Invalid("the body is not JSON") from None
     if not isinstance(body, dict):
-        raise BadRequest("send a JSON object")
+        raise Invalid("send a JSON object")
     return body
 
 
@@ -363,7 +365,7 @@ async def create_share(request: Request) -> Response:
         or not 1 <= len(file_ids) <= MAX_SHARE_FILES
         or not all(isinstance(file_id, str) for file_id in file_ids)
     ):
-        raise BadRequest(f"files must be a list of 1 to {MAX_SHARE_FILES} file ids")
+        raise Invalid(f"files must be a list of 1 to {MAX_SHARE_FILES} file ids")
     file_ids = list(dict.fromkeys(file_ids))
     options = lifecycle.file_options(
         {name: str(body[name]) for name in ("expires_in", "max_downloads") if body.get(name)}
@@ -375,7 +377,7 @@ async def create_share(request: Request) -> Response:
         for stored in chosen:
             if await passwords.is_protected(uploads, stored.id):
                 # The share would be a way around the file's password.
-                raise BadRequest(f"{stored.name} has a download password: give the share one")
+                raise Invalid(f"{stored.name} has a download password: give the share one")
     share = await sharing.create_share(uploads, owner, file_ids, options, secret)
     base = public_base(request, uploads.settings)
     return JSONResponse(
@@ -409,7 +411,7 @@ async def set_file_password(request: Request) -> Response:
 
 def page_error(error: PyfiledropError) -> Response:
     """The same small page a browser gets for a dead /download/ link, whatever it Accepts."""
-    page = error_pages.error_page(error.status, error.message)
+    page = error_pages.error_page(web_errors.status_of(error), error.message)
     page.headers.update(PAGE_HEADERS)
     return page
 
