@@ -32,6 +32,7 @@ from pyfiledrop.errors import PyfiledropError
 from pyfiledrop.protocols.body import RateFloor, body_pieces
 from pyfiledrop.web.app import create_app
 from pyfiledrop.web.body_takeover import BodyReader
+from pyfiledrop.web.errors import status_of
 from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
 from tests.conftest import free_port
 from tests.dz import chunk_fields
@@ -297,7 +298,8 @@ class Consumer:
                 self.pieces.append(bytes(piece))
         except (ClientDisconnect, PyfiledropError) as error:
             self.error = type(error).__name__
-            return PlainTextResponse(str(error), status_code=getattr(error, "status", 400))
+            status = status_of(error) if isinstance(error, PyfiledropError) else 400
+            return PlainTextResponse(str(error), status_code=status)
         return PlainTextResponse(str(self.received()))
 
     def received(self) -> int:
