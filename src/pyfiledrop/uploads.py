@@ -210,7 +210,19 @@ class Uploads:
         The protocol checked the claim's fields against each other and the limits."""
         self.counters["chunk_requests"] += 1
         now = self.clock()
-        upload, duplicate = await self.db.run(queries.chunk_status, claim.upload_id, claim.index)
+        writer = f"{self.process_token}:{secrets.token_hex(6)}"
+        # The plain case (an active upload, this chunk free) is settled in one database trip.
+        upload, duplicate, claimed = await self.db.run(
+            queries.start_chunk,
+            claim.upload_id,
+            claim.index,
+            (claim.total_size, claim.chunk_size, claim.count),
+            owner,
+            writer,
+            now,
+            CHUNK_LEASE_SECONDS,
+            self.active_since(),
+        )
         if upload is None:
             upload = await self._admit_chunked(owner, claim, now)
         self._check_same_upload(upload, claim)
@@ -218,10 +230,9 @@ class Uploads:
         if duplicate or upload.state != "receiving":
             self.counters["duplicate_chunks"] += 1
             return ChunkPlan(upload, claim.index, claim.offset, claim.length, None, claim.length)
-        if upload.updated < self.active_since():
+        if not claimed and upload.updated < self.active_since():
             await self._readmit(upload)
-        writer = f"{self.process_token}:{secrets.token_hex(6)}"
-        if not await self._claim_writer(upload, claim.index, writer):
+        if not claimed and not await self._claim_writer(upload, claim.index, writer):
             # Counted meanwhile, or another request (any process) is still writing it: never two
             # writers of one byte range, so this body is read and dropped.
             return ChunkPlan(

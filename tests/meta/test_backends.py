@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -144,8 +145,6 @@ def test_failed_transaction_rolls_back(databases: list[Database]) -> None:
 
 def test_an_ownerless_upload_is_claimed_once(databases: list[Database]) -> None:
     """A chunked upload begun without a cookie: the first cookie seen owns it, on both backends."""
-    import dataclasses
-
     first, second = databases
     first.run_sync(queries.insert_upload, dataclasses.replace(an_upload("u9"), owner=""))
     first.run_sync(queries.claim_owner, "u9", "alice")
@@ -207,3 +206,35 @@ def test_a_locked_wal_switch_at_start_up_is_tried_again() -> None:
     with pytest.raises(sqlite3.OperationalError):
         use_wal(damaged)
     assert damaged.tries == 1
+
+
+def test_a_chunk_starts_in_one_trip_only_on_the_plain_path(databases: list[Database]) -> None:
+    """`start_chunk` claims the writer only for an active upload of the same shape whose chunk
+    is free; anything else comes back unclaimed for the core to sort out (admission, conflict,
+    readmission, duplicate), with the same one-writer guarantee as `claim_chunk_writer`."""
+    first, second = databases
+    upload = dataclasses.replace(an_upload(), owner="")
+    shape = (upload.size, upload.chunk_size, upload.chunk_count)
+    now = upload.updated + 1
+    start = queries.start_chunk
+    assert first.run_sync(start, "u1", 0, shape, "alice", "w", now, 60.0, 0.0) == (
+        None,
+        False,
+        False,
+    )
+    first.run_sync(queries.insert_upload, upload)
+    other_shape = (upload.size, upload.chunk_size + 1, upload.chunk_count)
+    found, counted, claimed = first.run_sync(
+        start, "u1", 0, other_shape, "alice", "w", now, 60.0, 0.0
+    )
+    assert found is not None and found.owner == "" and (counted, claimed) == (False, False)
+    idle, _, claimed = first.run_sync(start, "u1", 0, shape, "alice", "w", now, 60.0, now)
+    assert idle is not None and idle.owner == "alice" and not claimed  # owner claimed, idle
+    assert first.run_sync(start, "u1", 0, shape, "bob", "a", now, 60.0, 0.0)[1:] == (False, True)
+    assert second.run_sync(start, "u1", 0, shape, "bob", "b", now, 60.0, 0.0)[1:] == (False, False)
+    assert first.run_sync(queries.get_upload, "u1").owner == "alice"  # type: ignore[union-attr]
+    assert first.run_sync(queries.record_written_chunk, "u1", 0, "a", now + 1) == (True, 1)
+    counted_row = second.run_sync(start, "u1", 0, shape, "bob", "b", now + 2, 60.0, 0.0)
+    assert counted_row[1:] == (True, False)
+    assert second.run_sync(queries.chunk_status, "u1", 0)[1] is True
+    assert second.run_sync(queries.chunk_status, "u1", 1)[1] is False

@@ -12,18 +12,17 @@ PostgreSQL's BIGINT and DOUBLE PRECISION; an advisory lock lets processes start 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
 
 from pyfiledrop.meta.sqlite import apply_migrations
+from pyfiledrop.meta.threads import CallThreads
 
 T = TypeVar("T")
 
@@ -122,8 +121,8 @@ class PostgresDatabase:
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pfd-pg")
-        self._executor.submit(self._call, migrate, ()).result()
+        self._threads = CallThreads("pfd-pg", threads)
+        self._threads.run_sync(self._call, migrate, ())
 
     def _connection(self) -> Connection:
         connection: Connection | None = getattr(self._local, "connection", None)
@@ -135,11 +134,11 @@ class PostgresDatabase:
         return connection
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, function, args)
+        result = await self._threads.run(self._call, function, args)
+        return cast(T, result)
 
     def run_sync(self, function: Callable[..., T], *args: Any) -> T:
-        return self._executor.submit(self._call, function, args).result()
+        return cast(T, self._threads.run_sync(self._call, function, args))
 
     def _call(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
         for attempt in range(TRANSIENT_RETRIES):
@@ -167,7 +166,7 @@ class PostgresDatabase:
             connection.raw.execute("ROLLBACK")
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._threads.close()
         with self._lock:
             for connection in self._connections:
                 connection.close()

@@ -180,14 +180,46 @@ def _count_chunk(
 
 
 def chunk_status(connection: Connection, upload_id: str, index: int) -> tuple[Upload | None, bool]:
-    """The upload and whether it already has this chunk, in one trip to the database thread."""
-    upload = get_upload(connection, upload_id)
-    if upload is None:
-        return None, False
+    """The upload and whether it already has this chunk, in one statement."""
     row = connection.execute(
-        "SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?", (upload_id, index)
+        "SELECT uploads.*, EXISTS (SELECT 1 FROM chunks WHERE upload_id = ? AND idx = ?)"
+        " AS counted FROM uploads WHERE id = ?",
+        (upload_id, index, upload_id),
     ).fetchone()
-    return upload, row is not None
+    if row is None:
+        return None, False
+    values = dict(row)
+    counted = bool(values.pop("counted"))
+    return upload_from_row(values), counted
+
+
+def start_chunk(
+    connection: Connection,
+    upload_id: str,
+    index: int,
+    shape: tuple[int, int, int],
+    owner: str,
+    writer: str,
+    now: float,
+    lease: float,
+    active_since: float,
+) -> tuple[Upload | None, bool, bool]:
+    """A chunk's start in one trip to the database thread: (the upload, is the chunk counted
+    already, did `writer` become its one writer). An ownerless upload gets `owner` (as
+    `claim_owner`). The writer is claimed only on the plain path: the upload exists with this
+    `shape` (size, chunk size, chunk count), is receiving and active since `active_since`, and
+    the chunk is not counted; else the caller sorts it out (admission, conflict, readmission)
+    and claims with `claim_chunk_writer`."""
+    upload, counted = chunk_status(connection, upload_id, index)
+    if upload is None or (upload.size, upload.chunk_size, upload.chunk_count) != shape:
+        return upload, counted, False
+    if owner and not upload.owner:
+        claim_owner(connection, upload_id, owner)
+        upload = get_upload(connection, upload_id) or upload
+    if counted or upload.state != "receiving" or upload.updated < active_since:
+        return upload, counted, False
+    claimed = claim_chunk_writer(connection, upload_id, index, writer, now, lease)
+    return upload, False, claimed
 
 
 def received_chunks(connection: Connection, upload_id: str) -> list[int]:

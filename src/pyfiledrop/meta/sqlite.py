@@ -6,18 +6,17 @@ loop; several processes on one data folder are handled by SQLite's own locking (
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pyfiledrop.errors import NoSpace, Unavailable
+from pyfiledrop.meta.threads import CallThreads
 
 T = TypeVar("T")
 log = logging.getLogger("pyfiledrop")
@@ -110,17 +109,16 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyfiledrop-db")
-        self._connection = self._executor.submit(connect, path).result()
+        self._thread = CallThreads("pyfiledrop-db")
+        self._connection = self._thread.run_sync(connect, path)
         self._congested = False  # a call gave up on a lock, and none has succeeded since
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        submitted = time.monotonic()
-        return await loop.run_in_executor(self._executor, self._call, function, args, submitted)
+        result = await self._thread.run(self._call, function, args, time.monotonic())
+        return cast(T, result)
 
     def run_sync(self, function: Callable[..., T], *args: Any) -> T:
-        return self._executor.submit(self._call, function, args, time.monotonic()).result()
+        return cast(T, self._thread.run_sync(self._call, function, args, time.monotonic()))
 
     def _call(self, function: Callable[..., T], args: tuple[Any, ...], submitted: float) -> T:
         # The wait counts from submission: calls queued behind ones stuck on a lock held from
@@ -177,5 +175,5 @@ class Database:
                 self._connection.execute("ROLLBACK")
 
     def close(self) -> None:
-        self._executor.submit(self._connection.close).result()
-        self._executor.shutdown()
+        self._thread.run_sync(self._connection.close)
+        self._thread.close()
