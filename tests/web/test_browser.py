@@ -409,6 +409,16 @@ def test_chunk_failing_for_good_fails_the_file_and_stops_its_upload(
     server = live_server(wrap=wrap, chunk_size=256 * 1024, retry_for=2)
     source = random_file(tmp_path / "doomed.bin", 200 * 256 * 1024)
     context, page, _ = open_page(browser, server.url)
+    # Every text the row's state takes, in order (sampled each 5 ms), to see what follows a retry.
+    page.evaluate("""() => {
+        window.seenStates = [];
+        setInterval(() => {
+            const state = document.querySelector("#previews .file [data-pfd-state]");
+            const text = state ? state.textContent.trim() : "";
+            if (text && window.seenStates[window.seenStates.length - 1] !== text)
+                window.seenStates.push(text);
+        }, 5);
+    }""")
     choose_files(page, source)
     expect(file_row(page, "doomed.bin")).to_have_attribute("data-state", "retrying")
     expect(file_row(page, "doomed.bin").locator("[data-pfd-state]")).to_contain_text(
@@ -419,6 +429,10 @@ def test_chunk_failing_for_good_fails_the_file_and_stops_its_upload(
     expect(row).to_have_attribute("data-state", "error")
     expect(row.locator("[data-dz-errormessage]")).to_contain_text("injected failure")
     expect(row.locator("[data-dz-errormessage]")).to_contain_text("gave up after")
+    seen = page.evaluate("window.seenStates")
+    first_retry = next(i for i, text in enumerate(seen) if "Trying again in" in text)
+    # Other chunks went through while chunk 2 waited: they must not hide the retry's notice.
+    assert "Uploading" not in seen[first_retry:], seen
     [tap] = taps
     assert tap.failed.count("POST /upload") in (3, 4), "sent once, retried for about 2 s"
     sent = tap.seen["POST /upload"]

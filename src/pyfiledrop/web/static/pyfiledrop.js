@@ -662,7 +662,10 @@
     }
     var now = Date.now();
     // Counted per chunk: with chunks in parallel, others may go through while this one fails.
-    if (!chunk.pfdFault) chunk.pfdFault = { since: now, attempt: 0 };
+    if (!chunk.pfdFault) {
+      chunk.pfdFault = { since: now, attempt: 0 };
+      file.pfdFaults = (file.pfdFaults || 0) + 1;
+    }
     var fault = chunk.pfdFault;
     file.pfdRetrying = true;
     var reason = faultText(xhr, timedOut);
@@ -715,13 +718,21 @@
     }, pause);
   };
 
-  // A chunk that went through: the row says "Uploading" again.
+  // A chunk that went through: the row says "Uploading" again, once no chunk of the file is
+  // still waiting to be sent again (others going through must not hide a retry's notice).
   var chunkAnswered = dz._finishedUploading;
   dz._finishedUploading = function (files, xhr, e) {
     var file = files[0];
-    if (xhr.readyState === 4 && xhr.status >= 200 && xhr.status < 300 && file.pfdRetrying) {
-      file.pfdRetrying = false;
-      if (file.status === Dropzone.UPLOADING) setState(file, "uploading", "Uploading");
+    if (xhr.readyState === 4 && xhr.status >= 200 && xhr.status < 300) {
+      var chunk = file.upload && file.upload.chunked ? dz._getChunk(file, xhr) : null;
+      if (chunk && chunk.pfdFault) {
+        chunk.pfdFault = null;
+        file.pfdFaults -= 1;
+      }
+      if (file.pfdRetrying && !file.pfdFaults) {
+        file.pfdRetrying = false;
+        if (file.status === Dropzone.UPLOADING) setState(file, "uploading", "Uploading");
+      }
     }
     return chunkAnswered.call(dz, files, xhr, e);
   };
