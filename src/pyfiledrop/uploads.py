@@ -36,8 +36,7 @@ from pyfiledrop.errors import (
     UploadNotFound,
 )
 from pyfiledrop.logs import ref
-from pyfiledrop.meta import Database, StoredFile, Upload, queries
-from pyfiledrop.meta import offsets as books
+from pyfiledrop.meta import Database, StoredFile, Upload, queries, tus_queries
 from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
 from pyfiledrop.saving import SavingSink
@@ -563,7 +562,7 @@ class Uploads:
         end = plan.offset + written
         start = plan.offset + plan.saved
         if not await self.db.run(
-            books.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
+            tus_queries.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
         ):
             raise OffsetMismatch(
                 "this upload changed while the request was written; ask its offset"
@@ -627,7 +626,7 @@ class Uploads:
             "joined %d partial uploads (%d bytes) by %s in %.3f s",
             len(parts), total, how, time.perf_counter() - started,
         )  # fmt: skip
-        await self.db.run(books.set_joined, upload.id, total, self.clock())
+        await self.db.run(tus_queries.set_joined, upload.id, total, self.clock())
         stored = await self.complete_upload(upload)
         for part in parts:
             await self.discard(part)

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyfiledrop import files, health, keepawake, limits, offsets, runtime
+from pyfiledrop import files, health, keepawake, limits, runtime, tus_uploads
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import PyfiledropError, Unavailable
 from pyfiledrop.protocols import dropzone, put, tus
@@ -207,7 +207,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         app.state.uploads = core
         if settings.workers == 1 and settings.database is None:
             await core.release_dead_finishers()
-            await offsets.release_dead_locks(core)
+            await tus_uploads.release_dead_locks(core)
         tasks = [asyncio.create_task(core.run_janitor())]
         if awake is not None:
             tasks.append(asyncio.create_task(awake.run()))
