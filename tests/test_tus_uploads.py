@@ -17,7 +17,7 @@ from pyfiledrop import tus_uploads
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import NoSpace
 from pyfiledrop.meta import queries, tus_queries
-from pyfiledrop.meta.sqlite import Database
+from pyfiledrop.meta.sqlite import SQLiteDatabase
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.app import create_app
@@ -53,7 +53,7 @@ def core(tmp_path: Path) -> Iterator[tuple[TestClient, Uploads, FakeClock]]:
     # The real time: the janitor's orphan sweep compares file times with this clock.
     clock.now = time.time()
     storage = FlakyStorage(settings.storage, settings.chunks)
-    uploads = Uploads(settings, Database(settings.db_path), storage, clock=clock)
+    uploads = Uploads(settings, SQLiteDatabase(settings.db_path), storage, clock=clock)
     with TestClient(create_app(settings, uploads=uploads)) as client:
         yield client, uploads, clock
     storage.close()

@@ -91,7 +91,7 @@ class Share:
 def open_database(url: str | None, data: Path) -> Database:
     """SQLite in the data folder by default; a `postgresql://` URL for several processes."""
     if url is None:
-        from pyfiledrop.meta.sqlite import Database as SQLiteDatabase
+        from pyfiledrop.meta.sqlite import SQLiteDatabase
 
         return SQLiteDatabase(data / SQLITE_FILE)
     from pyfiledrop.meta.postgres import PostgresDatabase
