@@ -123,7 +123,7 @@ class ChunkOutcome:
 
     status: str  # "duplicate", "received" or "done"
     total: int | None = None  # the upload's chunk count
-    received: int | None = None  # chunks counted so far
+    received_count: int | None = None  # chunks counted so far
     offset: int | None = None  # bytes counted so far (writes at an offset)
     file: StoredFile | None = None  # the published file, once "done"
 
@@ -676,7 +676,7 @@ class Uploads:
             self._adopt_inline_hash(upload.id, plan.inline_hash, plan.offset + written)
         self._note_received(upload, plan.index)
         if received < upload.chunk_count:
-            return ChunkOutcome("received", total=upload.chunk_count, received=received)
+            return ChunkOutcome("received", total=upload.chunk_count, received_count=received)
         return ChunkOutcome("done", file=await self.finalize(upload.id, upload.owner))
 
     async def _fix_stream_size(self, upload: Upload, size: int) -> Upload:
@@ -758,7 +758,7 @@ class Uploads:
                 if stored.gone:
                     raise FileGone(lifecycle.gone_message(stored.gone))
                 return stored
-            if upload.received < upload.chunk_count:
+            if upload.received_count < upload.chunk_count:
                 received = await self.db.run(queries.received_chunks, upload_id)
                 if len(received) < upload.chunk_count:
                     missing = sorted(set(range(upload.chunk_count)) - set(received))
@@ -907,7 +907,7 @@ class Uploads:
 
     # --- reading the books -------------------------------------------------------------------
 
-    async def describe(self, upload_id: str) -> UploadState:
+    async def state_of(self, upload_id: str) -> UploadState:
         """The state of an upload, for whoever names it (its id is the capability)."""
         upload = await self.db.run(queries.get_upload, upload_id)
         if upload is None:

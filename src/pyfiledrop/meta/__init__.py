@@ -38,7 +38,7 @@ class Upload:
     state: str
     created: float
     updated: float
-    received: int = 0
+    received_count: int = 0  # the `received` column: distinct chunks counted
     lease_until: float | None = None
     file_id: str | None = None
     byte_offset: int = 0  # uploads received in order (tus): the bytes stored so far
@@ -100,7 +100,9 @@ def open_database(url: str | None, data: Path) -> Database:
 
 
 def upload_from_row(row: Any) -> Upload:
-    return Upload(**dict(row))
+    fields = dict(row)
+    fields["received_count"] = fields.pop("received")
+    return Upload(**fields)
 
 
 def file_from_row(row: Any) -> StoredFile:

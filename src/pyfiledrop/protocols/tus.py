@@ -251,7 +251,7 @@ async def resource(request: Request) -> Response:
     if method == "OPTIONS":
         return _options(request)
     if method == "GET":
-        return await _describe(uploads, upload_id)
+        return await _state_answer(uploads, upload_id)
     _check_version(request)
     if method == "HEAD":
         upload = await tus_uploads.settle(uploads, await tus_uploads.find(uploads, upload_id))
@@ -300,7 +300,7 @@ async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int
     return await tus_uploads.end_write(uploads, write, feeder)
 
 
-async def _describe(uploads: Uploads, upload_id: str) -> Response:
+async def _state_answer(uploads: Uploads, upload_id: str) -> Response:
     """Not tus: the upload's state as JSON, with the file record once it is done."""
     upload = await tus_uploads.find(uploads, upload_id)
     state: dict[str, Any] = {

@@ -83,7 +83,7 @@ async def finish_upload(request: Request) -> Response:
 async def upload_state(request: Request) -> Response:
     upload_id = dropzone.parse_upload_id(request.path_params["upload_id"])
     uploads = _uploads(request)
-    return JSONResponse(await records.upload_state(uploads, await uploads.describe(upload_id)))
+    return JSONResponse(await records.upload_state(uploads, await uploads.state_of(upload_id)))
 
 
 async def put_file(request: Request) -> Response:
