@@ -37,14 +37,14 @@ from pyfiledrop.errors import (
     UploadExpired,
     UploadNotFound,
 )
-from pyfiledrop.meta import StoredFile, Upload, queries, tus_queries
+from pyfiledrop.meta import TUS_OFFSETS, StoredFile, Upload, queries, tus_queries
 from pyfiledrop.protocols.body import ChunkFeeder
 from pyfiledrop.saving import SavingSink
 from pyfiledrop.uploads import ChunkPlan, Uploads
 
 log = logging.getLogger("pyfiledrop")
 
-PROTOCOL = "tus"
+PROTOCOL = TUS_OFFSETS
 PARTIAL = "partial"
 # The lease is short so that the lock of a process that died (one of several) frees itself soon;
 # the holder renews it, and looks whether another request asked for the lock, every KEEP_SECONDS.

@@ -36,7 +36,16 @@ from pyfiledrop.errors import (
     UploadNotFound,
 )
 from pyfiledrop.logs import ref
-from pyfiledrop.meta import Database, StoredFile, Upload, queries, tus_queries
+from pyfiledrop.meta import (
+    DROPZONE_CHUNKS,
+    ONE_SHOT_BODY,
+    TUS_OFFSETS,
+    Database,
+    StoredFile,
+    Upload,
+    queries,
+    tus_queries,
+)
 from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
 from pyfiledrop.saving import SavingSink
@@ -157,7 +166,11 @@ def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: in
 
 
 # How each protocol's bytes arrive, as a store sees them (`storage.Kind`).
-_KINDS: dict[str, Kind] = {"dropzone": "parts", "stream": "stream", "tus": "offsets"}
+_KINDS: dict[str, Kind] = {
+    DROPZONE_CHUNKS: "parts",
+    ONE_SHOT_BODY: "one_shot",
+    TUS_OFFSETS: "offsets",
+}
 
 
 def shape_of(upload: Upload) -> Shape:
@@ -335,7 +348,7 @@ class Uploads:
                 await self.db.run(
                     queries.release_chunk_writer, plan.upload.id, plan.index, plan.writer
                 )
-        if plan.upload.protocol == "stream":
+        if plan.upload.protocol == ONE_SHOT_BODY:
             await self.abandon_stream(plan)
 
     # --- admission: every way bytes enter goes through here ----------------------------------
@@ -410,7 +423,7 @@ class Uploads:
                 size=claim.total_size,
                 chunk_size=claim.chunk_size,
                 chunk_count=claim.count,
-                protocol="dropzone",
+                protocol=DROPZONE_CHUNKS,
                 state="receiving",
                 created=now,
                 updated=now,
@@ -421,7 +434,7 @@ class Uploads:
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
             await self.storage.create_partial(shape_of(upload))
-            log_upload_start(claim.upload_id, "dropzone", claim.total_size, claim.count)
+            log_upload_start(claim.upload_id, DROPZONE_CHUNKS, claim.total_size, claim.count)
             return await self.db.run(queries.insert_upload, upload)
 
     def _check_same_upload(self, upload: Upload, claim: ChunkClaim) -> None:
@@ -468,7 +481,7 @@ class Uploads:
             owner,
             filename,
             size,
-            "stream",
+            ONE_SHOT_BODY,
             expires_in=options.expires_in,
             max_downloads=options.max_downloads,
         )
@@ -661,7 +674,7 @@ class Uploads:
         if plan.length is None:
             upload = await self._fix_stream_size(upload, written)
         recorded: tuple[bool, int] | None
-        if upload.protocol == "stream":
+        if upload.protocol == ONE_SHOT_BODY:
             recorded = await self.db.run(queries.record_chunk, upload.id, plan.index, self.clock())
         else:
             assert plan.writer is not None

@@ -26,6 +26,13 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
+# The words stored in `uploads.protocol`: how an upload's bytes arrive. Rows keep these words (no
+# migration); read the names. "stream" is any body sent whole in one request, in order from 0.
+DROPZONE_CHUNKS = "dropzone"  # Dropzone's chunked uploads: chunk i of n, any order
+ONE_SHOT_BODY = "stream"  # a PUT, or a Dropzone upload sent without chunking
+TUS_OFFSETS = "tus"  # tus: pieces at the upload's offset, in order
+
+
 @dataclass(frozen=True)
 class Upload:
     id: str

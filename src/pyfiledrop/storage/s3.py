@@ -445,7 +445,7 @@ class S3Storage:
                 "this server stores files in S3: upload with Dropzone chunks or PUT"
             )
         s3_upload_id, key = await self._multipart(upload)
-        if upload.kind == "stream":
+        if upload.kind == "one_shot":
             return S3StreamSink(self, upload.id, s3_upload_id, key, on_written)
         number = offset // upload.chunk_size + 1
         part_length = min(upload.chunk_size, (upload.size or 0) - offset)
