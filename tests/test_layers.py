@@ -9,7 +9,7 @@ from pathlib import Path
 import pyfiledrop
 
 PACKAGE = Path(pyfiledrop.__file__).parent
-SQL_MODULES = {"queries", "shares", "parts", "offsets", "sqlite", "postgres"}
+SQL_MODULES = {"queries", "shares", "s3_parts", "tus_queries", "sqlite", "postgres"}
 EDGES = [
     *sorted((PACKAGE / "web").glob("*.py")),
     PACKAGE / "admin.py",

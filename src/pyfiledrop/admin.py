@@ -68,7 +68,7 @@ def _iso(moment: float | None) -> str | None:
     return format_time(moment) if moment else None
 
 
-def describe(stored: StoredFile, settings: Settings, now: float) -> dict[str, Any]:
+def describe_file(stored: StoredFile, settings: Settings, now: float) -> dict[str, Any]:
     reason = lifecycle.why_gone(stored, now)
     return {
         "id": stored.id,
@@ -119,7 +119,7 @@ def run_list(args: argparse.Namespace) -> int:
         settings, lambda db: files.all_files(db, include_gone=args.all)
     )
     now = time.time()
-    rows = [describe(stored, settings, now) for stored in stored_files]
+    rows = [describe_file(stored, settings, now) for stored in stored_files]
     if args.json:
         print(json.dumps({"files": rows}, indent=2))
     else:
@@ -178,7 +178,7 @@ def run_info(args: argparse.Namespace) -> int:
     stored = _reading(settings, lambda db: files.find_file(db, args.file_id))
     if stored is None:
         return _not_found(args)
-    row = describe(stored, settings, time.time())
+    row = describe_file(stored, settings, time.time())
     row["on_disk"] = not stored.gone and _with_storage(
         settings, lambda db, storage: storage.exists(stored.path)
     )

@@ -16,7 +16,7 @@ from pyfiledrop.config import (
     ConfigError,
     S3Location,
     add_setting_flags,
-    describe,
+    describe_settings,
     load_settings,
     prepare_folders,
 )
@@ -90,7 +90,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_config(args: argparse.Namespace) -> int:
     loaded = _settings_from(args)
-    rows = describe(loaded.settings, loaded.sources)
+    rows = describe_settings(loaded.settings, loaded.sources)
     if args.json:
         print(
             json.dumps(

@@ -777,7 +777,7 @@ def check_s3(settings: Settings) -> None:
         )
 
 
-def describe(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, str, str]]:
+def describe_settings(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """(name, value, source) rows for `pyfiledrop config`."""
     rows = []
     for spec in SPECS:

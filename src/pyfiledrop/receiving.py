@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyfiledrop.meta import Database, Upload, queries
+from pyfiledrop.meta import ONE_SHOT_BODY, TUS_OFFSETS, Database, Upload, queries
 
 
 async def uploads_in_progress(db: Database) -> list[Upload]:
@@ -12,9 +12,9 @@ async def uploads_in_progress(db: Database) -> list[Upload]:
 
 async def received_bytes(db: Database, upload: Upload) -> int | None:
     """What the books know has arrived; None for a one-shot stream (counted only in memory)."""
-    if upload.protocol == "stream":
+    if upload.protocol == ONE_SHOT_BODY:
         return None
-    if upload.protocol == "tus":
+    if upload.protocol == TUS_OFFSETS:
         return upload.byte_offset  # received in order: the offset is the count
     size = upload.size or 0
     return sum(

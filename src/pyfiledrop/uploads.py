@@ -36,8 +36,16 @@ from pyfiledrop.errors import (
     UploadNotFound,
 )
 from pyfiledrop.logs import ref
-from pyfiledrop.meta import Database, StoredFile, Upload, queries
-from pyfiledrop.meta import offsets as books
+from pyfiledrop.meta import (
+    DROPZONE_CHUNKS,
+    ONE_SHOT_BODY,
+    TUS_OFFSETS,
+    Database,
+    StoredFile,
+    Upload,
+    queries,
+    tus_queries,
+)
 from pyfiledrop.metrics import Metrics
 from pyfiledrop.names import sanitize
 from pyfiledrop.saving import SavingSink
@@ -124,7 +132,7 @@ class ChunkOutcome:
 
     status: str  # "duplicate", "received" or "done"
     total: int | None = None  # the upload's chunk count
-    received: int | None = None  # chunks counted so far
+    received_count: int | None = None  # chunks counted so far
     offset: int | None = None  # bytes counted so far (writes at an offset)
     file: StoredFile | None = None  # the published file, once "done"
 
@@ -158,7 +166,11 @@ def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: in
 
 
 # How each protocol's bytes arrive, as a store sees them (`storage.Kind`).
-_KINDS: dict[str, Kind] = {"dropzone": "parts", "stream": "stream", "tus": "offsets"}
+_KINDS: dict[str, Kind] = {
+    DROPZONE_CHUNKS: "parts",
+    ONE_SHOT_BODY: "one_shot",
+    TUS_OFFSETS: "offsets",
+}
 
 
 def shape_of(upload: Upload) -> Shape:
@@ -347,7 +359,7 @@ class Uploads:
                 await self.db.run(
                     queries.release_chunk_writer, plan.upload.id, plan.index, plan.writer
                 )
-        if plan.upload.protocol == "stream":
+        if plan.upload.protocol == ONE_SHOT_BODY:
             await self.abandon_stream(plan)
 
     # --- admission: every way bytes enter goes through here ----------------------------------
@@ -422,7 +434,7 @@ class Uploads:
                 size=claim.total_size,
                 chunk_size=claim.chunk_size,
                 chunk_count=claim.count,
-                protocol="dropzone",
+                protocol=DROPZONE_CHUNKS,
                 state="receiving",
                 created=now,
                 updated=now,
@@ -433,7 +445,7 @@ class Uploads:
             # The partial file comes first (creating it is idempotent), so any chunk that finds
             # the row also finds the file; a crash in between leaves an orphan the janitor removes.
             await self.storage.create_partial(shape_of(upload))
-            log_upload_start(claim.upload_id, "dropzone", claim.total_size, claim.count)
+            log_upload_start(claim.upload_id, DROPZONE_CHUNKS, claim.total_size, claim.count)
             return await self.db.run(queries.insert_upload, upload)
 
     def _check_same_upload(self, upload: Upload, claim: ChunkClaim) -> None:
@@ -480,7 +492,7 @@ class Uploads:
             owner,
             filename,
             size,
-            "stream",
+            ONE_SHOT_BODY,
             expires_in=options.expires_in,
             max_downloads=options.max_downloads,
         )
@@ -574,7 +586,7 @@ class Uploads:
         end = plan.offset + written
         start = plan.offset + plan.saved
         if not await self.db.run(
-            books.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
+            tus_queries.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
         ):
             raise OffsetMismatch(
                 "this upload changed while the request was written; ask its offset"
@@ -638,7 +650,7 @@ class Uploads:
             "joined %d partial uploads (%d bytes) by %s in %.3f s",
             len(parts), total, how, time.perf_counter() - started,
         )  # fmt: skip
-        await self.db.run(books.set_joined, upload.id, total, self.clock())
+        await self.db.run(tus_queries.set_joined, upload.id, total, self.clock())
         stored = await self.complete_upload(upload)
         for part in parts:
             await self.discard(part)
@@ -673,7 +685,7 @@ class Uploads:
         if plan.length is None:
             upload = await self._fix_stream_size(upload, written)
         recorded: tuple[bool, int] | None
-        if upload.protocol == "stream":
+        if upload.protocol == ONE_SHOT_BODY:
             recorded = await self.db.run(queries.record_chunk, upload.id, plan.index, self.clock())
         else:
             assert plan.writer is not None
@@ -688,7 +700,7 @@ class Uploads:
             self._adopt_inline_hash(upload.id, plan.inline_hash, plan.offset + written)
         self._note_received(upload, plan.index)
         if received < upload.chunk_count:
-            return ChunkOutcome("received", total=upload.chunk_count, received=received)
+            return ChunkOutcome("received", total=upload.chunk_count, received_count=received)
         return ChunkOutcome("done", file=await self.finalize(upload.id, upload.owner))
 
     async def _fix_stream_size(self, upload: Upload, size: int) -> Upload:
@@ -770,7 +782,7 @@ class Uploads:
                 if stored.gone:
                     raise FileGone(lifecycle.gone_message(stored.gone))
                 return stored
-            if upload.received < upload.chunk_count:
+            if upload.received_count < upload.chunk_count:
                 received = await self.db.run(queries.received_chunks, upload_id)
                 if len(received) < upload.chunk_count:
                     missing = sorted(set(range(upload.chunk_count)) - set(received))
@@ -919,7 +931,7 @@ class Uploads:
 
     # --- reading the books -------------------------------------------------------------------
 
-    async def describe(self, upload_id: str) -> UploadState:
+    async def state_of(self, upload_id: str) -> UploadState:
         """The state of an upload, for whoever names it (its id is the capability)."""
         upload = await self.db.run(queries.get_upload, upload_id)
         if upload is None:

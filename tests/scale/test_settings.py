@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pyfiledrop.config import ConfigError, S3Location, describe, load_settings
+from pyfiledrop.config import ConfigError, S3Location, describe_settings, load_settings
 from pyfiledrop.server import _settings_as_json
 
 
@@ -20,7 +20,7 @@ def test_s3_storage_and_database_are_parsed(tmp_path: Path) -> None:
     settings = loaded.settings
     assert settings.storage == S3Location("my-bucket", "some/prefix")
     assert settings.s3_endpoint == "http://m:9000"
-    shown = {name: value for name, value, _ in describe(settings, loaded.sources)}
+    shown = {name: value for name, value, _ in describe_settings(settings, loaded.sources)}
     assert shown["storage"] == "s3://my-bucket/some/prefix"
     assert shown["database"] == "postgresql://u:***@db/x"
     assert "hush" not in json.dumps(shown)

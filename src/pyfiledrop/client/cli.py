@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 
 from pyfiledrop.client import wire
-from pyfiledrop.client.download import describe as describe_download
-from pyfiledrop.client.download import download_file
+from pyfiledrop.client.download import download_file, download_summary
 from pyfiledrop.client.progress import Reporter, make_reporter
 from pyfiledrop.client.sizes import format_size
 from pyfiledrop.client.transport import (
@@ -32,8 +31,8 @@ from pyfiledrop.client.upload import (
     Session,
     UploadOptions,
     upload_file,
+    upload_summary,
 )
-from pyfiledrop.client.upload import describe as describe_upload
 from pyfiledrop.units import AUTO_CHUNK_MAX, SIZE_RULE, parse_duration, parse_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -224,7 +223,7 @@ def run_upload(args: argparse.Namespace) -> int:
                     continue
                 reporter.end_file(handle)
                 reporter.result(
-                    json.dumps(result.as_json()) if args.json else describe_upload(result)
+                    json.dumps(result.as_json()) if args.json else upload_summary(result)
                 )
         except KeyboardInterrupt:
             return _interrupted(reporter, "upload")
@@ -248,7 +247,7 @@ def run_download(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         except KeyboardInterrupt:
             return _interrupted(reporter, "download")
-        reporter.result(json.dumps(result.as_json()) if args.json else describe_download(result))
+        reporter.result(json.dumps(result.as_json()) if args.json else download_summary(result))
         reporter.close()
     return EXIT_OK
 

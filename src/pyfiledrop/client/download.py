@@ -70,7 +70,7 @@ class DownloadResult:
         }
 
 
-def describe(result: DownloadResult) -> str:
+def download_summary(result: DownloadResult) -> str:
     check = "sha256 verified" if result.verified else "sha256 NOT verified"
     return (
         f"{result.name}: {format_size(result.size)} in {result.seconds:.1f} s"

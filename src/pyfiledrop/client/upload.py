@@ -257,7 +257,7 @@ class _Buffers:
         self.free.put(buffer)
 
 
-class _Feed:
+class _ChunkPieces:
     """The pieces of one chunk, from the reader to the chunk's sender; None marks the end."""
 
     def __init__(self) -> None:
@@ -282,7 +282,7 @@ class _Transfer:
         self.to_send = [i for i in range(plan.chunk_count) if i not in plan.received]
         piece_size = min(PIECE_SIZE, max(1, plan.chunk_size))
         self.piece_size = piece_size
-        self.feeds = {i: _Feed() for i in self.to_send}
+        self.feeds = {i: _ChunkPieces() for i in self.to_send}
         # Enough read-ahead to keep every sender busy, never more than READ_AHEAD_BYTES.
         in_flight = session.options.parallel * plan.chunk_size
         self.buffers = _Buffers(
@@ -384,7 +384,7 @@ class _Transfer:
             fields.append(("max_downloads", str(options.max_downloads)))
         return fields
 
-    def _from_feed(self, feed: _Feed) -> Generator[memoryview]:
+    def _from_feed(self, feed: _ChunkPieces) -> Generator[memoryview]:
         """The chunk's pieces as the reader hands them over; each buffer goes back to the pool
         once the consumer asks for the next piece (it has then sent this one)."""
         while not feed.ended:
@@ -403,7 +403,7 @@ class _Transfer:
             finally:
                 self.buffers.give(buffer)
 
-    def _drain(self, feed: _Feed) -> None:
+    def _drain(self, feed: _ChunkPieces) -> None:
         for _ in self._from_feed(feed):
             pass
 
@@ -439,7 +439,7 @@ class _Transfer:
         return self.session.http.post(self.session.upload_url, content=content, headers=headers)
 
     def _send_chunk(
-        self, index: int, feed: _Feed | None, connection: wire.Connection | None
+        self, index: int, feed: _ChunkPieces | None, connection: wire.Connection | None
     ) -> None:
         """POST one chunk; the first attempt streams `feed`, any later one reads from disk."""
         length = chunk_length(index, self.size, self.plan.chunk_size)
@@ -605,7 +605,7 @@ def upload_file(session: Session, path: Path, handle: int) -> UploadResult:
     )
 
 
-def describe(result: UploadResult) -> str:
+def upload_summary(result: UploadResult) -> str:
     check = "sha256 verified" if result.verified else "sha256 NOT verified"
     return (
         f"{result.name}: {format_size(result.size)} in {result.seconds:.1f} s"

@@ -26,6 +26,13 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
+# The words stored in `uploads.protocol`: how an upload's bytes arrive. Rows keep these words (no
+# migration); read the names. "stream" is any body sent whole in one request, in order from 0.
+DROPZONE_CHUNKS = "dropzone"  # Dropzone's chunked uploads: chunk i of n, any order
+ONE_SHOT_BODY = "stream"  # a PUT, or a Dropzone upload sent without chunking
+TUS_OFFSETS = "tus"  # tus: pieces at the upload's offset, in order
+
+
 @dataclass(frozen=True)
 class Upload:
     id: str
@@ -38,7 +45,7 @@ class Upload:
     state: str
     created: float
     updated: float
-    received: int = 0
+    received_count: int = 0  # the `received` column: distinct chunks counted
     lease_until: float | None = None
     file_id: str | None = None
     byte_offset: int = 0  # uploads received in order (tus): the bytes stored so far
@@ -91,7 +98,7 @@ class Share:
 def open_database(url: str | None, data: Path) -> Database:
     """SQLite in the data folder by default; a `postgresql://` URL for several processes."""
     if url is None:
-        from pyfiledrop.meta.sqlite import Database as SQLiteDatabase
+        from pyfiledrop.meta.sqlite import SQLiteDatabase
 
         return SQLiteDatabase(data / SQLITE_FILE)
     from pyfiledrop.meta.postgres import PostgresDatabase
@@ -100,7 +107,9 @@ def open_database(url: str | None, data: Path) -> Database:
 
 
 def upload_from_row(row: Any) -> Upload:
-    return Upload(**dict(row))
+    fields = dict(row)
+    fields["received_count"] = fields.pop("received")
+    return Upload(**fields)
 
 
 def file_from_row(row: Any) -> StoredFile:

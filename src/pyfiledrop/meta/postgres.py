@@ -114,7 +114,7 @@ def migrate(connection: Connection) -> None:
 
 
 class PostgresDatabase:
-    """Like `sqlite.Database`, with a few threads, each holding its own connection."""
+    """Like `sqlite.SQLiteDatabase`, with a few threads, each holding its own connection."""
 
     def __init__(self, url: str, threads: int = DB_THREADS) -> None:
         self.url = url

@@ -1,7 +1,7 @@
 """The statements: plain parameterized SQL, each function one short transaction.
 
 Each function takes a DB-API connection in autocommit mode as its first argument and runs on the
-database thread (see `sqlite.Database.run`).
+database thread (see `sqlite.SQLiteDatabase.run`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The S3 storage's multipart books (its port `storage.s3.MultipartBooks`) kept in the database.
 
 The composition root hands one to the S3 storage, which so never runs SQL nor reads the core's
-books itself; the statements are in `parts`.
+books itself; the statements are in `s3_parts`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from pyfiledrop.meta import Database
-from pyfiledrop.meta.parts import (
+from pyfiledrop.meta.s3_parts import (
     add_multipart,
     forget_multipart,
     is_finishing,
@@ -20,7 +20,7 @@ from pyfiledrop.meta.parts import (
 
 
 class DatabaseParts:
-    """Each call one short statement (or transaction) of `parts`."""
+    """Each call one short statement (or transaction) of `s3_parts`."""
 
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -104,7 +104,7 @@ def migrate(connection: sqlite3.Connection) -> None:
         raise
 
 
-class Database:
+class SQLiteDatabase:
     """Runs functions of a connection on the database thread: `await db.run(fn, *args)`."""
 
     def __init__(self, path: Path) -> None:

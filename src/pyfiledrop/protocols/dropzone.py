@@ -44,8 +44,9 @@ MAX_PARTS_AFTER_FILE = 8
 MAX_BYTES_AFTER_FILE = 8 * 1024
 
 
-class _Parts:
-    """Callbacks for the push parser: they only collect; the request loop acts on what they saw."""
+class _MultipartForm:
+    """What the push parser saw of one multipart form (its fields, the file part's pieces): the
+    callbacks only collect; the request loop acts on what they saw."""
 
     def __init__(self) -> None:
         self.fields: dict[str, str] = {}
@@ -231,8 +232,8 @@ async def receive(
         uploads.settings.max_size_bytes + BODY_OVERHEAD_BYTES
     ):
         raise TooLarge(f"file is larger than the limit of {uploads.settings.max_size} MiB")
-    parts = _Parts()
-    parser = MultipartParser(boundary, parts.callbacks())  # type: ignore[arg-type]
+    form = _MultipartForm()
+    parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]
     feeder: ChunkFeeder | None = None
     consumed = 0
     body_cap = 0  # set when the file part starts
@@ -243,32 +244,32 @@ async def receive(
                 if feeder is not None and consumed > body_cap:
                     raise TooLarge("the request body is longer than the chunk it carries")
                 parser.write(piece)  # type: ignore[arg-type]  # bytearray: bytes' methods
-                if parts.error:
-                    raise Invalid(parts.error)
-                if not parts.file_started and consumed > MAX_PREAMBLE_BYTES:
+                if form.error:
+                    raise Invalid(form.error)
+                if not form.file_started and consumed > MAX_PREAMBLE_BYTES:
                     raise TooLarge("the form fields before the file part are too long")
-                if parts.file_started and feeder is None:
-                    _note_upload_id(request, parts.fields)
+                if form.file_started and feeder is None:
+                    _note_upload_id(request, form.fields)
                     feeder = ChunkFeeder(
-                        await _begin(uploads, owner, owner if claimant is None else claimant, parts)
+                        await _begin(uploads, owner, owner if claimant is None else claimant, form)
                     )
-                    _refuse_oversized_body(feeder, content_length, consumed, parts)
+                    _refuse_oversized_body(feeder, content_length, consumed, form)
                     # The whole body, however framed: what came so far, the file, a little more.
                     body_cap = consumed + feeder.plan.limit + BODY_OVERHEAD_BYTES
-                if feeder is not None and parts.file_pieces:
-                    pieces, parts.file_pieces = parts.file_pieces, []
+                if feeder is not None and form.file_pieces:
+                    pieces, form.file_pieces = form.file_pieces, []
                     for file_piece in pieces:
                         await feeder.feed(file_piece)
-                if parts.file_ended:
+                if form.file_ended:
                     # Only a few small fields may follow (a one-shot file's limit is the server's
                     # whole size limit: without this, bytes after its end could run on that long).
                     body_cap = min(body_cap, consumed + BODY_OVERHEAD_BYTES)
         parser.finalize()
         if feeder is None:
             raise Invalid("no file part in the request")
-        if not parts.file_ended:
+        if not form.file_ended:
             raise Invalid("the request ended in the middle of the file part")
-        if any(name in DZ_FIELDS for name in parts.fields_after_file):
+        if any(name in DZ_FIELDS for name in form.fields_after_file):
             raise Invalid("dz* fields must come before the file part")
         return await chunk_answer(uploads, await feeder.finish(uploads))
     except FormParserError as error:
@@ -288,23 +289,23 @@ def _note_upload_id(request: Request, fields: dict[str, str]) -> None:
         note_upload(request.scope, parse_upload_id(fields.get("dzuuid", "")))
 
 
-async def _begin(uploads: Uploads, owner: str, claimant: str, parts: _Parts) -> Any:
-    if "dzuuid" in parts.fields:
-        claim = claim_from_fields(parts.fields, parts.filename)
+async def _begin(uploads: Uploads, owner: str, claimant: str, form: _MultipartForm) -> Any:
+    if "dzuuid" in form.fields:
+        claim = claim_from_fields(form.fields, form.filename)
         check_claim(uploads, claim)
         return await uploads.begin_chunk(claimant, claim)
-    if any(name in parts.fields for name in DZ_FIELDS):
+    if any(name in form.fields for name in DZ_FIELDS):
         raise Invalid("dz* fields without dzuuid")
-    return await uploads.begin_stream(owner, parts.filename, None, file_options(parts.fields))
+    return await uploads.begin_stream(owner, form.filename, None, file_options(form.fields))
 
 
 def _refuse_oversized_body(
-    feeder: ChunkFeeder, content_length: int | None, consumed: int, parts: _Parts
+    feeder: ChunkFeeder, content_length: int | None, consumed: int, form: _MultipartForm
 ) -> None:
     """A body whose Content-Length can't fit the claimed chunk is refused before it is read."""
     if content_length is None or feeder.plan.length is None:
         return
-    pending = sum(len(piece) for piece in parts.file_pieces)
+    pending = sum(len(piece) for piece in form.file_pieces)
     remaining_body = content_length - consumed + pending
     if remaining_body > feeder.plan.length + BODY_OVERHEAD_BYTES:
         raise TooLarge("the request body is longer than the chunk it claims")

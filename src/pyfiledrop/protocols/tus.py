@@ -1,7 +1,7 @@
 """tus 1.0.0 at `/files/`: the core protocol and the extensions creation, creation-with-upload,
 creation-defer-length, expiration, checksum, termination and concatenation.
 
-HTTP in, calls to `offsets` (tus's rules) and the core out; bodies are read as every body is
+HTTP in, calls to `tus_uploads` (tus's rules) and the core out; bodies are read as every body is
 (`body_pieces`, `ChunkFeeder`). The upload URL is the capability: whoever holds it may ask its
 offset, write to it and terminate it (tus clients keep no cookies); the owner cookie sent with the
 creating POST decides whose list the finished file joins.
@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pyfiledrop import offsets
+from pyfiledrop import tus_uploads
 from pyfiledrop.errors import (
     Interrupted,
     Invalid,
@@ -145,7 +145,7 @@ def _options(request: Request) -> Response:
             "Tus-Version": TUS_VERSION,
             "Tus-Extension": ",".join(EXTENSIONS),
             "Tus-Max-Size": str(_uploads(request).settings.max_size_bytes),
-            "Tus-Checksum-Algorithm": ",".join(offsets.CHECKSUM_ALGORITHMS),
+            "Tus-Checksum-Algorithm": ",".join(tus_uploads.CHECKSUM_ALGORITHMS),
         }
     )
     return Response(status_code=204, headers=headers)
@@ -155,7 +155,7 @@ def _options(request: Request) -> Response:
 
 
 async def collection(request: Request) -> Response:
-    offsets.check_available(_uploads(request))
+    tus_uploads.check_available(_uploads(request))
     method = _method(request)
     if method == "OPTIONS":
         return _options(request)
@@ -171,7 +171,7 @@ async def create(request: Request) -> Response:
     metadata_header = request.headers.get("upload-metadata", "").strip() or None
     fields = parse_metadata(metadata_header)
     concat = request.headers.get("upload-concat")
-    new = offsets.NewUpload(
+    new = tus_uploads.NewUpload(
         owner=owner,
         size=None,
         filename=_text(fields.get("filename") or fields.get("name")),
@@ -182,15 +182,15 @@ async def create(request: Request) -> Response:
     if new.concat is not None and new.concat.startswith("final"):
         if "upload-length" in request.headers:
             raise Invalid("a final upload takes no Upload-Length")
-        upload = await offsets.join(uploads, owner, _partial_ids(new.concat), new)
+        upload = await tus_uploads.join(uploads, owner, _partial_ids(new.concat), new)
         return await _created(request, uploads, upload)
-    if new.concat not in (None, offsets.PARTIAL):
+    if new.concat not in (None, tus_uploads.PARTIAL):
         raise Invalid("Upload-Concat must be `partial` or `final;<urls>`")
     size = _creation_length(request)
     with_body = _has_body(request)
     if with_body and _content_type(request) != OFFSET_CONTENT_TYPE:
         raise WrongContentType(f"an upload's bytes come as {OFFSET_CONTENT_TYPE}")
-    upload = await offsets.create(uploads, dataclasses.replace(new, size=size))
+    upload = await tus_uploads.create(uploads, dataclasses.replace(new, size=size))
     if with_body:
         upload = await _write(request, uploads, upload.id, 0)
     return await _created(request, uploads, upload)
@@ -247,20 +247,20 @@ async def resource(request: Request) -> Response:
     method = _method(request)
     upload_id = request.path_params["upload_id"]
     uploads = _uploads(request)
-    offsets.check_available(uploads)
+    tus_uploads.check_available(uploads)
     if method == "OPTIONS":
         return _options(request)
     if method == "GET":
-        return await _describe(uploads, upload_id)
+        return await _state_answer(uploads, upload_id)
     _check_version(request)
     if method == "HEAD":
-        upload = await offsets.settle(uploads, await offsets.find(uploads, upload_id))
+        upload = await tus_uploads.settle(uploads, await tus_uploads.find(uploads, upload_id))
         headers = await _state_headers(uploads, upload)
         return Response(status_code=200, headers=headers)
     if method == "PATCH":
         return await patch(request, uploads, upload_id)
     if method == "DELETE":
-        await offsets.terminate(uploads, upload_id)
+        await tus_uploads.terminate(uploads, upload_id)
         return Response(status_code=204, headers=_base_headers())
     raise Invalid(f"{method} is not allowed on an upload URL")
 
@@ -275,7 +275,7 @@ async def patch(request: Request, uploads: Uploads, upload_id: str) -> Response:
 
 async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int) -> Upload:
     length = request.headers.get("upload-length")
-    write = await offsets.begin_write(
+    write = await tus_uploads.begin_write(
         uploads,
         upload_id,
         offset,
@@ -288,21 +288,21 @@ async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int
         if declared is not None and declared > write.plan.limit:
             raise TooLarge("the body goes past the upload's length (or the size limit)")
         pieces = body_pieces(request, idle_timeout(uploads))
-        await offsets.receive(write, feeder, pieces)
+        await tus_uploads.receive(write, feeder, pieces)
     except (ClientDisconnect, Invalid, TooSlow, Interrupted):
         # Cut off, stalled, too slow or taken over: keep what arrived, so the client resumes
         # from there.
-        await offsets.end_write(uploads, write, feeder, whole=False)
+        await tus_uploads.end_write(uploads, write, feeder, whole=False)
         raise
     except BaseException:
-        await offsets.end_write(uploads, write, feeder, failed=True)
+        await tus_uploads.end_write(uploads, write, feeder, failed=True)
         raise
-    return await offsets.end_write(uploads, write, feeder)
+    return await tus_uploads.end_write(uploads, write, feeder)
 
 
-async def _describe(uploads: Uploads, upload_id: str) -> Response:
+async def _state_answer(uploads: Uploads, upload_id: str) -> Response:
     """Not tus: the upload's state as JSON, with the file record once it is done."""
-    upload = await offsets.find(uploads, upload_id)
+    upload = await tus_uploads.find(uploads, upload_id)
     state: dict[str, Any] = {
         "id": upload.id,
         "name": upload.name,
@@ -310,14 +310,14 @@ async def _describe(uploads: Uploads, upload_id: str) -> Response:
         "offset": upload.byte_offset,
         "state": upload.state,
     }
-    stored = await offsets.stored_file(uploads, upload)
+    stored = await tus_uploads.stored_file(uploads, upload)
     if stored is not None:
         state["file"] = await uploader_record(uploads, stored)
     return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 
 async def _state_headers(uploads: Uploads, upload: Upload) -> Headers:
-    stored = await offsets.stored_file(uploads, upload)
+    stored = await tus_uploads.stored_file(uploads, upload)
     headers = _base_headers()
     headers["Upload-Offset"] = str(upload.byte_offset)
     if upload.size is not None:
@@ -328,7 +328,7 @@ async def _state_headers(uploads: Uploads, upload: Upload) -> Headers:
         headers["Upload-Metadata"] = upload.metadata
     if upload.concat:
         headers["Upload-Concat"] = upload.concat
-    expires = offsets.expires(uploads, upload)
+    expires = tus_uploads.expires(uploads, upload)
     if expires is not None:
         headers["Upload-Expires"] = email.utils.formatdate(expires, usegmt=True)
     if stored is not None:
@@ -366,7 +366,7 @@ def parse_metadata(header: str | None) -> dict[str, bytes]:
     return fields
 
 
-def parse_checksum(header: str | None) -> offsets.Checksum | None:
+def parse_checksum(header: str | None) -> tus_uploads.Checksum | None:
     """`Upload-Checksum: <algorithm> <base64 digest>`; 400 for an algorithm we don't offer."""
     if header is None:
         return None
@@ -374,7 +374,7 @@ def parse_checksum(header: str | None) -> offsets.Checksum | None:
     if algorithm not in _DIGEST_SIZES:
         raise Invalid(
             f"checksum algorithm {algorithm!r} is not supported "
-            f"(Tus-Checksum-Algorithm: {','.join(offsets.CHECKSUM_ALGORITHMS)})"
+            f"(Tus-Checksum-Algorithm: {','.join(tus_uploads.CHECKSUM_ALGORITHMS)})"
         )
     try:
         digest = base64.b64decode(value.strip(), validate=True)
@@ -382,7 +382,7 @@ def parse_checksum(header: str | None) -> offsets.Checksum | None:
         raise Invalid("the Upload-Checksum digest is not Base64") from None
     if len(digest) != _DIGEST_SIZES[algorithm]:
         raise Invalid(f"an {algorithm} digest has {_DIGEST_SIZES[algorithm]} bytes")
-    return offsets.Checksum(algorithm, digest)
+    return tus_uploads.Checksum(algorithm, digest)
 
 
 def _text(value: bytes | None) -> str | None:

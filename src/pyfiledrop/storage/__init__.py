@@ -21,9 +21,9 @@ Buffer = bytes | memoryview
 OnWritten = Callable[[list[Buffer]], None]
 
 # How an upload's bytes arrive: "parts" (chunk i at i * chunk_size, any order, each of known
-# length), "stream" (one body in order from 0, its length maybe unknown), "offsets" (pieces of any
-# length, in order, at the upload's offset: tus).
-Kind = Literal["parts", "stream", "offsets"]
+# length), "one_shot" (one body in order from 0, its length maybe unknown: a PUT, or Dropzone
+# without chunking), "offsets" (pieces of any length, in order, at the upload's offset: tus).
+Kind = Literal["parts", "one_shot", "offsets"]
 
 
 @dataclass(frozen=True)

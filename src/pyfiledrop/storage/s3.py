@@ -132,8 +132,9 @@ def check_reachable(settings: Settings) -> None:
         ) from None
 
 
-class _Feed:
-    """Batches from the event loop to one thread; the loop waits (without blocking) when full."""
+class _PartBatches:
+    """One S3 part's batches, from the event loop to the thread uploading the part; the loop waits
+    (without blocking) when it is full."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -167,9 +168,9 @@ class _Feed:
 
 
 class _PartBody:
-    """A file-like body for upload_part that reads from a `_Feed` and hashes what it hands out."""
+    """A file-like body for upload_part: reads from `_PartBatches`, hashes what it hands out."""
 
-    def __init__(self, feed: _Feed, length: int) -> None:
+    def __init__(self, feed: _PartBatches, length: int) -> None:
         self._feed = feed
         self._pieces: list[Buffer] = []
         self._current = memoryview(b"")
@@ -213,7 +214,7 @@ class S3PartSink:
         self._number = number
         self._length = length
         loop = asyncio.get_running_loop()
-        self._feed = _Feed(loop)
+        self._feed = _PartBatches(loop)
         self._batch: list[Buffer] = []
         self._batched = 0
         self._written = 0
@@ -444,7 +445,7 @@ class S3Storage:
                 "this server stores files in S3: upload with Dropzone chunks or PUT"
             )
         s3_upload_id, key = await self._multipart(upload)
-        if upload.kind == "stream":
+        if upload.kind == "one_shot":
             return S3StreamSink(self, upload.id, s3_upload_id, key, on_written)
         number = offset // upload.chunk_size + 1
         part_length = min(upload.chunk_size, (upload.size or 0) - offset)

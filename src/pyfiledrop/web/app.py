@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyfiledrop import files, health, keepawake, limits, offsets, runtime
+from pyfiledrop import files, health, keepawake, limits, runtime, tus_uploads
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import PyfiledropError, Unavailable
 from pyfiledrop.protocols import dropzone, put, tus
@@ -83,7 +83,7 @@ async def finish_upload(request: Request) -> Response:
 async def upload_state(request: Request) -> Response:
     upload_id = dropzone.parse_upload_id(request.path_params["upload_id"])
     uploads = _uploads(request)
-    return JSONResponse(await records.upload_state(uploads, await uploads.describe(upload_id)))
+    return JSONResponse(await records.upload_state(uploads, await uploads.state_of(upload_id)))
 
 
 async def put_file(request: Request) -> Response:
@@ -207,7 +207,7 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         app.state.uploads = core
         if settings.workers == 1 and settings.database is None:
             await core.release_dead_finishers()
-            await offsets.release_dead_locks(core)
+            await tus_uploads.release_dead_locks(core)
         tasks = [asyncio.create_task(core.run_janitor())]
         if awake is not None:
             tasks.append(asyncio.create_task(awake.run()))

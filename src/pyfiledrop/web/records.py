@@ -42,8 +42,12 @@ async def chunk_answer(uploads: Uploads, outcome: ChunkOutcome) -> dict[str, Any
         return {"status": outcome.status, "file": await uploader_record(uploads, outcome.file)}
     if outcome.offset is not None:
         return {"status": outcome.status, "offset": outcome.offset}
-    if outcome.received is not None:
-        return {"status": outcome.status, "received": outcome.received, "total": outcome.total}
+    if outcome.received_count is not None:
+        return {
+            "status": outcome.status,
+            "received": outcome.received_count,
+            "total": outcome.total,
+        }
     return {"status": outcome.status, "total": outcome.total}
 
 

@@ -37,15 +37,14 @@ from pyfiledrop.errors import (
     UploadExpired,
     UploadNotFound,
 )
-from pyfiledrop.meta import StoredFile, Upload, queries
-from pyfiledrop.meta import offsets as books
+from pyfiledrop.meta import TUS_OFFSETS, StoredFile, Upload, queries, tus_queries
 from pyfiledrop.protocols.body import ChunkFeeder
 from pyfiledrop.saving import SavingSink
 from pyfiledrop.uploads import ChunkPlan, Uploads
 
 log = logging.getLogger("pyfiledrop")
 
-PROTOCOL = "tus"
+PROTOCOL = TUS_OFFSETS
 PARTIAL = "partial"
 # The lease is short so that the lock of a process that died (one of several) frees itself soon;
 # the holder renews it, and looks whether another request asked for the lock, every KEEP_SECONDS.
@@ -115,7 +114,7 @@ def expires(uploads: Uploads, upload: Upload) -> float | None:
 async def release_dead_locks(uploads: Uploads) -> int:
     """At the start of the only server process: write locks left by a crash belong to no one, and
     a client retrying at once must not be refused while they run out."""
-    released = await uploads.db.run(books.release_all_locks)
+    released = await uploads.db.run(tus_queries.release_all_locks)
     if released:
         log.warning("released %d tus lock(s) left by a previous run", released)
     return released
@@ -180,7 +179,7 @@ async def begin_write(
             hashed=upload.concat != PARTIAL,
         )
     except BaseException:
-        await uploads.db.run(books.release_lock, upload.id, holder)
+        await uploads.db.run(tus_queries.release_lock, upload.id, holder)
         raise
     if checksum is not None:
         plan.verify = lambda: _verify(checksum, body_hash)
@@ -310,7 +309,7 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
         raise Invalid("{field} is less than the bytes already received", field="length")
 
     async def record_length() -> None:
-        await uploads.db.run(books.set_length, upload.id, length)
+        await uploads.db.run(tus_queries.set_length, upload.id, length)
 
     # Admitted now as a new upload of that size would be (the one admission): the quotas take its
     # whole length, the disk what its partial does not hold yet.
@@ -327,7 +326,7 @@ async def _take_lock(uploads: Uploads, upload_id: str, holder: str, offset: int)
 
     async def refused() -> Upload | None:
         if await uploads.db.run(
-            books.take_lock, upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS
+            tus_queries.take_lock, upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS
         ):
             return None
         return await _explain_refused_lock(uploads, upload_id, offset)
@@ -368,7 +367,7 @@ async def _wait_until_let_go(
 
 
 async def _ask_to_let_go(uploads: Uploads, upload: Upload) -> None:
-    await uploads.db.run(books.want_lock, upload.id, uploads.clock())
+    await uploads.db.run(tus_queries.want_lock, upload.id, uploads.clock())
     local = _writers.get(upload.lock_owner or "")
     if local is not None:
         local.stop()  # in this process: at once, without waiting for its keeper
@@ -413,7 +412,7 @@ async def _keep_lock(uploads: Uploads, write: Write) -> None:
         upload_id = write.plan.upload.id
         try:
             renewed = await uploads.db.run(
-                books.renew_lock, upload_id, write.holder, now + LOCK_LEASE_SECONDS, now
+                tus_queries.renew_lock, upload_id, write.holder, now + LOCK_LEASE_SECONDS, now
             )
         except Exception:
             log.warning("could not renew the lock of upload %s", upload_id, exc_info=True)
@@ -441,7 +440,7 @@ async def _unlock(uploads: Uploads, write: Write) -> None:
         write.keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await write.keeper
-    await uploads.db.run(books.release_lock, write.plan.upload.id, write.holder)
+    await uploads.db.run(tus_queries.release_lock, write.plan.upload.id, write.holder)
 
 
 def _new_upload(uploads: Uploads, new: NewUpload, owner: str, size: int | None) -> Upload:

@@ -13,12 +13,11 @@ from types import SimpleNamespace
 import pytest
 from starlette.testclient import TestClient
 
-from pyfiledrop import offsets
+from pyfiledrop import tus_uploads
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import NoSpace
-from pyfiledrop.meta import offsets as books
-from pyfiledrop.meta import queries
-from pyfiledrop.meta.sqlite import Database
+from pyfiledrop.meta import queries, tus_queries
+from pyfiledrop.meta.sqlite import SQLiteDatabase
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.app import create_app
@@ -54,7 +53,7 @@ def core(tmp_path: Path) -> Iterator[tuple[TestClient, Uploads, FakeClock]]:
     # The real time: the janitor's orphan sweep compares file times with this clock.
     clock.now = time.time()
     storage = FlakyStorage(settings.storage, settings.chunks)
-    uploads = Uploads(settings, Database(settings.db_path), storage, clock=clock)
+    uploads = Uploads(settings, SQLiteDatabase(settings.db_path), storage, clock=clock)
     with TestClient(create_app(settings, uploads=uploads)) as client:
         yield client, uploads, clock
     storage.close()
@@ -131,10 +130,10 @@ def test_locks_left_by_a_crash_are_free_when_the_only_process_starts(
     url = create(client, 12)  # not finished here: this storage's first publish fails
     upload_id = url.rsplit("/", 1)[1]
     # A holder that never answers (the process died) and whose lease would run for an hour.
-    assert uploads.db.run_sync(books.take_lock, upload_id, "dead", 0, clock(), 3600.0)
+    assert uploads.db.run_sync(tus_queries.take_lock, upload_id, "dead", 0, clock(), 3600.0)
     started = time.monotonic()
     assert patch(client, url, 0, b"abcdef") == 423  # asked, waited, and it did not let go
-    assert time.monotonic() - started >= offsets.TAKEOVER_WAIT_SECONDS
+    assert time.monotonic() - started >= tus_uploads.TAKEOVER_WAIT_SECONDS
     with TestClient(create_app(uploads.settings, uploads=uploads)) as restarted:
         assert patch(restarted, url, 0, b"abcdef") == 204
 
@@ -175,7 +174,7 @@ class FlakyDatabase:
 
 def keep_lock_until_stopped(failing: set[int], monkeypatch: pytest.MonkeyPatch) -> int | None:
     """Run a write's lock keeper over 8 renewals; the renewal at which it stopped the write."""
-    monkeypatch.setattr(offsets, "KEEP_SECONDS", 0.001)
+    monkeypatch.setattr(tus_uploads, "KEEP_SECONDS", 0.001)
     clock = [0.0]
     database = FlakyDatabase(failing, clock)
     stopped: list[int] = []
@@ -187,7 +186,7 @@ def keep_lock_until_stopped(failing: set[int], monkeypatch: pytest.MonkeyPatch) 
     )
 
     async def run() -> None:
-        keeper = asyncio.create_task(offsets._keep_lock(uploads, write))  # type: ignore[arg-type]
+        keeper = asyncio.create_task(tus_uploads._keep_lock(uploads, write))  # type: ignore[arg-type]
         while database.calls < 8:
             await asyncio.sleep(0.001)
         keeper.cancel()
@@ -212,4 +211,4 @@ def test_a_lease_that_cannot_be_renewed_stops_the_write_before_it_lapses(
     # at the first failure with less than two renewals' time left, before another request can
     # take the lock.
     stopped_at = keep_lock_until_stopped({-1}, monkeypatch)
-    assert stopped_at is not None and 4 <= stopped_at < offsets.LOCK_LEASE_SECONDS + 1
+    assert stopped_at is not None and 4 <= stopped_at < tus_uploads.LOCK_LEASE_SECONDS + 1
