@@ -13,7 +13,7 @@ from pyfiledrop import lifecycle
 from pyfiledrop.errors import FileGone, LinkNotFound, Missing
 from pyfiledrop.files import PUBLIC_ID_FORM, served_file
 from pyfiledrop.meta import Database, Share, StoredFile
-from pyfiledrop.meta import shares as books
+from pyfiledrop.meta import shares as share_queries
 from pyfiledrop.uploads import Uploads
 
 SHARE_GONE = "none of the files of this link is still on the server"
@@ -25,7 +25,7 @@ async def served_share(
     """A share whose link works, with its files still served; 404 unknown, 410 gone."""
     if not PUBLIC_ID_FORM.match(share_id):
         raise LinkNotFound("no such link")
-    share = await core.db.run(books.get_share, share_id)
+    share = await core.db.run(share_queries.get_share, share_id)
     if share is None or (owner is not None and not secrets.compare_digest(share.owner, owner)):
         raise LinkNotFound("no such link")
     now = core.clock()
@@ -34,7 +34,7 @@ async def served_share(
     if share.max_downloads is not None and share.downloads >= share.max_downloads:
         raise FileGone(lifecycle.gone_message(lifecycle.USED_UP), reason=lifecycle.USED_UP)
     served = []
-    for file_id in await core.db.run(books.share_file_ids, share.id):
+    for file_id in await core.db.run(share_queries.share_file_ids, share.id):
         try:
             # The share's own limit counts here, not each file's (a file's may be used up by
             # its own link); a file expired, deleted or missing is left out.
@@ -48,7 +48,7 @@ async def served_share(
 
 async def count_share_download(db: Database, share_id: str) -> bool:
     """Count one download of the share, unless its limit is reached (then False)."""
-    return await db.run(books.take_share_download, share_id)
+    return await db.run(share_queries.take_share_download, share_id)
 
 
 async def create_share(
@@ -71,17 +71,17 @@ async def create_share(
         expires=lifecycle.expiry(core.settings, options.expires_in, now),
         max_downloads=options.max_downloads,
     )
-    await core.db.run(books.insert_share, share, file_ids)
+    await core.db.run(share_queries.insert_share, share, file_ids)
     if password_hash is not None:
-        await core.db.run(books.set_password, [share.id, *file_ids], password_hash)
+        await core.db.run(share_queries.set_password, [share.id, *file_ids], password_hash)
     return share
 
 
 async def set_password_hash(db: Database, targets: list[str], password_hash: str) -> None:
     """Protect files or shares (by public id) with one password hash; replaces an earlier one."""
-    await db.run(books.set_password, targets, password_hash)
+    await db.run(share_queries.set_password, targets, password_hash)
 
 
 async def password_hash_of(db: Database, target: str) -> str | None:
     """The hash protecting a file or a share, None when it has no download password."""
-    return await db.run(books.password_of, target)
+    return await db.run(share_queries.password_of, target)

@@ -62,7 +62,6 @@ from pyfiledrop.storage import (
 
 log = logging.getLogger("pyfiledrop")
 
-MAX_CHUNK_COUNT = 1_000_000
 MAX_CHUNK_SIZE = 4 * 1024**3
 FINALIZE_LEASE_SECONDS = 60.0
 # A chunk's writer holds a lease on it in the database. One task per process renews the leases

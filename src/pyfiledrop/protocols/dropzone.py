@@ -20,7 +20,8 @@ from starlette.requests import Request
 from pyfiledrop.errors import Invalid, TooLarge, WrongContentType
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
-from pyfiledrop.uploads import MAX_CHUNK_COUNT, MAX_CHUNK_SIZE, ChunkClaim, Uploads
+from pyfiledrop.storage import MAX_CHUNK_COUNT
+from pyfiledrop.uploads import MAX_CHUNK_SIZE, ChunkClaim, Uploads
 from pyfiledrop.web.records import chunk_answer
 from pyfiledrop.web.watch import note_upload
 

@@ -37,6 +37,10 @@ class Shape:
     kind: Kind
 
 
+# The most chunks of one upload any store is asked to take (a store may take fewer: PartRules).
+MAX_CHUNK_COUNT = 1_000_000
+
+
 @dataclass(frozen=True)
 class PartRules:
     """How a store takes an upload's chunks: data of the store, checked by the core."""

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from pyfiledrop.errors import NoSpace
 from pyfiledrop.names import name_candidates
-from pyfiledrop.storage import Buffer, OnWritten, PartRules, Shape
+from pyfiledrop.storage import MAX_CHUNK_COUNT, Buffer, OnWritten, PartRules, Shape
 
 BATCH_BYTES = 1024 * 1024
 MIN_BATCH_BYTES = 64 * 1024
@@ -45,7 +45,6 @@ SPLIT_HASH_BYTES = 512 * 1024
 BATCH_PIECES = 256  # well under IOV_MAX (1024)
 READ_BYTES = 1024 * 1024
 HASH_READ_BYTES = 256 * 1024  # one per I/O thread, kept: hashing is no faster with more
-MAX_CHUNK_COUNT = 1_000_000
 IO_THREADS = 8  # 16 held more buffers and arenas than two cores can keep busy
 MAX_NAME_TRIES = 200  # a hundred numbered names, then random suffixes
 
