@@ -23,11 +23,11 @@ NGINX_CONF = Path(__file__).resolve().parent / "nginx.conf"
 BEHIND_NGINX = Path(__file__).resolve().parent / "behind_nginx.py"
 
 # What the page uses by default: `--chunk-size auto` (per file, the smallest power of two from
-# 1 MiB to 64 MiB that keeps it within 256 chunks; src/pyfiledrop/units.py, restated here so the
+# 1 MiB to 64 MiB that keeps it within 128 chunks; src/pyfiledrop/units.py, restated here so the
 # harness can time any install) and the core's chunks in flight.
 PAGE_AUTO_MIN = 1024**2
 PAGE_AUTO_MAX = 64 * 1024**2
-PAGE_AUTO_COUNT = 256
+PAGE_AUTO_COUNT = 128
 PAGE_IN_FLIGHT = 4
 PAGE_DEFAULT = f"page default (auto) x{PAGE_IN_FLIGHT}"
 

@@ -151,7 +151,7 @@ def test_chunk_size_auto_or_fixed_and_the_summary_says_which(tmp_path: Path) -> 
     assert (auto.chunk_size, fixed.chunk_size) == (None, 1000000)
     assert "Chunk Size: auto (per file: 1.0 MiB to 64.0 MiB" in summary(auto)
     assert "Chunk Size: 976.6 KiB (fixed)" in summary(fixed)
-    assert [auto_chunk_size(size) for size in (0, 256 * MIB, 256 * MIB + 1, 10 * GIB)] == [
+    assert [auto_chunk_size(size) for size in (0, 128 * MIB, 128 * MIB + 1, 10 * GIB)] == [
         MIB,
         MIB,
         2 * MIB,

@@ -83,7 +83,7 @@ def format_duration(seconds: int) -> str:
 # (pyfiledrop.js) applies the same rule, with the numbers from its config.
 AUTO_CHUNK_MIN = 1024**2
 AUTO_CHUNK_MAX = 64 * 1024**2
-AUTO_CHUNK_COUNT = 256
+AUTO_CHUNK_COUNT = 128
 AUTO_CHUNK_MIN_S3 = 8 * 1024**2  # S3 parts (but the last) must be 5 MiB or more
 
 

@@ -69,16 +69,20 @@ def test_proxy_is_a_mode_of_its_own() -> None:
 def test_the_page_default_follows_the_pages_auto_chunk_size(tmp_path: Path) -> None:
     from bench.systems import PAGE_DEFAULT, Trial, dropzone, page_chunk_size
 
-    assert [page_chunk_size(size) for size in (1, 256 * 2**20, 2**30, 2 * 2**30, 2**40)] == [
+    from pyfiledrop.units import auto_chunk_size
+
+    sizes = (1, 128 * 2**20, 2**30, 2 * 2**30, 2**40)
+    assert [page_chunk_size(size) for size in sizes] == [
         2**20,
         2**20,
-        4 * 2**20,
         8 * 2**20,
+        16 * 2**20,
         64 * 2**20,
     ]
+    assert [page_chunk_size(size) for size in sizes] == [auto_chunk_size(s) for s in sizes]
     source = tmp_path / "one.bin"
     with source.open("wb") as handle:
         handle.truncate(2**30)
     command = dropzone(page_chunk_size, 4)(Trial(source, tmp_path, 1))
-    assert command[command.index("--chunk-size") + 1] == str(4 * 2**20)
+    assert command[command.index("--chunk-size") + 1] == str(8 * 2**20)
     assert "(auto)" in PAGE_DEFAULT

@@ -394,7 +394,7 @@ def test_chunk_size_auto_is_chosen_per_file(
     server: Server, tmp_path: Path, state_dir: Path
 ) -> None:
     """The default `--chunk-size auto`: a power of two per file from 8 MiB (keeping a file
-    within 256 chunks where it can); `--chunk-size 1M` is still a fixed size."""
+    within 128 chunks where it can); `--chunk-size 1M` is still a fixed size."""
     small = random_file(tmp_path / "small.bin", 3 * MiB)
     fixed = random_file(tmp_path / "fixed.bin", 3 * MiB)
     for source, flags in ((small, []), (fixed, ["--chunk-size", "1M"])):
@@ -409,7 +409,7 @@ def test_chunk_size_auto_is_chosen_per_file(
     process = start_cli(state_dir, "upload", str(sparse), "--url", server.url, "--json")
     try:
         wait_until(lambda: any(state_dir.glob("upload-*.json")), timeout=30)
-        assert saved_upload(state_dir)["chunk_size"] == 16 * MiB
+        assert saved_upload(state_dir)["chunk_size"] == 32 * MiB
     finally:
         process.kill()
         process.wait(30)

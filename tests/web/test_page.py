@@ -55,7 +55,7 @@ def test_page_is_served_with_defaults(tmp_path: Path) -> None:
         "chunkSize": 1024 * 1024,  # a number still: auto's smallest
         "filesizeBase": 1024,
     }
-    assert config["chunkSizeAuto"] == {"min": 1024 * 1024, "max": 64 * 1024 * 1024, "chunks": 256}
+    assert config["chunkSizeAuto"] == {"min": 1024 * 1024, "max": 64 * 1024 * 1024, "chunks": 128}
     assert config["allowDownloads"] is False
     assert config["filesUrl"] == "/api/files"
     assert config["finishUrl"] == "/upload/{uuid}/finish"
