@@ -88,3 +88,12 @@ def test_a_claim_needs_every_chunk(core: tuple[TestClient, Uploads, FakeClock]) 
     finish = client.post(f"/upload/{upload_id}/finish")
     assert finish.status_code == 409
     assert finish.json()["missing"] == [1]
+
+
+def test_public_ids_never_start_with_a_dash() -> None:
+    """`pyfiledrop files rm -Yfw...` read the id as an option (1 id in 64 began with "-")."""
+    from pyfiledrop.uploads import new_public_id, public_token
+
+    ids = [new_public_id() for _ in range(3000)] + [public_token(16) for _ in range(3000)]
+    assert not [token for token in ids if token.startswith("-")]
+    assert all(len(token) == 24 for token in ids[:3000])

@@ -14,7 +14,7 @@ from pyfiledrop.errors import FileGone, LinkNotFound, Missing
 from pyfiledrop.files import PUBLIC_ID_FORM, served_file
 from pyfiledrop.meta import Database, Share, StoredFile
 from pyfiledrop.meta import shares as share_queries
-from pyfiledrop.uploads import Uploads
+from pyfiledrop.uploads import Uploads, public_token
 
 SHARE_GONE = "none of the files of this link is still on the server"
 
@@ -65,7 +65,7 @@ async def create_share(
     """
     now = core.clock()
     share = Share(
-        id=secrets.token_urlsafe(16),
+        id=public_token(16),
         owner=owner,
         created=now,
         expires=lifecycle.expiry(core.settings, options.expires_in, now),

@@ -178,7 +178,16 @@ def shape_of(upload: Upload) -> Shape:
 
 
 def new_public_id() -> str:
-    return secrets.token_urlsafe(PUBLIC_ID_BYTES)
+    """Random, URL-safe, and never starting with "-": an operator pastes ids into
+    `pyfiledrop files rm ID`, where a leading dash reads as an option (1 id in 64 did)."""
+    return public_token(PUBLIC_ID_BYTES)
+
+
+def public_token(size: int) -> str:
+    while True:
+        token = secrets.token_urlsafe(size)
+        if not token.startswith("-"):
+            return token
 
 
 class Uploads:
