@@ -63,22 +63,19 @@ def use_style(request: Request, style: ErrorStyle) -> None:
     request.scope[_STYLE_KEY] = style
 
 
-def _lookup(table: Mapping[type[errors.PyfiledropError], int], error: Exception) -> int | None:
-    for kind in type(error).__mro__:
-        if kind in table:
-            return table[kind]
+def _lookup(table: Mapping[type[errors.PyfiledropError], int], kind: type) -> int | None:
+    for base in kind.__mro__:
+        if base in table:
+            return table[base]
     return None
 
 
 def status_of(error: errors.PyfiledropError) -> int:
-    return _lookup(STATUS, error) or 400
+    return _lookup(STATUS, type(error)) or 400
 
 
 def retry_after(kind: type[errors.PyfiledropError]) -> int | None:
-    for base in kind.__mro__:
-        if base in RETRY_AFTER:
-            return RETRY_AFTER[base]
-    return None
+    return _lookup(RETRY_AFTER, kind)
 
 
 def render(request: Request, error: errors.PyfiledropError) -> Response:
