@@ -73,7 +73,7 @@ async def create_share(
     )
     await core.db.run(share_queries.insert_share, share, file_ids)
     if password_hash is not None:
-        await core.db.run(share_queries.set_password, [share.id, *file_ids], password_hash)
+        await set_password_hash(core.db, [share.id, *file_ids], password_hash)
     return share
 
 
