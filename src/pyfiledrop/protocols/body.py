@@ -81,7 +81,8 @@ class RateFloor:
         if not self.rate:
             return
         self.bytes += received
-        elapsed = time.monotonic() - self.started
+        now = time.monotonic()
+        elapsed = now - self.started
         if elapsed < self.window:
             return
         if self.bytes < self.rate * elapsed:
@@ -89,7 +90,7 @@ class RateFloor:
                 f"the request body arrived at {self.bytes / elapsed:.0f} bytes/s over"
                 f" {elapsed:.0f} s, below this server's floor of {self.rate} bytes/s"
             )
-        self.started, self.bytes = time.monotonic(), 0
+        self.started, self.bytes = now, 0
 
 
 def declared_length(request: Request) -> int | None:

@@ -61,7 +61,7 @@ class _MultipartForm:
         self.file_started = False
         self.file_ended = False
         self.filename: str | None = None
-        self.file_pieces: list[memoryview | bytes] = []
+        self.file_pieces: list[memoryview] = []
         self.error: str | None = None
         self.bytes_after_file = 0
 
@@ -121,12 +121,7 @@ class _MultipartForm:
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.in_file:
             # `data` is bytes, or a body buffer never written again: a view stays valid, no copy.
-            piece = (
-                memoryview(data)[start:end]
-                if isinstance(data, (bytes, bytearray))
-                else data[start:end]
-            )
-            self.file_pieces.append(piece)
+            self.file_pieces.append(memoryview(data)[start:end])
             return
         self._count_after_file(end - start)
         if self.error:

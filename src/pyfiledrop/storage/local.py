@@ -126,12 +126,12 @@ class LocalChunkSink:
         self._open_sinks.change(+1, upload_id)
         self._fd = fd
         self._on_written = on_written
-        self._offset = offset
+        self._start = offset
+        self._offset = offset  # where the next batch goes
         self._executor = executor
         self._writeback = writeback
         self._batch: list[Buffer] = []
         self._batched = 0
-        self._written = 0
         self._in_flight: asyncio.Future[None] | None = None
         self._hashing: asyncio.Future[None] | None = None
         self._closed = False
@@ -165,7 +165,6 @@ class LocalChunkSink:
                 self._on_written,
             )
         self._offset += size
-        self._written += size
 
     async def _settle(self) -> None:
         """Wait for the batch in flight: its write (a full disk is 507) and its hash."""
@@ -184,10 +183,10 @@ class LocalChunkSink:
     async def finish(self) -> int:
         try:
             await self._submit()
-            await self._submit()  # waits for the last batch
+            await self._settle()  # the last batch
         finally:
             self._close()
-        return self._written
+        return self._offset - self._start
 
     async def abort(self) -> None:
         for pending in (self._in_flight, self._hashing):

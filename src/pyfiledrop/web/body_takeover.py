@@ -326,10 +326,11 @@ def take_body(
     offer: Callable[
         [float, Check, Callable[[int], None] | None], AsyncGenerator[Buffer, None] | None
     ]
-    offer = scope.get("extensions", {}).get(TAKE_BODY)
+    extensions = scope.get("extensions", {})
+    offer = extensions.get(TAKE_BODY)
     if offer is None:
         return None
-    return offer(idle, check, scope.get("extensions", {}).get(COUNT_IN))
+    return offer(idle, check, extensions.get(COUNT_IN))
 
 
 def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
