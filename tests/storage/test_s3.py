@@ -34,30 +34,30 @@ def s3(server_factory: Any, postgres_url: str, s3_endpoint: Any) -> Backend:
     return found
 
 
-def test_chunk_size_under_five_mib_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
+def serve_once(
+    tmp_path: Path, s3: Backend, storage: str, chunk_size: str
+) -> subprocess.CompletedProcess[str]:
+    """`pyfiledrop serve` on `storage` against the test endpoint, for a start that is refused."""
+    assert s3.s3 is not None
     command = [
-        sys.executable, "-m", "pyfiledrop", "serve", "--storage", f"s3://{s3.bucket}/x",
-        "--s3-endpoint", s3.s3.url if s3.s3 else "", "--chunk-size", "1MiB", "--data", "data",
+        sys.executable, "-m", "pyfiledrop", "serve", "--storage", storage,
+        "--s3-endpoint", s3.s3.url, "--chunk-size", chunk_size, "--data", "data",
     ]  # fmt: skip
-    result = subprocess.run(
+    return subprocess.run(
         command, cwd=tmp_path, env={**s3.env(), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def test_chunk_size_under_five_mib_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
+    result = serve_once(tmp_path, s3, f"s3://{s3.bucket}/x", "1MiB")
     assert result.returncode == 2
     assert "5 MiB" in result.stderr and "--chunk-size" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_unreachable_bucket_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
-    assert s3.s3 is not None
-    command = [
-        sys.executable, "-m", "pyfiledrop", "serve", "--storage", "s3://no-such-bucket-here/x",
-        "--s3-endpoint", s3.s3.url, "--chunk-size", "8MiB", "--data", "data",
-    ]  # fmt: skip
-    result = subprocess.run(
-        command, cwd=tmp_path, env={**s3.env(), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = serve_once(tmp_path, s3, "s3://no-such-bucket-here/x", "8MiB")
     assert result.returncode == 2
     assert "s3://no-such-bucket-here/x" in result.stderr and "Traceback" not in result.stderr
 
