@@ -33,6 +33,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextlib.contextmanager
+def uvicorn_in_thread(app: Any) -> Iterator[int]:
+    """`app` under uvicorn (our bounded HTTP protocol) in a thread of this process, on a free
+    port, so a test can patch module state (timeouts, readers) the server then uses."""
+    import threading
+
+    import uvicorn
+
+    from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", http=BoundedHttpToolsProtocol
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,6 +53,30 @@ def send_chunk(
     body = read_chunk(path, index, chunk_size)
     files = {"file": (name or path.name, body, "application/octet-stream")}
     return client.post("/upload", data=data, files=files)
+
+
+def race_last_chunk_with_finishes(
+    client: httpx.Client, path: Path, upload_id: str, last: int, chunk_size: int, finishes: int = 3
+) -> list[httpx.Response]:
+    """Send chunk `last` while `finishes` threads ask to finish the upload, all at once; the
+    responses in the order they came back."""
+    results: list[httpx.Response] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(send_chunk(client, path, upload_id, last, chunk_size))
+        ),
+        *[
+            threading.Thread(
+                target=lambda: results.append(client.post(f"/upload/{upload_id}/finish"))
+            )
+            for _ in range(finishes)
+        ],
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def upload(

@@ -65,6 +65,21 @@ def request_with(headers: list[tuple[bytes, bytes]], receive: Any = None) -> Req
     return Request(scope, receive)
 
 
+def pieces_before(
+    receive: Any, idle: float, error: type[Exception], match: str
+) -> list[bytes | bytearray]:
+    """The pieces the ASGI fallback yields (no socket to take) before it raises `error`."""
+
+    async def run() -> list[bytes | bytearray]:
+        got = []
+        with pytest.raises(error, match=match):
+            async for piece in body_pieces(request_with([], receive), idle=idle):
+                got.append(piece)
+        return got
+
+    return asyncio.run(run())
+
+
 @pytest.mark.parametrize(("value", "expected"), [(None, None), (b"0", 0), (b"1048576", 1048576)])
 def test_declared_length(value: bytes | None, expected: int | None) -> None:
     headers = [] if value is None else [(b"content-length", value)]
@@ -161,14 +176,7 @@ def test_the_asgi_fallback_cuts_off_a_silent_body() -> None:
         await asyncio.Event().wait()  # a sender that never sends again
         raise AssertionError
 
-    async def run() -> list[bytes | bytearray]:
-        got = []
-        with pytest.raises(Invalid, match="stalled"):
-            async for piece in body_pieces(request_with([], receive), idle=0.05):
-                got.append(piece)
-        return got
-
-    assert asyncio.run(run()) == [b"first"]
+    assert pieces_before(receive, 0.05, Invalid, "stalled") == [b"first"]
 
 
 def test_the_asgi_fallback_yields_the_piece_that_met_the_rate_floor_before_the_408(
@@ -182,11 +190,4 @@ def test_the_asgi_fallback_yields_the_piece_that_met_the_rate_floor_before_the_4
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    async def run() -> list[bytes | bytearray]:
-        got = []
-        with pytest.raises(TooSlow, match="floor"):
-            async for piece in body_pieces(request_with([], receive), idle=5):
-                got.append(piece)
-        return got
-
-    assert asyncio.run(run()) == [b"slow"]
+    assert pieces_before(receive, 5, TooSlow, "floor") == [b"slow"]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server, ServerFactory, random_file, sha256_of
-from tests.dz import chunk_fields, send_chunk, upload
+from tests.dz import chunk_fields, race_last_chunk_with_finishes, send_chunk, upload
 
 MiB = 1024 * 1024
 
@@ -87,22 +87,7 @@ def test_finish_racing_last_chunk_publishes_once(server: Server, tmp_path: Path)
     with client_for(server) as client:
         for index in range(7):
             send_chunk(client, source, upload_id, index, MiB)
-        results: list[httpx.Response] = []
-        threads = [
-            threading.Thread(
-                target=lambda: results.append(send_chunk(client, source, upload_id, 7, MiB))
-            ),
-            *[
-                threading.Thread(
-                    target=lambda: results.append(client.post(f"/upload/{upload_id}/finish"))
-                )
-                for _ in range(3)
-            ],
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = race_last_chunk_with_finishes(client, source, upload_id, 7, MiB)
     ids = {r.json()["file"]["id"] for r in results if r.status_code == 200 and "file" in r.json()}
     assert len(ids) == 1
     assert server.stored_files() == [server.storage_dir / "race.bin"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 import uuid
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import Server, random_file, sha256_of
-from tests.dz import send_chunk, upload
+from tests.dz import race_last_chunk_with_finishes, send_chunk, upload
 from tests.scale.conftest import Backend
 
 MiB = 1024 * 1024
@@ -74,25 +73,10 @@ def test_finish_racing_last_chunk_publishes_once(backend: Backend, tmp_path: Pat
     server = backend.start("-a")
     source = random_file(tmp_path / "race.bin", 2 * CHUNK + 10)
     upload_id = str(uuid.uuid4())
-    results: list[httpx.Response] = []
     with client_for(server) as client:
         for index in (0, 1):
             send_chunk(client, source, upload_id, index, CHUNK)
-        threads = [
-            threading.Thread(
-                target=lambda: results.append(send_chunk(client, source, upload_id, 2, CHUNK))
-            ),
-            *[
-                threading.Thread(
-                    target=lambda: results.append(client.post(f"/upload/{upload_id}/finish"))
-                )
-                for _ in range(3)
-            ],
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = race_last_chunk_with_finishes(client, source, upload_id, 2, CHUNK)
     files = {r.json()["file"]["id"] for r in results if r.status_code == 200 and "file" in r.json()}
     assert len(files) == 1
     assert len(backend.objects()) == 1

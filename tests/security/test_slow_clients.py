@@ -13,13 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 import pyfiledrop.protocols.body as body_module
 import pyfiledrop.web.http_limits as http_limits
 from pyfiledrop.web.app import create_app
-from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
-from tests.conftest import Server, ServerFactory, free_port, random_file, sha256_of
+from tests.conftest import (
+    Server,
+    ServerFactory,
+    random_file,
+    sha256_of,
+    uvicorn_in_thread,
+)
 from tests.dz import chunk_fields, upload
 from tests.harness import settings_in
 from tests.rawhttp import head, multipart, read_response, stream_until_answered
@@ -78,23 +82,8 @@ def test_put_over_the_limit_is_refused_before_the_body(server_factory: ServerFac
 @contextlib.contextmanager
 def threaded_server(root: Path) -> Iterator[int]:
     """The app under uvicorn in this process, so a test can shorten its idle timeout."""
-    port = free_port()
-    app = create_app(settings_in(root, timeout=500, min_free=0))
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", http=BoundedHttpToolsProtocol
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    try:
+    with uvicorn_in_thread(create_app(settings_in(root, timeout=500, min_free=0))) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def test_a_stalled_body_is_cut_off_by_the_idle_timeout(

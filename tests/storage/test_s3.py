@@ -34,30 +34,30 @@ def s3(server_factory: Any, postgres_url: str, s3_endpoint: Any) -> Backend:
     return found
 
 
-def test_chunk_size_under_five_mib_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
+def serve_once(
+    tmp_path: Path, s3: Backend, storage: str, chunk_size: str
+) -> subprocess.CompletedProcess[str]:
+    """`pyfiledrop serve` on `storage` against the test endpoint, for a start that is refused."""
+    assert s3.s3 is not None
     command = [
-        sys.executable, "-m", "pyfiledrop", "serve", "--storage", f"s3://{s3.bucket}/x",
-        "--s3-endpoint", s3.s3.url if s3.s3 else "", "--chunk-size", "1MiB", "--data", "data",
+        sys.executable, "-m", "pyfiledrop", "serve", "--storage", storage,
+        "--s3-endpoint", s3.s3.url, "--chunk-size", chunk_size, "--data", "data",
     ]  # fmt: skip
-    result = subprocess.run(
+    return subprocess.run(
         command, cwd=tmp_path, env={**s3.env(), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def test_chunk_size_under_five_mib_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
+    result = serve_once(tmp_path, s3, f"s3://{s3.bucket}/x", "1MiB")
     assert result.returncode == 2
     assert "5 MiB" in result.stderr and "--chunk-size" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_unreachable_bucket_is_refused_at_start(tmp_path: Path, s3: Backend) -> None:
-    assert s3.s3 is not None
-    command = [
-        sys.executable, "-m", "pyfiledrop", "serve", "--storage", "s3://no-such-bucket-here/x",
-        "--s3-endpoint", s3.s3.url, "--chunk-size", "8MiB", "--data", "data",
-    ]  # fmt: skip
-    result = subprocess.run(
-        command, cwd=tmp_path, env={**s3.env(), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = serve_once(tmp_path, s3, "s3://no-such-bucket-here/x", "8MiB")
     assert result.returncode == 2
     assert "s3://no-such-bucket-here/x" in result.stderr and "Traceback" not in result.stderr
 
@@ -74,6 +74,23 @@ def test_small_chunks_from_a_client_are_refused(s3: Backend, tmp_path: Path) -> 
     assert s3.leftovers() == []
 
 
+def first_chunk_request(cookie: str, upload_id: str, name: str) -> tuple[bytes, bytes]:
+    """A raw POST /upload of chunk 0 of a two-chunk file, up to where the chunk's bytes go, and
+    the closing line that follows them (Content-Length counts a whole chunk)."""
+    boundary = "rawb0undary"
+    fields = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in chunk_fields(upload_id, 0, CHUNK, 2 * CHUNK).items()
+    ) + (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n')
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    request = (
+        f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: pfd_owner={cookie}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(fields) + CHUNK + len(tail)}\r\n\r\n"
+    )
+    return (request + fields).encode(), tail
+
+
 def test_cut_chunk_counts_nothing_and_is_resent(s3: Backend, tmp_path: Path) -> None:
     server = s3.start()
     source = random_file(tmp_path / "cut.bin", 2 * CHUNK)
@@ -81,24 +98,9 @@ def test_cut_chunk_counts_nothing_and_is_resent(s3: Backend, tmp_path: Path) -> 
     with httpx.Client(base_url=server.url, timeout=60) as client:
         assert send_chunk(client, source, upload_id, 1, CHUNK).status_code == 200
         cookie = client.cookies["pfd_owner"]
-        boundary = "cutb0undary"
-        head = "".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
-            for k, v in chunk_fields(upload_id, 0, CHUNK, 2 * CHUNK).items()
-        ) + (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            'filename="cut.bin"\r\n\r\n'
-        )
+        start, _ = first_chunk_request(cookie, upload_id, "cut.bin")
         with socket.create_connection(("127.0.0.1", server.port)) as raw:
-            raw.sendall(
-                (
-                    f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: pfd_owner={cookie}\r\n"
-                    f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-                    f"Content-Length: {len(head) + CHUNK + 40}\r\n\r\n"
-                ).encode()
-                + head.encode()
-                + b"\xee" * (2 * MiB)
-            )
+            raw.sendall(start + b"\xee" * (2 * MiB))
             wait_for_chunk_requests(server, 2)  # the cut comes while the server reads the chunk
         assert client.get(f"/upload/{upload_id}").json()["received"] == [1]
         last = send_chunk(client, source, upload_id, 0, CHUNK).json()
@@ -258,26 +260,10 @@ def test_duplicate_chunk_outlived_by_the_completion_is_harmless(
     with httpx.Client(base_url=server.url, timeout=60) as client:
         client.get("/healthz")
         cookie = client.cookies["pfd_owner"]
-        boundary = "lateb0undary"
-        head = "".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
-            for k, v in chunk_fields(upload_id, 0, CHUNK, 2 * CHUNK).items()
-        ) + (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            'filename="late.bin"\r\n\r\n'
-        )
-        tail = f"\r\n--{boundary}--\r\n".encode()
+        start, tail = first_chunk_request(cookie, upload_id, "late.bin")
         chunk = source.read_bytes()[:CHUNK]
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as raw:
-            raw.sendall(
-                (
-                    f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: pfd_owner={cookie}\r\n"
-                    f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-                    f"Content-Length: {len(head) + CHUNK + len(tail)}\r\n\r\n"
-                ).encode()
-                + head.encode()
-                + chunk[: CHUNK // 2]
-            )
+            raw.sendall(start + chunk[: CHUNK // 2])
             wait_for_chunk_requests(server, 1)  # the first copy is streaming its part
             copies: list[httpx.Response] = []
             second = threading.Thread(

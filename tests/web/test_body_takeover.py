@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
@@ -33,8 +31,7 @@ from pyfiledrop.protocols.body import RateFloor, body_pieces
 from pyfiledrop.web.app import create_app
 from pyfiledrop.web.body_takeover import BodyReader
 from pyfiledrop.web.errors import status_of
-from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
-from tests.conftest import free_port
+from tests.conftest import uvicorn_in_thread
 from tests.dz import chunk_fields
 from tests.harness import settings_in
 from tests.rawhttp import RawResponse, head, multipart, read_response, stream_until_answered
@@ -66,22 +63,8 @@ def serving(root: Path, **overrides: Any) -> Iterator[int]:
 
 @contextlib.contextmanager
 def running(app: Any) -> Iterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", http=BoundedHttpToolsProtocol
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    try:
+    with uvicorn_in_thread(app) as port:
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def put(name: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
