@@ -266,6 +266,39 @@ def test_a_buffer_is_refilled_only_once_nothing_refers_to_it(
     assert len(readers.pool) == 2
 
 
+def test_the_pool_keeps_pool_bytes_of_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once filled, the pool holds POOL_BYTES of buffers (it kept only about half: a negative
+    slice start dropped the older ones as it grew), so a body reuses them all."""
+    readers = body_takeover._Readers
+    monkeypatch.setattr(readers, "pool", [])
+    monkeypatch.setattr(readers, "active", 1)
+    size = body_takeover.BUFFER_BYTES
+    first = [readers.free_buffer(size) for _ in range(body_takeover.POOL_BYTES // size)]
+    assert list(map(id, readers.pool)) == list(map(id, first))
+    del first
+    assert len(readers.pool) == body_takeover.POOL_BYTES // size
+
+
+def test_the_pool_keeps_what_the_readers_at_work_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four bodies at once hold more than POOL_BYTES of full buffers (filling, ready, the sink's
+    batches): all of them are reused, none allocated afresh, until the readers are done."""
+    readers = body_takeover._Readers
+    monkeypatch.setattr(readers, "pool", [])
+    monkeypatch.setattr(readers, "active", 4)
+    size = body_takeover.BUFFER_BYTES
+    held = 4 * body_takeover.POOL_BUFFERS_PER_READER
+    assert held * size > body_takeover.POOL_BYTES
+    first = [readers.free_buffer(size) for _ in range(held)]
+    assert list(map(id, readers.pool)) == list(map(id, first))
+    del first
+    again = [readers.free_buffer(size) for _ in range(held)]
+    assert list(map(id, again)) == list(map(id, readers.pool))  # reused, none allocated
+    del again
+    for _ in range(4):
+        readers.leave()
+    assert len(readers.pool) == body_takeover.POOL_BYTES // size
+
+
 class Consumer:
     """A handler that records what body_pieces gives it: each piece, then the error ending it."""
 

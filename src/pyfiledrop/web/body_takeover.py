@@ -50,7 +50,11 @@ BUFFER_BYTES = 1024 * 1024
 MIN_BUFFER_BYTES = 64 * 1024
 BUDGET_BYTES = 8 * 1024 * 1024  # what all readers' buffers together aim to stay under
 READY_BUFFERS = 1  # full buffers waiting for the handler before reading pauses
-POOL_BYTES = 8 * 1024 * 1024  # buffers kept for reuse, all readers together
+POOL_BYTES = 8 * 1024 * 1024  # buffers kept for reuse, all readers together, when few read
+# Full buffers alive per reader while its body streams: the one filling, one ready, and the
+# sink's batch being gathered and in flight (4 bodies at once held 13). A smaller pool made
+# every few MiB a fresh 1 MiB bytearray: zeroed and faulted in on the event loop.
+POOL_BUFFERS_PER_READER = 4
 # A handler waiting this long (up to twice) for a buffer to fill gets the part that arrived.
 FLUSH_SECONDS = 0.25
 
@@ -97,8 +101,21 @@ class _Readers:
             if sys.getrefcount(pool[index]) == 2:
                 return pool[index]
         buffer = bytearray(size)
-        cls.pool = [*pool[len(pool) + 1 - POOL_BYTES // size :], buffer]
+        cls.pool = [*pool[max(0, len(pool) + 1 - cls.pool_buffers()) :], buffer]
         return buffer
+
+    @classmethod
+    def pool_buffers(cls) -> int:
+        """How many full-size buffers the pool keeps: what the readers now at work use."""
+        return max(POOL_BYTES // BUFFER_BYTES, POOL_BUFFERS_PER_READER * cls.active)
+
+    @classmethod
+    def leave(cls) -> None:
+        """A reader is done: the pool shrinks back to what the rest use."""
+        cls.active -= 1
+        excess = len(cls.pool) - cls.pool_buffers()
+        if excess > 0:
+            cls.pool = cls.pool[excess:]
 
 
 class BodyReader(asyncio.BufferedProtocol):
@@ -250,7 +267,7 @@ class BodyReader(asyncio.BufferedProtocol):
             self.flush_timer = None
         if self.counted:
             self.counted = False
-            _Readers.active -= 1
+            _Readers.leave()
         if not self.done:
             # Stopped mid-body: what follows in the socket is this body's rest, not a request.
             self.error = self.error or ClientDisconnect()
