@@ -20,6 +20,7 @@ from starlette.requests import Request
 from pyfiledrop.errors import Invalid, TooLarge, WrongContentType
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
+from pyfiledrop.protocols.file_part import plain_bytes
 from pyfiledrop.storage import MAX_CHUNK_COUNT
 from pyfiledrop.uploads import MAX_CHUNK_SIZE, ChunkClaim, Uploads
 from pyfiledrop.web.records import chunk_answer
@@ -239,6 +240,11 @@ async def receive(
                 consumed += len(piece)
                 if feeder is not None and consumed > body_cap:
                     raise TooLarge("the request body is longer than the chunk it carries")
+                if feeder is not None and form.in_file and not form.error:
+                    plain = plain_bytes(parser, piece)
+                    if plain:
+                        await feeder.feed(memoryview(piece)[:plain])
+                        piece = piece[plain:]  # a copy of the tail: shorter than a delimiter
                 parser.write(piece)  # type: ignore[arg-type]  # bytearray: bytes' methods
                 if form.error:
                     raise Invalid(form.error)
