@@ -157,3 +157,20 @@ def test_batches_shrink_as_more_sinks_are_open(storage: LocalStorage) -> None:
     assert sizes[-1] == max(local.MIN_BATCH_BYTES, local.BATCH_BUDGET_BYTES // (2 * 64))
     assert sizes == sorted(sizes, reverse=True)
     assert storage.open_sinks.batch_bytes == local.BATCH_BYTES  # all closed again
+
+
+def test_a_read_back_hashes_exactly_its_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any start and end, across mapping windows and pages, and a file too short is an error
+    (a mapping past its end would kill the process instead)."""
+    monkeypatch.setattr(local, "HASH_MAP_BYTES", 3 * 4096)
+    data = os.urandom(10 * 4096 + 123)
+    path = tmp_path / "file.part"
+    path.write_bytes(data)
+    for start, end in [(0, len(data)), (1, 4097), (4095, 8193), (5000, 5000), (12289, len(data))]:
+        hasher = hashlib.sha256()
+        local.hash_file_range(path, hasher, start, end)
+        assert hasher.hexdigest() == hashlib.sha256(data[start:end]).hexdigest()
+    with pytest.raises(OSError, match="shorter than expected"):
+        local.hash_file_range(path, hashlib.sha256(), 4096, len(data) + 1)

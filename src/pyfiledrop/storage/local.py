@@ -18,9 +18,9 @@ import ctypes.util
 import errno
 import fcntl
 import itertools
+import mmap
 import os
 import struct
-import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -44,7 +44,8 @@ PUBLISH_WAIT_SECONDS = 30.0
 SPLIT_HASH_BYTES = 512 * 1024
 BATCH_PIECES = 256  # well under IOV_MAX (1024)
 READ_BYTES = 1024 * 1024
-HASH_READ_BYTES = 256 * 1024  # one per I/O thread, kept: hashing is no faster with more
+HASH_MAP_BYTES = 2 * 1024 * 1024  # mapped at a time to hash (8 MiB: no faster, more RSS)
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # no fault per page
 IO_THREADS = 8  # 16 held more buffers and arenas than two cores can keep busy
 MAX_NAME_TRIES = 200  # a hundred numbered names, then random suffixes
 
@@ -464,23 +465,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-_thread_buffers = threading.local()
-
-
 def hash_file_range(path: os.PathLike[str], hasher: Any, start: int, end: int) -> None:
-    # One buffer per I/O thread, reused: no per-read allocation for malloc to keep around.
-    view: memoryview | None = getattr(_thread_buffers, "view", None)
-    if view is None:
-        view = _thread_buffers.view = memoryview(bytearray(HASH_READ_BYTES))
+    """Hash bytes `start` to `end` of a file straight from the page cache: mapped, not read into
+    a buffer first (the copy cost ~0.06-0.1 s/GiB, and most of a chunked upload is hashed this
+    way: chunks in flight together can't all start where the hash stands)."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        # A mapping's pages past the file's end fault (SIGBUS): never map past it.
+        if os.fstat(fd).st_size < end:
+            raise OSError(f"{path} is shorter than expected")
         position = start
         while position < end:
-            wanted = min(HASH_READ_BYTES, end - position)
-            got = os.preadv(fd, [view[:wanted]], position)
-            if not got:
-                raise OSError(f"{path} is shorter than expected")
-            hasher.update(view[:got])
-            position += got
+            base = position - position % mmap.ALLOCATIONGRANULARITY
+            length = min(end - base, HASH_MAP_BYTES)
+            with (
+                mmap.mmap(fd, length, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=base) as mapped,
+                memoryview(mapped) as whole,
+                whole[position - base :] as view,
+            ):
+                hasher.update(view)
+            position = base + length
     finally:
         os.close(fd)
