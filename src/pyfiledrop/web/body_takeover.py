@@ -111,10 +111,12 @@ class _Readers:
 
     @classmethod
     def leave(cls) -> None:
-        """A reader is done: the pool shrinks back to what the rest use."""
+        """A reader is done. Once none is left the pool shrinks back to POOL_BYTES; not before:
+        chunks in flight come and go one by one, and shrinking it as each one ended made the
+        next one allocate again."""
         cls.active -= 1
         excess = len(cls.pool) - cls.pool_buffers()
-        if excess > 0:
+        if cls.active == 0 and excess > 0:
             cls.pool = cls.pool[excess:]
 
 
