@@ -134,6 +134,7 @@ class ChunkOutcome:
     received_count: int | None = None  # chunks counted so far
     offset: int | None = None  # bytes counted so far (writes at an offset)
     file: StoredFile | None = None  # the published file, once "done"
+    upload: Upload | None = None  # the upload's row as counting left it (writes at an offset)
 
 
 @dataclass(frozen=True)
@@ -587,38 +588,44 @@ class Uploads:
             plan.sink = SavingSink(sink, reopen, record)
         return plan
 
-    async def _record_offset(self, plan: ChunkPlan, written: int) -> int:
+    async def _record_offset(self, plan: ChunkPlan, written: int, release: bool = False) -> Upload:
         """The upload's offset moves past the `written` bytes of an in-order write, and the
-        file's hash with it."""
+        file's hash with it; `release`: the holder lets go of the upload's lock in the same
+        statement. The upload as it is then."""
         assert plan.holder is not None
         end = plan.offset + written
         start = plan.offset + plan.saved
-        if not await self.db.run(
-            tus_queries.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
-        ):
+        advanced = await self.db.run(
+            tus_queries.advance_offset,
+            *(plan.upload.id, plan.holder, start, end, self.clock(), release),
+        )
+        if advanced is None:
+            if await self.db.run(queries.get_upload, plan.upload.id) is None:
+                raise UploadNotFound("the upload was terminated while it was written")
             raise OffsetMismatch(
                 "this upload changed while the request was written; ask its offset"
             )
         if plan.inline_hash is not None:
             self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
         plan.saved = written
-        return end
+        return advanced
 
     async def _count_at_offset(self, plan: ChunkPlan, written: int) -> ChunkOutcome:
         if plan.verify is not None:
             plan.verify()
-        fresh = await self.db.run(queries.get_upload, plan.upload.id)
-        if fresh is None:
-            raise UploadNotFound("the upload was terminated while it was written")
         # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
         # bytes are in the page cache, which a crash of this process does not lose, and
         # finalizing flushes the whole file. Only saves in the middle of a body flush first.
-        end = await self._record_offset(plan, written)
+        end = plan.offset + written
+        size = plan.upload.size
+        # A write that leaves the upload unfinished counts and lets go of its lock in one
+        # statement; the one that completes it keeps the lock until the file is published.
+        upload = await self._record_offset(plan, written, release=size is not None and end < size)
         # A part of a later concatenation is not published itself.
-        if fresh.concat is None and fresh.size is not None and end == fresh.size:
-            stored = await self.complete_upload(fresh)
+        if upload.concat is None and upload.size is not None and end == upload.size:
+            stored = await self.complete_upload(upload)
             return ChunkOutcome("done", file=stored)
-        return ChunkOutcome("received", offset=end)
+        return ChunkOutcome("received", offset=end, upload=upload)
 
     async def complete_upload(self, upload: Upload) -> StoredFile:
         """An upload of one chunk whose bytes are all in (tus): count the chunk, and finalize."""
