@@ -35,6 +35,7 @@ from pyfiledrop.errors import (
     UploadDiscarded,
     UploadNotFound,
 )
+from pyfiledrop.hash_lane import HashLane, LaneSink
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import (
     DROPZONE_CHUNKS,
@@ -123,6 +124,7 @@ class ChunkPlan:
     holder: str | None = None
     saved: int = 0
     verify: Callable[[], None] | None = None  # raises when the body must not count (checksum)
+    hash_lane: HashLane | None = None  # hashes `inline_hash` beside the writes (tus)
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,27 @@ class HashProgress:
     position: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     received: set[int] = field(default_factory=set)
+    pending: asyncio.Task[None] | None = None  # a write's hash on its way in (_adopt_when_hashed)
 
     def feed(self, pieces: list[Buffer]) -> None:
         """Hash bytes as they are written (in order), on the storage's I/O thread."""
         for piece in pieces:
             self.hasher.update(piece)
+
+
+def _written_hook(inline: HashProgress | None, also: Any) -> OnWritten | None:
+    """What a sink calls with each batch it wrote: the inline hash and `also` go through it."""
+    if inline is None and also is None:
+        return None
+
+    def on_written(pieces: list[Buffer]) -> None:
+        if inline is not None:
+            inline.feed(pieces)
+        if also is not None:
+            for piece in pieces:
+                also.update(piece)
+
+    return on_written
 
 
 def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: int) -> None:
@@ -285,6 +303,7 @@ class Uploads:
         I/O thread), on a copy of the hasher, adopted only when they count (`_adopt_inline_hash`).
         `catch_up`: bytes that arrive in order read back what this process has not hashed yet
         (after a restart, or when another process took the earlier writes)."""
+        await self._hash_settled(upload_id)
         progress = self.hash_progress(upload_id)
         if catch_up and (files := self.caps.partial_files) is not None:
             async with progress.lock:
@@ -560,25 +579,28 @@ class Uploads:
             inline = await self._start_inline_hash(upload.id, offset, catch_up=offset > 0)
         else:
             inline = None
+        # A tus write hashes beside its writes, so it can answer before its last bytes are
+        # hashed (hash_lane.py); a checksum must be checked before the write counts.
+        lane = None
+        if inline is not None and holder is not None and also is None:
+            lane = HashLane(inline.hasher)
+        on_written = _written_hook(None if lane is not None else inline, also)
 
-        def on_written(pieces: list[Buffer]) -> None:
-            if inline is not None:
-                inline.feed(pieces)
-            if also is not None:
-                for piece in pieces:
-                    also.update(piece)
+        async def open_at(start: int, length: int | None = None) -> ChunkSink:
+            sink = await self._open_sink(upload, start, on_written, length)
+            return sink if lane is None else LaneSink(sink, lane)
 
-        sink = await self._open_sink(upload, offset, on_written, length)
+        sink = await open_at(offset, length)
         size = upload.size if upload.size is not None else self.settings.max_size_bytes
         plan = ChunkPlan(upload, 0, offset, length, sink, max(0, size - offset), holder=holder)
-        plan.inline_hash = inline
+        plan.inline_hash, plan.hash_lane = inline, lane
         if upload.size is None and (grows := self.stream_guard(upload.owner, upload.id)):
             # The guard takes the upload's whole size so far.
             plan.check_stream = lambda received: grows(offset + received)
         if save:
 
             async def reopen(written: int) -> ChunkSink:
-                return await self._open_sink(upload, offset + written, on_written)
+                return await open_at(offset + written)
 
             async def record(written: int) -> None:
                 if self.settings.fsync and self.caps.partial_files is not None:
@@ -606,7 +628,13 @@ class Uploads:
                 "this upload changed while the request was written; ask its offset"
             )
         if plan.inline_hash is not None:
-            self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
+            if plan.hash_lane is None:
+                self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
+            elif release:  # the write is over: its answer need not wait for its hash
+                self._adopt_when_hashed(plan.upload.id, plan.inline_hash, plan.hash_lane, end)
+            else:
+                await plan.hash_lane.drained()
+                self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
         plan.saved = written
         return advanced
 
@@ -743,6 +771,32 @@ class Uploads:
             progress.hasher, progress.position = inline.hasher.copy(), end
         inline.position = end
 
+    def _adopt_when_hashed(
+        self, upload_id: str, inline: HashProgress, lane: HashLane, end: int
+    ) -> None:
+        """`_adopt_inline_hash` once the lane has hashed every byte of the write; the next write
+        to the upload and the finish wait for it (`_hash_settled`)."""
+        progress = self.hash_progress(upload_id)
+
+        async def adopt() -> None:
+            try:
+                await lane.drained()
+            except Exception:  # not adopted: the next write reads the bytes back (catch_up)
+                log.warning("could not hash upload %s as it was written", upload_id, exc_info=True)
+                return
+            if progress.position == inline.position and not progress.lock.locked():
+                progress.hasher, progress.position = inline.hasher, end
+            inline.position = end
+
+        progress.pending = asyncio.create_task(adopt())
+
+    async def _hash_settled(self, upload_id: str) -> None:
+        """Wait for the hash a write left to adopt (shielded: a request cut meanwhile must not
+        cancel it)."""
+        progress = self._hashing.get(upload_id)
+        if progress is not None and progress.pending is not None:
+            await asyncio.shield(progress.pending)
+
     def forget_hash(self, upload_id: str) -> None:
         self._hashing.pop(upload_id, None)
 
@@ -770,6 +824,7 @@ class Uploads:
                 progress.position = end
 
     async def _sha256(self, upload: Upload) -> str:
+        await self._hash_settled(upload.id)
         task = self._hash_tasks.pop(upload.id, None)
         if task is not None:
             with contextlib.suppress(Exception):
