@@ -156,15 +156,21 @@ async def begin_write(
     length: int | None,
     checksum: Checksum | None,
 ) -> Write:
-    upload = await find(uploads, upload_id)
-    if upload.concat is not None and upload.concat != PARTIAL:
-        raise NotPermitted("a final (concatenated) upload takes no more bytes")
-    _check_offset(uploads, upload, offset)
-    if length is not None:
-        upload = await _set_length(uploads, upload, length)
     holder = secrets.token_hex(8)
-    # As the lock was taken: the length may have been set by the request that held it.
-    upload = await _take_lock(uploads, upload.id, holder, offset)
+    # Usually the upload is free at `offset`: one statement takes it. Else, or with a length to
+    # set, each rule in turn says why not (404, 410, 403, 409), or the holder is asked to let go.
+    upload = (
+        None if length is not None else await _take_free_lock(uploads, upload_id, holder, offset)
+    )
+    if upload is None:
+        upload = await find(uploads, upload_id)
+        if upload.concat is not None and upload.concat != PARTIAL:
+            raise NotPermitted("a final (concatenated) upload takes no more bytes")
+        _check_offset(uploads, upload, offset)
+        if length is not None:
+            upload = await _set_length(uploads, upload, length)
+        # As the lock was taken: the length may have been set by the request that held it.
+        upload = await _take_lock(uploads, upload.id, holder, offset)
     try:
         body_hash = hashlib.new(checksum.algorithm) if checksum is not None else None
         plan = await uploads.begin_in_order(
@@ -320,6 +326,20 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
     if fresh is None or fresh.size != length:
         raise Conflicting("{field} was set differently by another request", field="length")
     return fresh
+
+
+async def _take_free_lock(
+    uploads: Uploads, upload_id: str, holder: str, offset: int
+) -> Upload | None:
+    try:
+        upload_id = str(uuid.UUID(upload_id))
+    except ValueError:
+        return None
+    return await uploads.db.run(
+        tus_queries.take_free_lock,
+        *(upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS),
+        uploads.settings.abandon_after,
+    )
 
 
 async def _take_lock(uploads: Uploads, upload_id: str, holder: str, offset: int) -> Upload:

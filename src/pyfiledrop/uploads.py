@@ -303,7 +303,7 @@ class Uploads:
         I/O thread), on a copy of the hasher, adopted only when they count (`_adopt_inline_hash`).
         `catch_up`: bytes that arrive in order read back what this process has not hashed yet
         (after a restart, or when another process took the earlier writes)."""
-        await self._hash_settled(upload_id)
+        await self.hash_settled(upload_id)
         progress = self.hash_progress(upload_id)
         if catch_up and (files := self.caps.partial_files) is not None:
             async with progress.lock:
@@ -775,7 +775,7 @@ class Uploads:
         self, upload_id: str, inline: HashProgress, lane: HashLane, end: int
     ) -> None:
         """`_adopt_inline_hash` once the lane has hashed every byte of the write; the next write
-        to the upload and the finish wait for it (`_hash_settled`)."""
+        to the upload and the finish wait for it (`hash_settled`)."""
         progress = self.hash_progress(upload_id)
 
         async def adopt() -> None:
@@ -790,7 +790,7 @@ class Uploads:
 
         progress.pending = asyncio.create_task(adopt())
 
-    async def _hash_settled(self, upload_id: str) -> None:
+    async def hash_settled(self, upload_id: str) -> None:
         """Wait for the hash a write left to adopt (shielded: a request cut meanwhile must not
         cancel it)."""
         progress = self._hashing.get(upload_id)
@@ -824,7 +824,7 @@ class Uploads:
                 progress.position = end
 
     async def _sha256(self, upload: Upload) -> str:
-        await self._hash_settled(upload.id)
+        await self.hash_settled(upload.id)
         task = self._hash_tasks.pop(upload.id, None)
         if task is not None:
             with contextlib.suppress(Exception):

@@ -35,6 +35,28 @@ def take_lock(
     )
 
 
+def take_free_lock(
+    connection: Connection,
+    upload_id: str,
+    holder: str,
+    offset: int,
+    now: float,
+    lease: float,
+    abandon_after: float,
+) -> Upload | None:
+    """`take_lock` for the usual PATCH, without reading the upload first: a tus upload that takes
+    bytes (not a final concatenation), not expired (as `tus_uploads.find` decides), at `offset`,
+    with no lease held. None: any of these is not so (the caller then looks why)."""
+    return _changed_row(
+        connection,
+        "UPDATE uploads SET lock_owner = ?, lock_until = ?, lock_wanted = NULL, updated = ?"
+        " WHERE id = ? AND protocol = 'tus' AND (concat IS NULL OR concat = 'partial')"
+        " AND updated + ? >= ? AND state = 'receiving' AND byte_offset = ?"
+        " AND (lock_until IS NULL OR lock_until < ?)",
+        (holder, now + lease, now, upload_id, abandon_after, now, offset, now),
+    )
+
+
 def renew_lock(
     connection: Connection, upload_id: str, holder: str, until: float, now: float
 ) -> bool:
