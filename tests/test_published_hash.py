@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pyfiledrop import hash_lane
+from pyfiledrop import hash_lane, tus_uploads
 from pyfiledrop.meta import queries
 from tests.dz import chunk_fields
 from tests.harness import App, put, running_app
@@ -99,6 +99,28 @@ def test_a_tus_write_answers_before_its_last_bytes_are_hashed(
         assert last.status_code == 204
         assert last.headers["x-pyfiledrop-sha256"] == sha256(data)
         assert read_back == []
+
+
+def test_with_many_tus_writes_at_once_their_hashes_are_not_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past HASH_BESIDE_WRITES writes in progress, a write is hashed as the store writes it (no
+    lane: its memory stays bounded as before); the file's hash is still made as it was written."""
+
+    def no_lane(hasher: Any, pieces: list[Any]) -> None:
+        raise AssertionError("no write should be hashed in a lane here")
+
+    monkeypatch.setattr(hash_lane, "_update", no_lane)
+    monkeypatch.setattr(tus_uploads, "HASH_BESIDE_WRITES", 0)
+    data = os.urandom(2 * MiB + 1000)
+    tus = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    with running_app(tmp_path) as app:
+        created = app.client.post("/files/", headers={**tus, "Upload-Length": str(len(data))})
+        url = created.headers["location"]
+        first = app.client.patch(url, content=data[:MiB], headers={**tus, "Upload-Offset": "0"})
+        assert first.status_code == 204
+        last = app.client.patch(url, content=data[MiB:], headers={**tus, "Upload-Offset": str(MiB)})
+        assert last.headers["x-pyfiledrop-sha256"] == sha256(data)
 
 
 def test_bytes_past_the_size_are_not_published(tmp_path: Path) -> None:

@@ -53,6 +53,10 @@ KEEP_SECONDS = 0.5
 TAKEOVER_WAIT_SECONDS = 3.0  # how long a request waits for a holder it asked to let go
 TAKEOVER_POLL_SECONDS = 0.05
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
+# A write hashed beside its writes answers before its last bytes are hashed (hash_lane.py), at
+# the cost of up to ~2 MiB more held while the hash lags; with more writes at once than this in
+# the process, they are hashed as the store writes them (as before), memory stays as it was.
+HASH_BESIDE_WRITES = 4
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,8 @@ async def begin_write(
             save=checksum is None,
             # A partial upload's own hash would be wasted: the final upload is hashed whole.
             hashed=upload.concat != PARTIAL,
+            # A checksum is checked before the write counts: its hash can't be left behind.
+            beside=checksum is None and len(_writers) < HASH_BESIDE_WRITES,
         )
     except BaseException:
         await uploads.db.run(tus_queries.release_lock, upload.id, holder)

@@ -570,19 +570,20 @@ class Uploads:
         also: Any = None,
         save: bool = False,
         hashed: bool = True,
+        beside: bool = False,
     ) -> ChunkPlan:
         """Bytes of a one-chunk upload arriving in order at `offset`: a stream's whole body (its
         `length` when known), or a tus write from `holder` of the upload's write lock. Hashed as
-        they are written (`hashed`; `also` is another hasher they go through, a checksum), and
-        a long body counts as it goes (`save`; see saving.py). Counted by `complete_chunk`."""
+        they are written (`hashed`; `also` is another hasher they go through, a checksum), or,
+        for a tus write without `also`, `beside` them so that it may count before its last bytes
+        are hashed (hash_lane.py); a long body counts as it goes (`save`; see saving.py).
+        Counted by `complete_chunk`."""
         if hashed:
             inline = await self._start_inline_hash(upload.id, offset, catch_up=offset > 0)
         else:
             inline = None
-        # A tus write hashes beside its writes, so it can answer before its last bytes are
-        # hashed (hash_lane.py); a checksum must be checked before the write counts.
         lane = None
-        if inline is not None and holder is not None and also is None:
+        if beside and inline is not None and holder is not None and also is None:
             lane = HashLane(inline.hasher)
         on_written = _written_hook(None if lane is not None else inline, also)
 
