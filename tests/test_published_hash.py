@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pyfiledrop import hash_lane, tus_uploads
 from pyfiledrop.meta import queries
 from tests.dz import chunk_fields
 from tests.harness import App, put, running_app
@@ -59,6 +61,66 @@ def test_in_order_chunks_are_hashed_as_written_not_read_back(
             answer = send(app, other_id, index, other, len(other))
         assert answer["file"]["sha256"] == sha256(other)
         assert read_back  # chunk 1 came before chunk 0: it was read back
+
+
+def test_a_tus_write_answers_before_its_last_bytes_are_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client sends nothing between a PATCH and its answer: the answer does not wait for the
+    hash (hash_lane.py), and the next write and the finish do, so the file's hash is still
+    made as the bytes were written, never read back."""
+    data = os.urandom(3 * MiB + 1000)
+    hashing = threading.Event()
+    real_update = hash_lane._update
+
+    def held(hasher: Any, pieces: list[Any]) -> None:
+        assert hashing.wait(10)
+        real_update(hasher, pieces)
+
+    monkeypatch.setattr(hash_lane, "_update", held)
+    tus = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    with running_app(tmp_path) as app:
+        read_back: list[tuple[int, int]] = []
+        real = app.uploads.storage.hash_partial
+
+        async def counting(upload_id: str, hasher: Any, start: int, end: int) -> None:
+            read_back.append((start, end))
+            await real(upload_id, hasher, start, end)
+
+        monkeypatch.setattr(app.uploads.storage, "hash_partial", counting)
+        created = app.client.post("/files/", headers={**tus, "Upload-Length": str(len(data))})
+        url = created.headers["location"]
+        # 1.5 MiB: one batch of the lane is held in its thread, the rest waits behind it.
+        cut = 3 * MiB // 2
+        first = app.client.patch(url, content=data[:cut], headers={**tus, "Upload-Offset": "0"})
+        assert (first.status_code, first.headers["upload-offset"]) == (204, str(cut))
+        hashing.set()
+        last = app.client.patch(url, content=data[cut:], headers={**tus, "Upload-Offset": str(cut)})
+        assert last.status_code == 204
+        assert last.headers["x-pyfiledrop-sha256"] == sha256(data)
+        assert read_back == []
+
+
+def test_with_many_tus_writes_at_once_their_hashes_are_not_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past HASH_BESIDE_WRITES writes in progress, a write is hashed as the store writes it (no
+    lane: its memory stays bounded as before); the file's hash is still made as it was written."""
+
+    def no_lane(hasher: Any, pieces: list[Any]) -> None:
+        raise AssertionError("no write should be hashed in a lane here")
+
+    monkeypatch.setattr(hash_lane, "_update", no_lane)
+    monkeypatch.setattr(tus_uploads, "HASH_BESIDE_WRITES", 0)
+    data = os.urandom(2 * MiB + 1000)
+    tus = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    with running_app(tmp_path) as app:
+        created = app.client.post("/files/", headers={**tus, "Upload-Length": str(len(data))})
+        url = created.headers["location"]
+        first = app.client.patch(url, content=data[:MiB], headers={**tus, "Upload-Offset": "0"})
+        assert first.status_code == 204
+        last = app.client.patch(url, content=data[MiB:], headers={**tus, "Upload-Offset": str(MiB)})
+        assert last.headers["x-pyfiledrop-sha256"] == sha256(data)
 
 
 def test_bytes_past_the_size_are_not_published(tmp_path: Path) -> None:

@@ -53,6 +53,10 @@ KEEP_SECONDS = 0.5
 TAKEOVER_WAIT_SECONDS = 3.0  # how long a request waits for a holder it asked to let go
 TAKEOVER_POLL_SECONDS = 0.05
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
+# A write hashed beside its writes answers before its last bytes are hashed (hash_lane.py), at
+# the cost of up to ~2 MiB more held while the hash lags; with more writes at once than this in
+# the process, they are hashed as the store writes them (as before), memory stays as it was.
+HASH_BESIDE_WRITES = 4
 
 
 @dataclass(frozen=True)
@@ -156,17 +160,22 @@ async def begin_write(
     length: int | None,
     checksum: Checksum | None,
 ) -> Write:
-    upload = await find(uploads, upload_id)
-    if upload.concat is not None and upload.concat != PARTIAL:
-        raise NotPermitted("a final (concatenated) upload takes no more bytes")
-    _check_offset(uploads, upload, offset)
-    if length is not None:
-        upload = await _set_length(uploads, upload, length)
     holder = secrets.token_hex(8)
-    await _take_lock(uploads, upload.id, holder, offset)
+    # Usually the upload is free at `offset`: one statement takes it. Else, or with a length to
+    # set, each rule in turn says why not (404, 410, 403, 409), or the holder is asked to let go.
+    upload = (
+        None if length is not None else await _take_free_lock(uploads, upload_id, holder, offset)
+    )
+    if upload is None:
+        upload = await find(uploads, upload_id)
+        if upload.concat is not None and upload.concat != PARTIAL:
+            raise NotPermitted("a final (concatenated) upload takes no more bytes")
+        _check_offset(uploads, upload, offset)
+        if length is not None:
+            upload = await _set_length(uploads, upload, length)
+        # As the lock was taken: the length may have been set by the request that held it.
+        upload = await _take_lock(uploads, upload.id, holder, offset)
     try:
-        # The length may have been set by the request that held the lock.
-        upload = await _fresh(uploads, upload)
         body_hash = hashlib.new(checksum.algorithm) if checksum is not None else None
         plan = await uploads.begin_in_order(
             upload,
@@ -177,6 +186,8 @@ async def begin_write(
             save=checksum is None,
             # A partial upload's own hash would be wasted: the final upload is hashed whole.
             hashed=upload.concat != PARTIAL,
+            # A checksum is checked before the write counts: its hash can't be left behind.
+            beside=checksum is None and len(_writers) < HASH_BESIDE_WRITES,
         )
     except BaseException:
         await uploads.db.run(tus_queries.release_lock, upload.id, holder)
@@ -227,14 +238,17 @@ async def end_write(
     """Count what was written: everything that arrived, even if cut off (`whole` False), except
     that a body with a checksum counts only whole and matching, and nothing of a request that
     `failed` (too long, storage error)."""
+    counted: Upload | None = None
     try:
         if failed or (write.plan.verify is not None and not whole):
             await feeder.abort(uploads)
         else:
-            await feeder.finish(uploads)
+            counted = (await feeder.finish(uploads)).upload
     finally:
-        await _unlock(uploads, write)
-    return await _fresh(uploads, write.plan.upload)
+        # A write that left the upload unfinished let go of the lock as it counted.
+        released = counted is not None and counted.lock_owner != write.holder
+        await _unlock(uploads, write, released)
+    return counted if released and counted is not None else await _fresh(uploads, write.plan.upload)
 
 
 async def join(uploads: Uploads, owner: str, part_ids: list[str], new: NewUpload) -> Upload:
@@ -320,18 +334,38 @@ async def _set_length(uploads: Uploads, upload: Upload, length: int) -> Upload:
     return fresh
 
 
-async def _take_lock(uploads: Uploads, upload_id: str, holder: str, offset: int) -> None:
-    """Become the upload's one writer. A request holding the lock is asked to let go; it saves
-    what it wrote and releases, usually within a second. 423 only if it doesn't in time."""
+async def _take_free_lock(
+    uploads: Uploads, upload_id: str, holder: str, offset: int
+) -> Upload | None:
+    try:
+        upload_id = str(uuid.UUID(upload_id))
+    except ValueError:
+        return None
+    return await uploads.db.run(
+        tus_queries.take_free_lock,
+        *(upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS),
+        uploads.settings.abandon_after,
+    )
+
+
+async def _take_lock(uploads: Uploads, upload_id: str, holder: str, offset: int) -> Upload:
+    """Become the upload's one writer; the upload as it was then. A request holding the lock is
+    asked to let go; it saves what it wrote and releases, usually within a second. 423 only if
+    it doesn't in time."""
+    taken: Upload | None = None
 
     async def refused() -> Upload | None:
-        if await uploads.db.run(
+        nonlocal taken
+        taken = await uploads.db.run(
             tus_queries.take_lock, upload_id, holder, offset, uploads.clock(), LOCK_LEASE_SECONDS
-        ):
+        )
+        if taken is not None:
             return None
         return await _explain_refused_lock(uploads, upload_id, offset)
 
     await _wait_until_let_go(uploads, refused)
+    assert taken is not None
+    return taken
 
 
 async def _let_go(uploads: Uploads, upload: Upload) -> Upload:
@@ -434,13 +468,15 @@ async def _keep_lock(uploads: Uploads, write: Write) -> None:
                 log.warning("could not save upload %s", upload_id, exc_info=True)
 
 
-async def _unlock(uploads: Uploads, write: Write) -> None:
+async def _unlock(uploads: Uploads, write: Write, released: bool = False) -> None:
+    """The write is over: stop keeping its lock, and let go of it (`released`: it did already)."""
     _writers.pop(write.holder, None)
     if write.keeper is not None:
         write.keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await write.keeper
-    await uploads.db.run(tus_queries.release_lock, write.plan.upload.id, write.holder)
+    if not released:
+        await uploads.db.run(tus_queries.release_lock, write.plan.upload.id, write.holder)
 
 
 def _new_upload(uploads: Uploads, new: NewUpload, owner: str, size: int | None) -> Upload:

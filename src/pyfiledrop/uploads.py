@@ -35,6 +35,7 @@ from pyfiledrop.errors import (
     UploadDiscarded,
     UploadNotFound,
 )
+from pyfiledrop.hash_lane import HashLane, LaneSink
 from pyfiledrop.logs import ref
 from pyfiledrop.meta import (
     DROPZONE_CHUNKS,
@@ -123,6 +124,7 @@ class ChunkPlan:
     holder: str | None = None
     saved: int = 0
     verify: Callable[[], None] | None = None  # raises when the body must not count (checksum)
+    hash_lane: HashLane | None = None  # hashes `inline_hash` beside the writes (tus)
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class ChunkOutcome:
     received_count: int | None = None  # chunks counted so far
     offset: int | None = None  # bytes counted so far (writes at an offset)
     file: StoredFile | None = None  # the published file, once "done"
+    upload: Upload | None = None  # the upload's row as counting left it (writes at an offset)
 
 
 @dataclass(frozen=True)
@@ -151,11 +154,27 @@ class HashProgress:
     position: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     received: set[int] = field(default_factory=set)
+    pending: asyncio.Task[None] | None = None  # a write's hash on its way in (_adopt_when_hashed)
 
     def feed(self, pieces: list[Buffer]) -> None:
         """Hash bytes as they are written (in order), on the storage's I/O thread."""
         for piece in pieces:
             self.hasher.update(piece)
+
+
+def _written_hook(inline: HashProgress | None, also: Any) -> OnWritten | None:
+    """What a sink calls with each batch it wrote: the inline hash and `also` go through it."""
+    if inline is None and also is None:
+        return None
+
+    def on_written(pieces: list[Buffer]) -> None:
+        if inline is not None:
+            inline.feed(pieces)
+        if also is not None:
+            for piece in pieces:
+                also.update(piece)
+
+    return on_written
 
 
 def log_upload_start(upload_id: str, protocol: str, size: int | None, chunks: int) -> None:
@@ -284,6 +303,7 @@ class Uploads:
         I/O thread), on a copy of the hasher, adopted only when they count (`_adopt_inline_hash`).
         `catch_up`: bytes that arrive in order read back what this process has not hashed yet
         (after a restart, or when another process took the earlier writes)."""
+        await self.hash_settled(upload_id)
         progress = self.hash_progress(upload_id)
         if catch_up and (files := self.caps.partial_files) is not None:
             async with progress.lock:
@@ -550,34 +570,38 @@ class Uploads:
         also: Any = None,
         save: bool = False,
         hashed: bool = True,
+        beside: bool = False,
     ) -> ChunkPlan:
         """Bytes of a one-chunk upload arriving in order at `offset`: a stream's whole body (its
         `length` when known), or a tus write from `holder` of the upload's write lock. Hashed as
-        they are written (`hashed`; `also` is another hasher they go through, a checksum), and
-        a long body counts as it goes (`save`; see saving.py). Counted by `complete_chunk`."""
+        they are written (`hashed`; `also` is another hasher they go through, a checksum), or,
+        for a tus write without `also`, `beside` them so that it may count before its last bytes
+        are hashed (hash_lane.py); a long body counts as it goes (`save`; see saving.py).
+        Counted by `complete_chunk`."""
         if hashed:
             inline = await self._start_inline_hash(upload.id, offset, catch_up=offset > 0)
         else:
             inline = None
+        lane = None
+        if beside and inline is not None and holder is not None and also is None:
+            lane = HashLane(inline.hasher)
+        on_written = _written_hook(None if lane is not None else inline, also)
 
-        def on_written(pieces: list[Buffer]) -> None:
-            if inline is not None:
-                inline.feed(pieces)
-            if also is not None:
-                for piece in pieces:
-                    also.update(piece)
+        async def open_at(start: int, length: int | None = None) -> ChunkSink:
+            sink = await self._open_sink(upload, start, on_written, length)
+            return sink if lane is None else LaneSink(sink, lane)
 
-        sink = await self._open_sink(upload, offset, on_written, length)
+        sink = await open_at(offset, length)
         size = upload.size if upload.size is not None else self.settings.max_size_bytes
         plan = ChunkPlan(upload, 0, offset, length, sink, max(0, size - offset), holder=holder)
-        plan.inline_hash = inline
+        plan.inline_hash, plan.hash_lane = inline, lane
         if upload.size is None and (grows := self.stream_guard(upload.owner, upload.id)):
             # The guard takes the upload's whole size so far.
             plan.check_stream = lambda received: grows(offset + received)
         if save:
 
             async def reopen(written: int) -> ChunkSink:
-                return await self._open_sink(upload, offset + written, on_written)
+                return await open_at(offset + written)
 
             async def record(written: int) -> None:
                 if self.settings.fsync and self.caps.partial_files is not None:
@@ -587,38 +611,50 @@ class Uploads:
             plan.sink = SavingSink(sink, reopen, record)
         return plan
 
-    async def _record_offset(self, plan: ChunkPlan, written: int) -> int:
+    async def _record_offset(self, plan: ChunkPlan, written: int, release: bool = False) -> Upload:
         """The upload's offset moves past the `written` bytes of an in-order write, and the
-        file's hash with it."""
+        file's hash with it; `release`: the holder lets go of the upload's lock in the same
+        statement. The upload as it is then."""
         assert plan.holder is not None
         end = plan.offset + written
         start = plan.offset + plan.saved
-        if not await self.db.run(
-            tus_queries.advance_offset, plan.upload.id, plan.holder, start, end, self.clock()
-        ):
+        advanced = await self.db.run(
+            tus_queries.advance_offset,
+            *(plan.upload.id, plan.holder, start, end, self.clock(), release),
+        )
+        if advanced is None:
+            if await self.db.run(queries.get_upload, plan.upload.id) is None:
+                raise UploadNotFound("the upload was terminated while it was written")
             raise OffsetMismatch(
                 "this upload changed while the request was written; ask its offset"
             )
         if plan.inline_hash is not None:
-            self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
+            if plan.hash_lane is None:
+                self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
+            elif release:  # the write is over: its answer need not wait for its hash
+                self._adopt_when_hashed(plan.upload.id, plan.inline_hash, plan.hash_lane, end)
+            else:
+                await plan.hash_lane.drained()
+                self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
         plan.saved = written
-        return end
+        return advanced
 
     async def _count_at_offset(self, plan: ChunkPlan, written: int) -> ChunkOutcome:
         if plan.verify is not None:
             plan.verify()
-        fresh = await self.db.run(queries.get_upload, plan.upload.id)
-        if fresh is None:
-            raise UploadNotFound("the upload was terminated while it was written")
         # No fdatasync here (a PATCH per 8 MiB chunk would wait for the disk each time): the
         # bytes are in the page cache, which a crash of this process does not lose, and
         # finalizing flushes the whole file. Only saves in the middle of a body flush first.
-        end = await self._record_offset(plan, written)
+        end = plan.offset + written
+        size = plan.upload.size
+        # A write that leaves the upload unfinished counts and lets go of its lock in one
+        # statement; the one that completes it keeps the lock until the file is published.
+        upload = await self._record_offset(plan, written, release=size is not None and end < size)
         # A part of a later concatenation is not published itself.
-        if fresh.concat is None and fresh.size is not None and end == fresh.size:
-            stored = await self.complete_upload(fresh)
+        if upload.concat is None and upload.size is not None and end == upload.size:
+            stored = await self.complete_upload(upload)
             return ChunkOutcome("done", file=stored)
-        return ChunkOutcome("received", offset=end)
+        return ChunkOutcome("received", offset=end, upload=upload)
 
     async def complete_upload(self, upload: Upload) -> StoredFile:
         """An upload of one chunk whose bytes are all in (tus): count the chunk, and finalize."""
@@ -736,6 +772,32 @@ class Uploads:
             progress.hasher, progress.position = inline.hasher.copy(), end
         inline.position = end
 
+    def _adopt_when_hashed(
+        self, upload_id: str, inline: HashProgress, lane: HashLane, end: int
+    ) -> None:
+        """`_adopt_inline_hash` once the lane has hashed every byte of the write; the next write
+        to the upload and the finish wait for it (`hash_settled`)."""
+        progress = self.hash_progress(upload_id)
+
+        async def adopt() -> None:
+            try:
+                await lane.drained()
+            except Exception:  # not adopted: the next write reads the bytes back (catch_up)
+                log.warning("could not hash upload %s as it was written", upload_id, exc_info=True)
+                return
+            if progress.position == inline.position and not progress.lock.locked():
+                progress.hasher, progress.position = inline.hasher, end
+            inline.position = end
+
+        progress.pending = asyncio.create_task(adopt())
+
+    async def hash_settled(self, upload_id: str) -> None:
+        """Wait for the hash a write left to adopt (shielded: a request cut meanwhile must not
+        cancel it)."""
+        progress = self._hashing.get(upload_id)
+        if progress is not None and progress.pending is not None:
+            await asyncio.shield(progress.pending)
+
     def forget_hash(self, upload_id: str) -> None:
         self._hashing.pop(upload_id, None)
 
@@ -763,6 +825,7 @@ class Uploads:
                 progress.position = end
 
     async def _sha256(self, upload: Upload) -> str:
+        await self.hash_settled(upload.id)
         task = self._hash_tasks.pop(upload.id, None)
         if task is not None:
             with contextlib.suppress(Exception):

@@ -8,20 +8,53 @@ reports, so the holder stops and lets go (tusd 2.x's lock release on request).
 
 from __future__ import annotations
 
+from pyfiledrop.meta import Upload, upload_from_row
 from pyfiledrop.meta.queries import Connection
+
+
+def _changed_row(connection: Connection, sql: str, parameters: tuple[object, ...]) -> Upload | None:
+    """The row an `UPDATE ... RETURNING *` changed, if any: a write and the read of its result in
+    one statement (one trip to the database thread per PATCH step, not two)."""
+    rows = connection.execute(
+        sql + " RETURNING *", parameters
+    ).fetchall()  # all: the statement ends
+    return upload_from_row(rows[0]) if rows else None
 
 
 def take_lock(
     connection: Connection, upload_id: str, holder: str, offset: int, now: float, lease: float
-) -> bool:
-    """Become the one writer, if the upload still stands at `offset` and nobody holds a lease."""
-    cursor = connection.execute(
+) -> Upload | None:
+    """Become the one writer, if the upload still stands at `offset` and nobody holds a lease;
+    the upload as it is then (None: not taken)."""
+    return _changed_row(
+        connection,
         "UPDATE uploads SET lock_owner = ?, lock_until = ?, lock_wanted = NULL, updated = ?"
         " WHERE id = ? AND state = 'receiving' AND byte_offset = ?"
         " AND (lock_until IS NULL OR lock_until < ?)",
         (holder, now + lease, now, upload_id, offset, now),
     )
-    return bool(cursor.rowcount == 1)
+
+
+def take_free_lock(
+    connection: Connection,
+    upload_id: str,
+    holder: str,
+    offset: int,
+    now: float,
+    lease: float,
+    abandon_after: float,
+) -> Upload | None:
+    """`take_lock` for the usual PATCH, without reading the upload first: a tus upload that takes
+    bytes (not a final concatenation), not expired (as `tus_uploads.find` decides), at `offset`,
+    with no lease held. None: any of these is not so (the caller then looks why)."""
+    return _changed_row(
+        connection,
+        "UPDATE uploads SET lock_owner = ?, lock_until = ?, lock_wanted = NULL, updated = ?"
+        " WHERE id = ? AND protocol = 'tus' AND (concat IS NULL OR concat = 'partial')"
+        " AND updated + ? >= ? AND state = 'receiving' AND byte_offset = ?"
+        " AND (lock_until IS NULL OR lock_until < ?)",
+        (holder, now + lease, now, upload_id, abandon_after, now, offset, now),
+    )
 
 
 def renew_lock(
@@ -67,14 +100,24 @@ def release_lock(connection: Connection, upload_id: str, holder: str) -> None:
 
 
 def advance_offset(
-    connection: Connection, upload_id: str, holder: str, start: int, end: int, now: float
-) -> bool:
-    cursor = connection.execute(
-        "UPDATE uploads SET byte_offset = ?, updated = ?"
+    connection: Connection,
+    upload_id: str,
+    holder: str,
+    start: int,
+    end: int,
+    now: float,
+    release: bool = False,
+) -> Upload | None:
+    """Count the holder's bytes from `start` to `end`, and with `release` let go of the lock in the
+    same statement (a write that leaves the upload unfinished); the upload as it is then (None:
+    not the holder's, or not at `start`)."""
+    unlock = ", lock_owner = NULL, lock_until = NULL, lock_wanted = NULL" if release else ""
+    return _changed_row(
+        connection,
+        f"UPDATE uploads SET byte_offset = ?, updated = ?{unlock}"
         " WHERE id = ? AND lock_owner = ? AND byte_offset = ?",
         (end, now, upload_id, holder, start),
     )
-    return bool(cursor.rowcount == 1)
 
 
 def set_length(connection: Connection, upload_id: str, size: int) -> bool:

@@ -9,12 +9,14 @@ creating POST decides whose list the finished file joins.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import email.utils
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,6 +79,7 @@ _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,1
 _PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 
 Headers = dict[str, str]
+Piece = bytes | bytearray
 
 
 def routes() -> list[BaseRoute]:
@@ -275,20 +278,27 @@ async def patch(request: Request, uploads: Uploads, upload_id: str) -> Response:
 
 async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int) -> Upload:
     length = request.headers.get("upload-length")
-    write = await tus_uploads.begin_write(
-        uploads,
-        upload_id,
-        offset,
-        _non_negative(length, "Upload-Length") if length is not None else None,
-        parse_checksum(request.headers.get("upload-checksum")),
-    )
+    # The body is taken from the socket while the lock is taken (a trip to the database thread):
+    # the client, which goes on sending after the headers, is not held up by it.
+    pieces = body_pieces(request, idle_timeout(uploads))
+    first = asyncio.ensure_future(anext(pieces))
+    try:
+        write = await tus_uploads.begin_write(
+            uploads,
+            upload_id,
+            offset,
+            _non_negative(length, "Upload-Length") if length is not None else None,
+            parse_checksum(request.headers.get("upload-checksum")),
+        )
+    except BaseException:
+        await _drop(first, pieces)
+        raise
     feeder = ChunkFeeder(write.plan)
     try:
         declared = declared_length(request)
         if declared is not None and declared > write.plan.limit:
             raise TooLarge("the body goes past the upload's length (or the size limit)")
-        pieces = body_pieces(request, idle_timeout(uploads))
-        await tus_uploads.receive(write, feeder, pieces)
+        await tus_uploads.receive(write, feeder, _after(first, pieces))
     except (ClientDisconnect, Invalid, TooSlow, Interrupted):
         # Cut off, stalled, too slow or taken over: keep what arrived, so the client resumes
         # from there.
@@ -297,7 +307,30 @@ async def _write(request: Request, uploads: Uploads, upload_id: str, offset: int
     except BaseException:
         await tus_uploads.end_write(uploads, write, feeder, failed=True)
         raise
+    finally:
+        await _drop(first, pieces)
     return await tus_uploads.end_write(uploads, write, feeder)
+
+
+async def _after(first: asyncio.Future[Piece], rest: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
+    """The body's pieces: the one read early, then the rest."""
+    try:
+        yield await first
+    except StopAsyncIteration:  # no body
+        return
+    async for piece in rest:
+        yield piece
+
+
+async def _drop(first: asyncio.Future[Piece], pieces: AsyncGenerator[Piece, None]) -> None:
+    """Stop reading a body (read whole, or not to be read: the request failed)."""
+    if not first.done():
+        first.cancel()
+        await asyncio.wait([first])
+    if not first.cancelled():
+        first.exception()  # seen: a failed early read is not logged as never retrieved
+    with contextlib.suppress(Exception):  # its own error, if any, was the request's already
+        await pieces.aclose()
 
 
 async def _state_answer(uploads: Uploads, upload_id: str) -> Response:

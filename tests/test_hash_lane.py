@@ -1,0 +1,53 @@
+"""The hash lane (hash_lane.py): in order, and never more than LANE_QUEUE_BYTES behind."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+from typing import Any
+
+import pytest
+
+from pyfiledrop import hash_lane
+from pyfiledrop.hash_lane import LANE_BATCH_BYTES, LANE_QUEUE_BYTES, HashLane
+
+
+def test_a_lane_hashes_every_piece_in_order() -> None:
+    pieces = [os.urandom(size) for size in (1, 700_000, 65_536, 1_500_000, 3, 2_000_000, 9)]
+
+    async def hashed() -> str:
+        lane = HashLane(hashlib.sha256())
+        for piece in pieces:
+            await lane.add(memoryview(piece))
+        return str((await lane.drained()).hexdigest())
+
+    assert asyncio.run(hashed()) == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_the_writes_wait_once_the_hash_lags_past_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    held = threading.Event()
+    real_update = hash_lane._update
+
+    def slow(hasher: Any, pieces: list[Any]) -> None:
+        assert held.wait(10)
+        real_update(hasher, pieces)
+
+    monkeypatch.setattr(hash_lane, "_update", slow)
+    batch = os.urandom(LANE_BATCH_BYTES)
+
+    async def lagging() -> None:
+        lane = HashLane(hashlib.sha256())
+        for _ in range(LANE_QUEUE_BYTES // LANE_BATCH_BYTES):
+            await lane.add(batch)  # queued behind the held one: no wait
+        one_more = asyncio.create_task(lane.add(batch))
+        for _ in range(20):
+            await asyncio.sleep(0)  # let it run as far as it can
+        assert not one_more.done()  # the hash is held: past the queue, the write waits
+        held.set()
+        await one_more
+        count = LANE_QUEUE_BYTES // LANE_BATCH_BYTES + 1
+        assert (await lane.drained()).digest() == hashlib.sha256(batch * count).digest()
+
+    asyncio.run(lagging())
