@@ -227,3 +227,44 @@ def test_files_after_the_first_reuse_the_senders_connections(
     assert [r["verified"] for r in json_lines(result.stdout)] == [True] * 4
     # httpx's one for the probes and finishes, and one per sender: not two more per file.
     assert counting.connections <= 3
+
+
+def _received(conn: socket.socket, length: int) -> bytes:
+    data = b""
+    while len(data) < length:
+        piece = conn.recv(length - len(data))
+        assert piece
+        data += piece
+    return data
+
+
+def test_a_file_range_is_sent_exactly(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "range.bin", 3 * MiB + 5)
+    ours, theirs = socket.socketpair()
+    with ours, theirs, open(source, "rb") as file:
+        ours.settimeout(10)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(_received(theirs, 2 * MiB + 1)))
+        reader.start()
+        wire._send_file(ours, wire.FileRange(file.fileno(), MiB + 2, 2 * MiB + 1))
+        reader.join(timeout=30)
+    assert got == [source.read_bytes()[MiB + 2 : 3 * MiB + 3]]
+
+
+def test_a_file_range_past_the_end_of_its_file_fails(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "short.bin", 1000)
+    ours, theirs = socket.socketpair()
+    with ours, theirs, open(source, "rb") as file:
+        ours.settimeout(10)
+        with pytest.raises(wire.FileEnded):
+            wire._send_file(ours, wire.FileRange(file.fileno(), 0, 1001))
+        assert _received(theirs, 1000) == source.read_bytes()
+
+
+def test_a_file_range_to_a_peer_that_stops_reading_times_out(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "big.bin", 16 * MiB)  # more than the socket buffers hold
+    ours, theirs = socket.socketpair()
+    with ours, theirs, open(source, "rb") as file:
+        ours.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            wire._send_file(ours, wire.FileRange(file.fileno(), 0, 16 * MiB))
