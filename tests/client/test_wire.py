@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from pyfiledrop.client import wire
 from pyfiledrop.client.download import _Chunks
 from pyfiledrop.client.transport import describe_transport_error, server_error, trusting_nothing
-from tests.client.helpers import MiB, json_lines, run_cli
+from tests.client.helpers import MiB, cli_env, json_lines, run_cli
 from tests.client.relay import relay
 from tests.conftest import Server, ServerFactory, random_file, sha256_of
 
@@ -268,3 +270,40 @@ def test_a_file_range_to_a_peer_that_stops_reading_times_out(tmp_path: Path) -> 
         ours.settimeout(0.2)
         with pytest.raises(TimeoutError):
             wire._send_file(ours, wire.FileRange(file.fileno(), 0, 16 * MiB))
+
+
+MODULES_AT_EXIT = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('httpcore-loaded', 'httpcore' in sys.modules,"
+    " file=sys.stderr))\n"
+    "from pyfiledrop.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_plain_http_runs_never_make_httpx_transport(server: Server, tmp_path: Path) -> None:
+    # The probe, finish and HEAD go over `wire` too: httpx's transport (and the ~30 ms of
+    # CPU importing httpcore costs) is never needed.
+    source = random_file(tmp_path / "small.bin", MiB + 7)
+    state_dir = tmp_path / "state"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", MODULES_AT_EXIT, *args], env=cli_env(state_dir),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    uploaded = run("upload", str(source), "--url", server.url, "--json")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert "httpcore-loaded False" in uploaded.stderr
+    (record,) = json_lines(uploaded.stdout)
+    assert record["verified"] is True
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    url = str(record["url"])
+    downloaded = run(
+        "download", url if url.startswith("http") else server.url + url, "-o", str(folder)
+    )
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert "httpcore-loaded False" in downloaded.stderr
+    assert sha256_of(folder / "small.bin") == sha256_of(source)

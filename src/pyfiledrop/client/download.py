@@ -249,14 +249,29 @@ def _get(
         with http.stream("GET", url, headers=headers) as response:
             yield response, _Chunks(response.iter_bytes())
         return
-    parts = urlsplit(url)
-    connection = wire.Connection(f"{parts.scheme}://{parts.netloc}", http.headers)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    connection, path = _connection_to(http, url)
     try:
-        with connection.get(path or "/", headers) as (response, raw):
+        with connection.get(path, headers) as (response, raw):
             yield response, partial(wire.read_into, raw)
     finally:
         connection.close()
+
+
+def _head(http: httpx.Client, url: str) -> httpx.Response:
+    if not wire.usable(url):
+        return http.head(url)
+    connection, path = _connection_to(http, url)
+    try:
+        return connection.fetch("HEAD", path, {})
+    finally:
+        connection.close()
+
+
+def _connection_to(http: httpx.Client, url: str) -> tuple[wire.Connection, str]:
+    """A `wire` connection to `url`'s server (with the client's headers), and the path to ask."""
+    parts = urlsplit(url)
+    connection = wire.Connection(f"{parts.scheme}://{parts.netloc}", http.headers)
+    return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 class _Attempt:
@@ -339,7 +354,7 @@ def _name_by_head(http: httpx.Client, url: str, folder: Path) -> Path | None:
     """The file's name from a HEAD (which counts as no download); None if HEAD doesn't tell,
     and then the GET names it (and its answer explains any refusal better than a HEAD's)."""
     try:
-        response = http.head(url)
+        response = _head(http, url)
     except httpx.TransportError:
         return None
     if not response.is_success:

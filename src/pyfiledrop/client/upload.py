@@ -131,6 +131,16 @@ class Session:
         if self.connections is not None:
             self.connections.close()
 
+    def fetch(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+        """A short request to `path` under the server's URL: over a pooled `wire` connection
+        where there is one (the senders reuse it after), else through httpx."""
+        if self.connections is None:
+            return self.http.request(method, self.options.url + path, headers=headers)
+        connection = self.connections.take()
+        response = connection.fetch(method, path, headers)  # drops the connection on failure
+        self.connections.give(connection)
+        return response
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -172,9 +182,8 @@ def _backoff(attempt: int) -> float:
 
 def _probe(session: Session, dzuuid: str, owner: str | None) -> tuple[httpx.Response, str | None]:
     """`GET /upload/<dzuuid>`: the server's view of an upload, and the owner cookie it hands out."""
-    url = f"{session.upload_url}/{dzuuid}"
     try:
-        response = session.http.get(url, headers=owner_headers(owner))
+        response = session.fetch("GET", f"/upload/{dzuuid}", owner_headers(owner))
     except httpx.TransportError as error:
         raise TransferError(describe_transport_error(error, session.options.url)) from error
     response.read()
@@ -472,12 +481,12 @@ class _Transfer:
 def _finish(transfer: _Transfer) -> dict[str, Any] | None:
     """`POST /upload/<dzuuid>/finish` -> the file record; None when the server has no such call."""
     session = transfer.session
-    url = f"{session.upload_url}/{transfer.plan.dzuuid}/finish"
+    path = f"/upload/{transfer.plan.dzuuid}/finish"
     for _ in range(FINISH_ROUNDS):
         if transfer.finished_file is not None:
             return transfer.finished_file
         try:
-            response = session.http.post(url, headers=transfer.headers)
+            response = session.fetch("POST", path, transfer.headers)
         except httpx.TransportError as error:
             raise TransferError(describe_transport_error(error, session.options.url)) from error
         data = json_body(response)

@@ -119,6 +119,17 @@ class Connection:
             response = self._conn.getresponse()
             return _as_httpx(request, response, response.read())
 
+    def fetch(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+        """A request without a body (GET, HEAD, an empty POST); the answer, read whole (those
+        answers are short)."""
+        request = httpx.Request(method, self._base + path)
+        with self._failures(request):
+            self._connect()
+            length = {"Content-Length": "0"} if method == "POST" else {}
+            self._start(method, path, headers | length)
+            response = self._conn.getresponse()
+            return _as_httpx(request, response, response.read())
+
     @contextmanager
     def get(
         self, path: str, headers: dict[str, str]
