@@ -1,4 +1,4 @@
-"""A plain-HTTP connection for the bulk bytes: chunk POSTs and file GETs, on `http.client`.
+"""A plain-HTTP connection on `http.client`: chunk POSTs, file GETs and the short requests.
 
 httpx spends CPU on every piece: h11 joins each one into a new bytes object, httpcore copies the
 unsent rest after each partial `send`, and a download passes its decoders 64 KiB at a time.
@@ -9,9 +9,11 @@ the caller's buffer, or with `sendfile` for a piece that is a range of a file (t
 straight to the socket: no read into Python, no copy out of it), and a download is read with
 `readinto` into the caller's buffer.
 
-Only for `http://` without a proxy from the environment: TLS and proxies stay with httpx, which
-already does them right. Answers come back as `httpx.Response` and failures as httpx's
-exceptions, so the callers handle one kind of each whichever way the bytes went.
+The short requests (an upload's probe and finish, a download's HEAD) come here too: then a run never
+makes httpx's own transport (see `transport.make_client`). Only for `http://` without a proxy from
+the environment: TLS and proxies stay with httpx, which already does them right. Answers come back
+as `httpx.Response` and failures as httpx's exceptions, so the callers handle one kind of each
+whichever way the bytes went.
 """
 
 import http.client
