@@ -206,8 +206,9 @@ def _pipe(
 @contextmanager
 def _flushing(fd: int) -> Iterator[Callable[[int], None]]:
     """A thread that writes the file back to disk as it grows, so the fsync before the rename
-    does not wait for the whole file at the end (~0.5 s per GiB here); yields the function
-    to call with each piece's size."""
+    does not wait for the whole file at the end (~0.5 s per GiB here, for what went through the
+    page cache: direct writes leave it little); yields the function to call with each piece's
+    size."""
     due = threading.Event()
     done = False
 
