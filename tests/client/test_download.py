@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import signal
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,30 @@ def test_an_existing_output_is_refused_before_the_link_is_used(
     result = run_cli(state_dir, "download", url, "-o", str(fresh))
     assert result.returncode == 0, result.stderr
     assert (fresh / "once.txt").read_bytes() == b"only once"
+
+
+class _FullDisk:
+    """A `direct.Writer` whose disk fills up after `room` bytes."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def write_at(self, view: memoryview, offset: int) -> None:
+        if offset + len(view) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_write_error_on_the_writer_thread_stops_the_body_and_is_raised() -> None:
+    from pyfiledrop.client.download import PIPE_BUFFER_SIZE, _pipe
+
+    sent = [0]
+
+    def endless(view: memoryview) -> int:
+        view[:] = b"x" * len(view)
+        sent[0] += len(view)
+        return len(view)
+
+    with pytest.raises(OSError) as raised:
+        _pipe(endless, _FullDisk(3 * PIPE_BUFFER_SIZE), 0, hashlib.sha256(), lambda n: None)  # type: ignore[arg-type]
+    assert raised.value.errno == errno.ENOSPC
+    assert sent[0] < 64 * PIPE_BUFFER_SIZE  # it stopped receiving soon after

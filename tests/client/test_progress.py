@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pexpect
@@ -70,3 +72,19 @@ def test_pipes_get_plain_lines(server: Server, tmp_path: Path, state_dir: Path) 
     assert "plain.bin: 4.0 MiB, starting" in result.stderr.splitlines()
     (line,) = result.stdout.splitlines()
     assert line.startswith("plain.bin: 4.0 MiB in ") and "sha256 verified" in line
+
+
+def test_a_run_off_the_terminal_imports_neither_rich_nor_httpx_command_line_tool() -> None:
+    # Each of them costs tens of ms of CPU at every start, for nothing off a terminal.
+    script = (
+        "import io, sys\n"
+        "from pyfiledrop import cli\n"
+        "from pyfiledrop.client.progress import make_reporter\n"
+        "cli.build_parser()\n"
+        "make_reporter(io.StringIO()).close()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'click', 'pygments'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"

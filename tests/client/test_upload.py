@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -414,3 +417,57 @@ def test_chunk_size_auto_is_chosen_per_file(
         process.kill()
         process.wait(30)
         sparse.unlink()
+
+
+def _serve_requests(conn: socket.socket, source: Path) -> None:
+    """Dropzone's chunk POSTs, each answered {"ok": true} once read whole; the first one
+    empties `source` (the file shrinks while it is being sent); a GET is a 404."""
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            piece = conn.recv(1 << 20)
+            if not piece:
+                return  # the client gave up on this connection
+            data += piece
+        head, _, data = data.partition(b"\r\n\r\n")
+        if head.startswith(b"POST"):
+            os.truncate(source, 0)
+        length = next(
+            (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+             if line.lower().startswith(b"content-length:")),
+            0,
+        )  # fmt: skip
+        while len(data) < length:
+            piece = conn.recv(1 << 20)
+            if not piece:
+                return
+            data += piece
+        data = data[length:]
+        status, body = (200, b'{"ok": true}') if head.startswith(b"POST") else (404, b"{}")
+        conn.sendall(
+            b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, len(body), body)
+        )
+
+
+def test_a_file_that_shrinks_while_it_is_sent_fails_in_one_line(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    source = random_file(tmp_path / "shrinks.bin", 8 * MiB)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=_serve_requests, args=(conn, source), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    with listener:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        result = run_cli(
+            state_dir, "upload", str(source), "--url", url, "--chunk-size", "1MiB", timeout=60
+        )
+    assert result.returncode == 1, result.stderr
+    assert "shrinks.bin: the file shrank while uploading" in result.stderr
+    assert "Traceback" not in result.stderr

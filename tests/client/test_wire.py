@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 from pyfiledrop.client import wire
 from pyfiledrop.client.download import _Chunks
 from pyfiledrop.client.transport import describe_transport_error, server_error, trusting_nothing
-from tests.client.helpers import MiB, json_lines, run_cli
+from tests.client.helpers import MiB, cli_env, json_lines, run_cli
 from tests.client.relay import relay
 from tests.conftest import Server, ServerFactory, random_file, sha256_of
 
@@ -227,3 +229,82 @@ def test_files_after_the_first_reuse_the_senders_connections(
     assert [r["verified"] for r in json_lines(result.stdout)] == [True] * 4
     # httpx's one for the probes and finishes, and one per sender: not two more per file.
     assert counting.connections <= 3
+
+
+def _received(conn: socket.socket, length: int) -> bytes:
+    data = b""
+    while len(data) < length:
+        piece = conn.recv(length - len(data))
+        assert piece
+        data += piece
+    return data
+
+
+def test_a_file_range_is_sent_exactly(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "range.bin", 3 * MiB + 5)
+    ours, theirs = socket.socketpair()
+    with ours, theirs, open(source, "rb") as file:
+        ours.settimeout(10)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(_received(theirs, 2 * MiB + 1)))
+        reader.start()
+        wire._send_file(ours, wire.FileRange(file.fileno(), MiB + 2, 2 * MiB + 1))
+        reader.join(timeout=30)
+    assert got == [source.read_bytes()[MiB + 2 : 3 * MiB + 3]]
+
+
+def test_a_file_range_past_the_end_of_its_file_fails(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "short.bin", 1000)
+    ours, theirs = socket.socketpair()
+    with ours, theirs, open(source, "rb") as file:
+        ours.settimeout(10)
+        with pytest.raises(wire.FileEnded):
+            wire._send_file(ours, wire.FileRange(file.fileno(), 0, 1001))
+        assert _received(theirs, 1000) == source.read_bytes()
+
+
+def test_a_file_range_to_a_peer_that_stops_reading_times_out(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "big.bin", 16 * MiB)  # more than the socket buffers hold
+    ours, theirs = socket.socketpair()
+    with ours, theirs, open(source, "rb") as file:
+        ours.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            wire._send_file(ours, wire.FileRange(file.fileno(), 0, 16 * MiB))
+
+
+UNNEEDED = ("httpcore", "pyfiledrop.config", "pyfiledrop.admin", "rich")
+MODULES_AT_EXIT = (
+    "import atexit, sys\n"
+    f"atexit.register(lambda: print('loaded', [m for m in {UNNEEDED!r} if m in sys.modules],"
+    " file=sys.stderr))\n"
+    "from pyfiledrop.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_plain_http_runs_import_only_what_they_use(server: Server, tmp_path: Path) -> None:
+    # Tens of ms of CPU each at every start: httpx's transport (httpcore; the probe, finish and
+    # HEAD go over `wire` too), the server's settings and admin's modules, rich off a terminal.
+    source = random_file(tmp_path / "small.bin", MiB + 7)
+    state_dir = tmp_path / "state"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", MODULES_AT_EXIT, *args], env=cli_env(state_dir),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    uploaded = run("upload", str(source), "--url", server.url, "--json")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert "loaded []" in uploaded.stderr
+    (record,) = json_lines(uploaded.stdout)
+    assert record["verified"] is True
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    url = str(record["url"])
+    downloaded = run(
+        "download", url if url.startswith("http") else server.url + url, "-o", str(folder)
+    )
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert "loaded []" in downloaded.stderr
+    assert sha256_of(folder / "small.bin") == sha256_of(source)

@@ -6,7 +6,7 @@ it whole and the download starts over instead of splicing two different files to
 """
 
 import hashlib
-import io
+import mmap
 import os
 import queue
 import re
@@ -24,6 +24,7 @@ import httpx
 
 from pyfiledrop.client import state as saved
 from pyfiledrop.client import wire
+from pyfiledrop.client.direct import Writer, aligned_buffer
 from pyfiledrop.client.progress import Reporter
 from pyfiledrop.client.sizes import format_size, megabytes_per_second
 from pyfiledrop.client.transport import TransferError, describe_transport_error, server_error
@@ -146,14 +147,29 @@ def _hash_prefix(part: Path, length: int) -> "hashlib._Hash":
 
 
 def _pipe(
-    fill: Fill, file: io.FileIO, hasher: "hashlib._Hash", advance: Callable[[int], None]
-) -> None:
-    """The body into the file through a few reused buffers, each hashed on another thread while
-    the next is received and written (hashlib lets go of the GIL)."""
-    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+    fill: Fill, file: Writer, offset: int, hasher: "hashlib._Hash", advance: Callable[[int], None]
+) -> int:
+    """The body into the file from `offset` through a few reused buffers: each is received here,
+    then written on one thread and hashed on another while the next ones are received (the
+    write and hashlib let go of the GIL). Returns where the body ended."""
+    free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
     for _ in range(PIPE_BUFFERS):
-        free.put(bytearray(PIPE_BUFFER_SIZE))
-    to_hash: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        free.put(aligned_buffer(PIPE_BUFFER_SIZE))  # unmapped once the last reference goes
+    to_write: queue.SimpleQueue[tuple[mmap.mmap, int, int] | None] = queue.SimpleQueue()
+    to_hash: queue.SimpleQueue[tuple[mmap.mmap, int] | None] = queue.SimpleQueue()
+    failed: list[OSError] = []
+
+    def write_all() -> None:
+        while (item := to_write.get()) is not None:
+            buffer, length, at = item
+            if not failed:
+                with memoryview(buffer) as view:
+                    try:
+                        file.write_at(view[:length], at)
+                    except OSError as error:
+                        failed.append(error)
+            to_hash.put((buffer, length))
+        to_hash.put(None)
 
     def hash_all() -> None:
         while (item := to_hash.get()) is not None:
@@ -162,28 +178,37 @@ def _pipe(
                 hasher.update(view[:length])
             free.put(buffer)
 
-    hashing = threading.Thread(target=hash_all, name="pfd-hasher", daemon=True)
-    hashing.start()
+    threads = [
+        threading.Thread(target=write_all, name="pfd-writer", daemon=True),
+        threading.Thread(target=hash_all, name="pfd-hasher", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        while True:
+        while not failed:
             buffer = free.get()
             with memoryview(buffer) as view:
                 length = fill(view)
-                _write_all(file, view[:length])
-            to_hash.put((buffer, length))
+            to_write.put((buffer, length, offset))
+            offset += length
             advance(length)
             if length < len(buffer):
-                return  # the end of the body
+                break  # the end of the body
     finally:
-        to_hash.put(None)
-        hashing.join()
+        to_write.put(None)
+        for thread in threads:
+            thread.join()
+    if failed:
+        raise failed[0]
+    return offset
 
 
 @contextmanager
 def _flushing(fd: int) -> Iterator[Callable[[int], None]]:
     """A thread that writes the file back to disk as it grows, so the fsync before the rename
-    does not wait for the whole file at the end (~0.5 s per GiB here); yields the function
-    to call with each piece's size."""
+    does not wait for the whole file at the end (~0.5 s per GiB here, for what went through the
+    page cache: direct writes leave it little); yields the function to call with each piece's
+    size."""
     due = threading.Event()
     done = False
 
@@ -210,12 +235,6 @@ def _flushing(fd: int) -> Iterator[Callable[[int], None]]:
         done = True
         due.set()
         flusher.join()
-
-
-def _write_all(file: io.FileIO, view: memoryview) -> None:
-    done = 0
-    while done < len(view):
-        done += file.write(view[done:]) or 0
 
 
 class _Chunks:
@@ -249,14 +268,29 @@ def _get(
         with http.stream("GET", url, headers=headers) as response:
             yield response, _Chunks(response.iter_bytes())
         return
-    parts = urlsplit(url)
-    connection = wire.Connection(f"{parts.scheme}://{parts.netloc}", http.headers)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    connection, path = _connection_to(http, url)
     try:
-        with connection.get(path or "/", headers) as (response, raw):
+        with connection.get(path, headers) as (response, raw):
             yield response, partial(wire.read_into, raw)
     finally:
         connection.close()
+
+
+def _head(http: httpx.Client, url: str) -> httpx.Response:
+    if not wire.usable(url):
+        return http.head(url)
+    connection, path = _connection_to(http, url)
+    try:
+        return connection.fetch("HEAD", path, {})
+    finally:
+        connection.close()
+
+
+def _connection_to(http: httpx.Client, url: str) -> tuple[wire.Connection, str]:
+    """A `wire` connection to `url`'s server (with the client's headers), and the path to ask."""
+    parts = urlsplit(url)
+    connection = wire.Connection(f"{parts.scheme}://{parts.netloc}", http.headers)
+    return connection, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 class _Attempt:
@@ -319,9 +353,12 @@ class _Attempt:
                     self._advance(nbytes)
                     flushed(nbytes)
 
-                _pipe(fill, file, hasher, progress)
+                writer = Writer(part, file.fileno())
+                try:
+                    written = _pipe(fill, writer, offset, hasher, progress)
+                finally:
+                    writer.close()
             os.fsync(file.fileno())  # only the last few MiB are left to write by now
-            written = file.tell()
         if total >= 0 and written != total:
             raise httpx.RemoteProtocolError(f"got {written} of {total} bytes")
         actual = hasher.hexdigest()
@@ -339,7 +376,7 @@ def _name_by_head(http: httpx.Client, url: str, folder: Path) -> Path | None:
     """The file's name from a HEAD (which counts as no download); None if HEAD doesn't tell,
     and then the GET names it (and its answer explains any refusal better than a HEAD's)."""
     try:
-        response = http.head(url)
+        response = _head(http, url)
     except httpx.TransportError:
         return None
     if not response.is_success:

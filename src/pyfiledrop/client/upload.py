@@ -2,16 +2,15 @@
 
 The data path, per file:
 
-- one reader thread reads the file once, front to back, with `readinto` into reused 1 MiB
-  buffers; it hashes every piece there (so the SHA-256 needs no second pass, and a resumed run
-  hashes the chunks the server already has without sending them) and hands the pieces of chunks
-  still to send to their senders;
+- one reader thread reads the file once, front to back, with `readinto` into one reused 1 MiB
+  buffer and hashes it there (so the SHA-256 needs no second pass, and a resumed run hashes the
+  chunks the server already has without sending them);
 - N sender threads each POST one chunk at a time, in index order, over their own keep-alive
-  connection: the multipart head, then each piece with one `sendall` straight from its buffer
-  (`wire`; httpx where TLS or a proxy is involved), then the tail; the buffer goes back to the
-  pool once sent;
-- the pool holds at most READ_AHEAD_BYTES, so memory stays small whatever the chunk size; a
-  retried chunk is read again from disk (only the hash needs the single pass).
+  connection: the multipart head, then each 1 MiB piece with `sendfile` from the page cache,
+  once the reader has read it (`window`), then the tail (`wire`; where TLS or a proxy is
+  involved, httpx with pieces read by `pread`); a retry sends the chunk again the same way;
+- the file's bytes wait in the page cache, not in our memory: the client's RSS does not grow
+  with the chunk size or the number in flight.
 
 Threads rather than asyncio: the hot work (socket sends, file reads, hashing) runs in C with the
 GIL released, so threads overlap it on both cores with less Python per byte than an event loop.
@@ -21,7 +20,6 @@ import hashlib
 import io
 import math
 import os
-import queue
 import random
 import threading
 import time
@@ -49,7 +47,7 @@ from pyfiledrop.client.transport import (
     refuse_unauthorized,
     server_error,
 )
-from pyfiledrop.client.wire import Buffer
+from pyfiledrop.client.window import Window
 from pyfiledrop.units import AUTO_CHUNK_MIN_S3, auto_chunk_size
 
 # None: auto, per file (units.auto_chunk_size), from 8 MiB: the CLI can't know whether the server
@@ -62,6 +60,7 @@ PIECE_SIZE = 1 << 20
 READ_AHEAD_BYTES = 64 << 20
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 8.0
+SENDFILE = hasattr(os, "sendfile")  # not on Windows: there the pieces are read and sent
 RETRIED_CLIENT_ERRORS = frozenset({408, 409, 429})
 FINISH_ROUNDS = 3
 POLL_SECONDS = 0.2
@@ -132,6 +131,16 @@ class Session:
         if self.connections is not None:
             self.connections.close()
 
+    def fetch(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+        """A short request to `path` under the server's URL: over a pooled `wire` connection
+        where there is one (the senders reuse it after), else through httpx."""
+        if self.connections is None:
+            return self.http.request(method, self.options.url + path, headers=headers)
+        connection = self.connections.take()
+        response = connection.fetch(method, path, headers)  # drops the connection on failure
+        self.connections.give(connection)
+        return response
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -162,6 +171,10 @@ def _read_exactly(file: io.FileIO, view: memoryview) -> int:
     return done
 
 
+class _Aborted(TransferError):
+    """Another thread failed (or Ctrl-C): this chunk stops mid-body, its connection dropped."""
+
+
 def _backoff(attempt: int) -> float:
     delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2.0 ** (attempt - 1))
     return delay * random.uniform(0.8, 1.2)
@@ -169,9 +182,8 @@ def _backoff(attempt: int) -> float:
 
 def _probe(session: Session, dzuuid: str, owner: str | None) -> tuple[httpx.Response, str | None]:
     """`GET /upload/<dzuuid>`: the server's view of an upload, and the owner cookie it hands out."""
-    url = f"{session.upload_url}/{dzuuid}"
     try:
-        response = session.http.get(url, headers=owner_headers(owner))
+        response = session.fetch("GET", f"/upload/{dzuuid}", owner_headers(owner))
     except httpx.TransportError as error:
         raise TransferError(describe_transport_error(error, session.options.url)) from error
     response.read()
@@ -227,44 +239,6 @@ def _plan(session: Session, path: Path, identity: saved.FileIdentity) -> Plan:
     return Plan(dzuuid, chunk_size, chunk_count(size, chunk_size), owner, frozenset(), None)
 
 
-class _Buffers:
-    """Reusable piece buffers, at most `limit` of them: the read-ahead's memory bound, and no
-    fresh allocation (or copy) per piece."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        self.made = 0
-        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-
-    def take(self, abort: threading.Event) -> bytearray | None:
-        """A free buffer; None once `abort` is set."""
-        while True:
-            try:
-                return self.free.get_nowait()
-            except queue.Empty:
-                pass
-            if self.made < self.limit:  # only the reader thread takes: no race on `made`
-                self.made += 1
-                return bytearray(self.size)
-            try:
-                return self.free.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if abort.is_set():
-                    return None
-
-    def give(self, buffer: bytearray) -> None:
-        self.free.put(buffer)
-
-
-class _ChunkPieces:
-    """The pieces of one chunk, from the reader to the chunk's sender; None marks the end."""
-
-    def __init__(self) -> None:
-        self.pieces: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self.ended = False
-
-
 class _Transfer:
     """One file's chunks in flight: a reader that hashes, N senders, and the first fatal error."""
 
@@ -280,17 +254,13 @@ class _Transfer:
         self.filename = path.name
         self.hasher = hashlib.sha256()
         self.to_send = [i for i in range(plan.chunk_count) if i not in plan.received]
-        piece_size = min(PIECE_SIZE, max(1, plan.chunk_size))
-        self.piece_size = piece_size
-        self.feeds = {i: _ChunkPieces() for i in self.to_send}
-        # Enough read-ahead to keep every sender busy, never more than READ_AHEAD_BYTES.
-        in_flight = session.options.parallel * plan.chunk_size
-        self.buffers = _Buffers(
-            piece_size,
-            max(2 * session.options.parallel, min(READ_AHEAD_BYTES, in_flight) // piece_size),
-        )
-        self.work: queue.Queue[int | None] = queue.Queue()
+        self.piece_size = min(PIECE_SIZE, max(1, plan.chunk_size))
         self.abort = threading.Event()
+        # The window holds no memory (the bytes wait in the page cache), so it is wide enough
+        # to keep every sender busy.
+        ahead = max(READ_AHEAD_BYTES, session.options.parallel * plan.chunk_size)
+        starts = [(i, i * plan.chunk_size) for i in self.to_send]
+        self.window = Window(starts, ahead, self.abort)
         self.lock = threading.Lock()
         self.error: TransferError | None = None
         self.finished_file: dict[str, Any] | None = plan.finished_file
@@ -303,7 +273,7 @@ class _Transfer:
                 self.error = error
         self.abort.set()
 
-    # The reader: one sequential pass that feeds the hash and the senders.
+    # The reader: one sequential pass for the hash, which the senders follow.
 
     def read_all(self) -> None:
         try:
@@ -314,41 +284,32 @@ class _Transfer:
             self.fail(TransferError(f"{self.filename}: cannot read: {error.strerror}"))
 
     def _read_all(self) -> None:
-        """Every byte read once, into a reused buffer, hashed there, then handed to its sender
-        (chunks the server already has are only hashed; a resumed run still hashes it all)."""
-        chunk_size = self.plan.chunk_size
-        spare = bytearray(self.piece_size)  # for chunks that are only hashed
+        """Every byte read once, in order, into one reused buffer and hashed there (the chunks
+        the server already has too: a resumed run still hashes it all); the senders follow."""
+        buffer = bytearray(self.piece_size)
+        done = 0
         self.file.seek(0)
-        for index in range(self.plan.chunk_count):
-            feed = self.feeds.get(index)
-            left = chunk_length(index, self.size, chunk_size)
-            while left:
-                buffer = spare if feed is None else self.buffers.take(self.abort)
-                if buffer is None:
-                    return
-                length = min(self.piece_size, left)
-                view = memoryview(buffer)[:length]
-                if _read_exactly(self.file, view) != length:
-                    raise TransferError(f"{self.filename}: the file shrank while uploading")
-                self.hasher.update(view)  # releases the GIL: senders keep sending meanwhile
-                if feed is not None:
-                    feed.pieces.put((buffer, length))
-                left -= length
-            if feed is not None:
-                feed.pieces.put(None)
+        while done < self.size:
+            view = memoryview(buffer)[: min(self.piece_size, self.size - done)]
+            if _read_exactly(self.file, view) != len(view):
+                raise TransferError(f"{self.filename}: the file shrank while uploading")
+            self.hasher.update(view)  # releases the GIL: senders keep sending meanwhile
+            done += len(view)
+            if not self.window.read_to(done):
+                return
 
     # The senders.
 
-    def send_all(self) -> None:
+    def send_all(self, sender: int) -> None:
         with self._connection() as connection:
-            while not self.abort.is_set():
-                index = self.work.get()
-                if index is None:
-                    return
-                try:
-                    self._send_chunk(index, self.feeds[index], connection)
-                except TransferError as error:
-                    self.fail(error)
+            try:
+                while (index := self.window.claim(sender)) is not None:
+                    try:
+                        self._send_chunk(index, sender, connection)
+                    except TransferError as error:
+                        self.fail(error)
+            finally:
+                self.window.release(sender)
 
     @contextmanager
     def _connection(self) -> Iterator[wire.Connection | None]:
@@ -384,42 +345,32 @@ class _Transfer:
             fields.append(("max_downloads", str(options.max_downloads)))
         return fields
 
-    def _from_feed(self, feed: _ChunkPieces) -> Generator[memoryview]:
-        """The chunk's pieces as the reader hands them over; each buffer goes back to the pool
-        once the consumer asks for the next piece (it has then sent this one)."""
-        while not feed.ended:
-            try:
-                item = feed.pieces.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if self.abort.is_set():
-                    return
-                continue
-            if item is None:
-                feed.ended = True
-                return
-            buffer, length = item
-            try:
-                yield memoryview(buffer)[:length]
-            finally:
-                self.buffers.give(buffer)
-
-    def _drain(self, feed: _ChunkPieces) -> None:
-        for _ in self._from_feed(feed):
-            pass
-
-    def _from_disk(self, index: int) -> Generator[bytes]:
+    def _pieces(self, index: int, sender: int | None, ranges: bool) -> Generator[wire.Piece]:
+        """The chunk piece by piece, each once the reader has read it (so from the page cache):
+        as file ranges for `sendfile`, or else as bytes read here. `sender` None: no waiting
+        (a chunk sent again at finish time, after the reader is done)."""
         offset = index * self.plan.chunk_size
         end = offset + chunk_length(index, self.size, self.plan.chunk_size)
         while offset < end:
-            piece = os.pread(self.fd, min(self.piece_size, end - offset), offset)
-            if not piece:
-                raise TransferError(f"{self.filename}: the file shrank while uploading")
-            offset += len(piece)
-            yield piece
+            length = min(self.piece_size, end - offset)
+            if sender is not None:
+                self.window.sent_to(sender, offset)
+                if not self.window.wait_read(offset + length):
+                    raise _Aborted(f"{self.filename}: stopped")  # never a short body
+            if ranges:
+                yield wire.FileRange(self.fd, offset, length)
+            else:
+                piece = os.pread(self.fd, length, offset)
+                if len(piece) != length:
+                    raise TransferError(f"{self.filename}: the file shrank while uploading")
+                yield piece
+            offset += length
+        if sender is not None:
+            self.window.sent_to(sender, end)
 
     def _body(
-        self, head: bytes, pieces: Iterator[Buffer], tail: bytes, counted: list[int]
-    ) -> Generator[Buffer]:
+        self, head: bytes, pieces: Iterator[wire.Piece], tail: bytes, counted: list[int]
+    ) -> Generator[wire.Piece]:
         reporter, handle = self.session.reporter, self.handle
         yield head
         for piece in pieces:
@@ -430,18 +381,21 @@ class _Transfer:
         yield tail
 
     def _post(
-        self, connection: wire.Connection | None, body: Iterator[Buffer], headers: dict[str, str]
+        self,
+        connection: wire.Connection | None,
+        body: Iterator[wire.Piece],
+        headers: dict[str, str],
     ) -> httpx.Response:
         if connection is not None:
             return connection.post("/upload", headers, body, int(headers["Content-Length"]))
-        # httpx passes memoryviews through to h11, which copies them (one reason for `wire`).
+        # Only bytes on this path (no file ranges: httpx can't sendfile).
         content = cast(Iterator[bytes], body)
         return self.session.http.post(self.session.upload_url, content=content, headers=headers)
 
     def _send_chunk(
-        self, index: int, feed: _ChunkPieces | None, connection: wire.Connection | None
+        self, index: int, sender: int | None, connection: wire.Connection | None
     ) -> None:
-        """POST one chunk; the first attempt streams `feed`, any later one reads from disk."""
+        """POST one chunk, again after a transient failure (with growing pauses)."""
         length = chunk_length(index, self.size, self.plan.chunk_size)
         boundary = f"pyfiledrop{uuid.uuid4().hex}"
         head, tail = multipart_frame(boundary, self._fields(index), self.filename)
@@ -452,13 +406,16 @@ class _Transfer:
         attempt = 0
         while True:
             attempt += 1
-            pieces = self._from_feed(feed) if feed is not None else self._from_disk(index)
+            ranges = connection is not None and SENDFILE
+            pieces = self._pieces(index, sender, ranges)
             counted = [0]
             body = self._body(head, pieces, tail, counted)
             try:
                 response = self._post(connection, body, headers)
             except httpx.TransportError as error:
                 failure, retry = describe_transport_error(error, self.session.options.url), True
+            except wire.FileEnded:
+                raise TransferError(f"{self.filename}: the file shrank while uploading") from None
             else:
                 if response.is_success:
                     self._accepted(response, length)
@@ -467,13 +424,8 @@ class _Transfer:
                 failure = f"the server refused chunk {index}: {server_error(response)}"
                 retry = response.status_code >= 500 or response.status_code in RETRIED_CLIENT_ERRORS
             finally:
-                # After a failed send: the piece in hand goes back to the pool now, not at GC.
                 body.close()
                 pieces.close()
-                if feed is not None:
-                    # Later attempts read from disk; the reader must not wait for this sender.
-                    self._drain(feed)
-                    feed = None
             self.session.reporter.advance(self.handle, -counted[0])
             if self.abort.is_set():
                 return
@@ -495,15 +447,11 @@ class _Transfer:
 
     def run(self) -> None:
         """Send every missing chunk, N at a time; returns once all are in or one failed for good."""
-        for index in self.to_send:
-            self.work.put(index)
         parallel = min(self.session.options.parallel, max(1, len(self.to_send)))
-        for _ in range(parallel):
-            self.work.put(None)
         # Daemon threads: Ctrl-C must end the process even with a chunk half sent.
         reader = threading.Thread(target=self.read_all, name="pfd-reader", daemon=True)
         senders = [
-            threading.Thread(target=self.send_all, name=f"pfd-sender-{n}", daemon=True)
+            threading.Thread(target=self.send_all, args=(n,), name=f"pfd-sender-{n}", daemon=True)
             for n in range(parallel)
         ]
         reader.start()
@@ -533,12 +481,12 @@ class _Transfer:
 def _finish(transfer: _Transfer) -> dict[str, Any] | None:
     """`POST /upload/<dzuuid>/finish` -> the file record; None when the server has no such call."""
     session = transfer.session
-    url = f"{session.upload_url}/{transfer.plan.dzuuid}/finish"
+    path = f"/upload/{transfer.plan.dzuuid}/finish"
     for _ in range(FINISH_ROUNDS):
         if transfer.finished_file is not None:
             return transfer.finished_file
         try:
-            response = session.http.post(url, headers=transfer.headers)
+            response = session.fetch("POST", path, transfer.headers)
         except httpx.TransportError as error:
             raise TransferError(describe_transport_error(error, session.options.url)) from error
         data = json_body(response)

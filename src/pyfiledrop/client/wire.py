@@ -1,24 +1,30 @@
-"""A plain-HTTP connection for the bulk bytes: chunk POSTs and file GETs, on `http.client`.
+"""A plain-HTTP connection on `http.client`: chunk POSTs, file GETs and the short requests.
 
 httpx spends CPU on every piece: h11 joins each one into a new bytes object, httpcore copies the
 unsent rest after each partial `send`, and a download passes its decoders 64 KiB at a time.
 Measured on 1 GiB over loopback (2026-12-05, a loaded machine): 8 MiB POSTs to a discarding
 server, 0.33-0.43 s of CPU with httpx, 0.10-0.12 s with `sendall`; in `pyfiledrop upload` the
 four senders went from ~0.44 to ~0.34 s. Here a body goes out with one `sendall` per piece from
-the caller's buffer, and a download is read with `readinto` into the caller's.
+the caller's buffer, or with `sendfile` for a piece that is a range of a file (the page cache
+straight to the socket: no read into Python, no copy out of it), and a download is read with
+`readinto` into the caller's buffer.
 
-Only for `http://` without a proxy from the environment: TLS and proxies stay with httpx, which
-already does them right. Answers come back as `httpx.Response` and failures as httpx's
-exceptions, so the callers handle one kind of each whichever way the bytes went.
+The short requests (an upload's probe and finish, a download's HEAD) come here too: then a run never
+makes httpx's own transport (see `transport.make_client`). Only for `http://` without a proxy from
+the environment: TLS and proxies stay with httpx, which already does them right. Answers come back
+as `httpx.Response` and failures as httpx's exceptions, so the callers handle one kind of each
+whichever way the bytes went.
 """
 
 import http.client
+import os
 import select
 import socket
 import threading
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +32,25 @@ import httpx
 from pyfiledrop.client.transport import CONNECT_TIMEOUT_SECONDS, IO_TIMEOUT_SECONDS
 
 Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """`length` bytes of an open file from `offset`, sent with `sendfile`."""
+
+    fd: int
+    offset: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class FileEnded(Exception):
+    """A `FileRange` reached past the end of its file (the file shrank)."""
+
+
+Piece = Buffer | FileRange
 ERROR_BODY_LIMIT = 64 * 1024  # an error's explanation is short: no more of it is read
 # Headers of the httpx client that this connection sets itself (or must not send).
 _NOT_COPIED = frozenset({"host", "content-length", "accept-encoding", "transfer-encoding"})
@@ -75,7 +100,7 @@ class Connection:
         return sock
 
     def post(
-        self, path: str, headers: dict[str, str], body: Iterable[Buffer], length: int
+        self, path: str, headers: dict[str, str], body: Iterable[Piece], length: int
     ) -> httpx.Response:
         """POST `length` bytes given as pieces; the answer, read whole (answers here are small)."""
         request = httpx.Request("POST", self._base + path)
@@ -85,11 +110,25 @@ class Connection:
             sock = self._socket()
             try:
                 for piece in body:
-                    sock.sendall(piece)
+                    if isinstance(piece, FileRange):
+                        _send_file(sock, piece)
+                    else:
+                        sock.sendall(piece)
             except OSError as error:
                 # The server may have answered early (413, 401...) and closed: that answer
                 # explains more than the broken pipe does, when it can still be read.
                 return self._answer_after(request, error)
+            response = self._conn.getresponse()
+            return _as_httpx(request, response, response.read())
+
+    def fetch(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+        """A request without a body (GET, HEAD, an empty POST); the answer, read whole (those
+        answers are short)."""
+        request = httpx.Request(method, self._base + path)
+        with self._failures(request):
+            self._connect()
+            length = {"Content-Length": "0"} if method == "POST" else {}
+            self._start(method, path, headers | length)
             response = self._conn.getresponse()
             return _as_httpx(request, response, response.read())
 
@@ -187,6 +226,27 @@ def read_into(response: http.client.HTTPResponse, view: memoryview) -> int:
         raise httpx.ReadError(str(error) or type(error).__name__) from error
     except http.client.HTTPException as error:
         raise httpx.RemoteProtocolError(str(error) or type(error).__name__) from error
+
+
+def _send_file(sock: socket.socket, piece: FileRange) -> None:
+    """All of `piece` with sendfile(2), within the socket's timeout (the socket is non-blocking
+    underneath, as any socket with a timeout is)."""
+    offset, end = piece.offset, piece.offset + piece.length
+    while offset < end:
+        try:
+            sent = os.sendfile(sock.fileno(), piece.fd, offset, end - offset)
+        except BlockingIOError:
+            if not _writable(sock, sock.gettimeout()):
+                raise TimeoutError("timed out") from None
+            continue
+        if not sent:
+            raise FileEnded(f"no bytes at offset {offset} of {end}")
+        offset += sent
+
+
+def _writable(sock: socket.socket, timeout: float | None) -> bool:
+    _, writable, _ = select.select([], [sock], [], timeout)
+    return bool(writable)
 
 
 def _readable(sock: socket.socket) -> bool:
