@@ -260,9 +260,15 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """A stand-alone entry for the two subcommands (tests; `pyfiledrop` itself calls register)."""
-    parser = argparse.ArgumentParser(prog="pyfiledrop")
-    register(parser.add_subparsers(dest="command", required=True))
+    """`pyfiledrop upload|download ...`: the client alone, without the server's modules."""
+    # The same first line as `pyfiledrop`'s own parser: an argument error reads the same
+    # whichever parser `pyfiledrop upload ...` went through.
+    parser = argparse.ArgumentParser(
+        prog="pyfiledrop", usage="%(prog)s [-h] [--version] COMMAND ..."
+    )
+    register(
+        parser.add_subparsers(dest="command", metavar="COMMAND", prog="pyfiledrop", required=True)
+    )
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code
