@@ -17,9 +17,12 @@ EXIT_USAGE = 2
 # Commands that need neither the server's settings nor admin's modules: they skip importing them
 # (~60 ms of CPU at every start of `pyfiledrop upload`).
 CLIENT_COMMANDS = ("upload", "download")
+# Registered by the uploader's modules, which import httpx, rich and pygments: ~7 MiB of RSS
+# that a server process never uses, so the parser for any other command line goes without them.
+UPLOADER_COMMANDS = ("upload", "download", "delete")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(uploader_commands: bool = True) -> argparse.ArgumentParser:
     from pyfiledrop.config import add_setting_flags
 
     parser = argparse.ArgumentParser(
@@ -43,14 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(func=run_stats)
 
-    from pyfiledrop.client.cli import register
+    if uploader_commands:
+        from pyfiledrop.client import delete
+        from pyfiledrop.client.cli import register
 
-    register(commands)
+        register(commands)
+        delete.register(commands)
 
     from pyfiledrop import admin
-    from pyfiledrop.client import delete
 
-    delete.register(commands)
     admin.register(commands)
     return parser
 
@@ -145,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
     from pyfiledrop.config import ConfigError
 
-    parser = build_parser()
+    parser = build_parser(
+        uploader_commands=bool(arguments) and arguments[0] in (*UPLOADER_COMMANDS, "-h", "--help")
+    )
     commands = next(
         action.choices
         for action in parser._actions
