@@ -5,8 +5,6 @@ so a script that waits for it can connect at once, and a busy port prints no suc
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import ipaddress
 import json
@@ -21,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from pyfiledrop import keepawake, logs
+from pyfiledrop import keepawake, logs, malloc
 from pyfiledrop.config import (
     SPECS,
     ConfigError,
@@ -208,20 +206,12 @@ def bind(settings: Settings) -> socket.socket:
 
 def app_from_environment() -> Starlette:
     """Factory for worker processes: the parent validated the settings and passes them on."""
-    _limit_malloc_arenas()
+    malloc.limit_arenas()
     values = json.loads(os.environ[SETTINGS_ENV])
     flags = {spec.name: values[spec.name] for spec in SPECS if values.get(spec.name) is not None}
     settings = load_settings(flags, environ={}, cwd=Path.cwd()).settings
     logs.configure(settings.log_format)
     return create_app(settings)
-
-
-def _limit_malloc_arenas() -> None:
-    """glibc gives busy threads their own malloc arenas, each keeping freed memory; with many
-    uploads at once that retention dominated the server's RSS. Two arenas are plenty here."""
-    m_arena_max = -8
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt(m_arena_max, 2)
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -240,7 +230,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings) -> None:
-    _limit_malloc_arenas()
+    malloc.limit_arenas()
     logs.configure(settings.log_format)
     print(summary(settings), flush=True)
     warning = exposure_warning(settings)

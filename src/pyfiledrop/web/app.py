@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyfiledrop import files, health, keepawake, limits, runtime, tus_uploads
+from pyfiledrop import files, health, keepawake, limits, malloc, runtime, tus_uploads
 from pyfiledrop.config import Settings
 from pyfiledrop.errors import PyfiledropError, Unavailable
 from pyfiledrop.protocols import dropzone, put, tus
@@ -208,7 +208,10 @@ def create_app(settings: Settings, uploads: Uploads | None = None) -> Starlette:
         if settings.workers == 1 and settings.database is None:
             await core.release_dead_finishers()
             await tus_uploads.release_dead_locks(core)
-        tasks = [asyncio.create_task(core.run_janitor())]
+        tasks = [
+            asyncio.create_task(core.run_janitor()),
+            asyncio.create_task(malloc.give_back_periodically()),
+        ]
         if awake is not None:
             tasks.append(asyncio.create_task(awake.run()))
         try:
