@@ -47,7 +47,7 @@ from starlette.requests import ClientDisconnect
 TAKE_BODY = "pyfiledrop.take_body"  # scope["extensions"] key: offered by the HTTP protocol
 COUNT_IN = "pyfiledrop.count_in"  # scope["extensions"] key: the access log's byte counter
 BUFFER_BYTES = 1024 * 1024
-MIN_BUFFER_BYTES = 32 * 1024
+MIN_BUFFER_BYTES = 64 * 1024
 BUDGET_BYTES = 8 * 1024 * 1024  # what all readers' buffers together aim to stay under
 READY_BUFFERS = 1  # full buffers waiting for the handler before reading pauses
 POOL_BYTES = 8 * 1024 * 1024  # buffers kept for reuse, all readers together, when few read
