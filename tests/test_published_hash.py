@@ -36,19 +36,25 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def recorded_read_backs(app: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (start, end) of every range the store reads back to hash, from now on."""
+    read_back: list[tuple[int, int]] = []
+    real = app.uploads.storage.hash_partial
+
+    async def counting(upload_id: str, hasher: Any, start: int, end: int) -> None:
+        read_back.append((start, end))
+        await real(upload_id, hasher, start, end)
+
+    monkeypatch.setattr(app.uploads.storage, "hash_partial", counting)
+    return read_back
+
+
 def test_in_order_chunks_are_hashed_as_written_not_read_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = os.urandom(4 * MiB + 1000)
     with running_app(tmp_path) as app:
-        read_back: list[tuple[int, int]] = []
-        real = app.uploads.storage.hash_partial
-
-        async def counting(upload_id: str, hasher: Any, start: int, end: int) -> None:
-            read_back.append((start, end))
-            await real(upload_id, hasher, start, end)
-
-        monkeypatch.setattr(app.uploads.storage, "hash_partial", counting)
+        read_back = recorded_read_backs(app, monkeypatch)
         upload_id = str(uuid.uuid4())
         for index in range(5):
             answer = send(app, upload_id, index, data, len(data))
@@ -80,14 +86,7 @@ def test_a_tus_write_answers_before_its_last_bytes_are_hashed(
     monkeypatch.setattr(hash_lane, "_update", held)
     tus = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
     with running_app(tmp_path) as app:
-        read_back: list[tuple[int, int]] = []
-        real = app.uploads.storage.hash_partial
-
-        async def counting(upload_id: str, hasher: Any, start: int, end: int) -> None:
-            read_back.append((start, end))
-            await real(upload_id, hasher, start, end)
-
-        monkeypatch.setattr(app.uploads.storage, "hash_partial", counting)
+        read_back = recorded_read_backs(app, monkeypatch)
         created = app.client.post("/files/", headers={**tus, "Upload-Length": str(len(data))})
         url = created.headers["location"]
         # 1.5 MiB: one batch of the lane is held in its thread, the rest waits behind it.
