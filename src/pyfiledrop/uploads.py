@@ -785,9 +785,7 @@ class Uploads:
             except Exception:  # not adopted: the next write reads the bytes back (catch_up)
                 log.warning("could not hash upload %s as it was written", upload_id, exc_info=True)
                 return
-            if progress.position == inline.position and not progress.lock.locked():
-                progress.hasher, progress.position = inline.hasher, end
-            inline.position = end
+            self._adopt_inline_hash(upload_id, inline, end)
 
         progress.pending = asyncio.create_task(adopt())
 

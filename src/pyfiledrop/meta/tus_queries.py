@@ -21,18 +21,20 @@ def _changed_row(connection: Connection, sql: str, parameters: tuple[object, ...
     return upload_from_row(rows[0]) if rows else None
 
 
+# The upload still stands at the offset and nobody holds a lease (or it has run out).
+_TAKE_LOCK = (
+    "UPDATE uploads SET lock_owner = ?, lock_until = ?, lock_wanted = NULL, updated = ?"
+    " WHERE id = ? AND state = 'receiving' AND byte_offset = ?"
+    " AND (lock_until IS NULL OR lock_until < ?)"
+)
+
+
 def take_lock(
     connection: Connection, upload_id: str, holder: str, offset: int, now: float, lease: float
 ) -> Upload | None:
     """Become the one writer, if the upload still stands at `offset` and nobody holds a lease;
     the upload as it is then (None: not taken)."""
-    return _changed_row(
-        connection,
-        "UPDATE uploads SET lock_owner = ?, lock_until = ?, lock_wanted = NULL, updated = ?"
-        " WHERE id = ? AND state = 'receiving' AND byte_offset = ?"
-        " AND (lock_until IS NULL OR lock_until < ?)",
-        (holder, now + lease, now, upload_id, offset, now),
-    )
+    return _changed_row(connection, _TAKE_LOCK, (holder, now + lease, now, upload_id, offset, now))
 
 
 def take_free_lock(
@@ -49,11 +51,9 @@ def take_free_lock(
     with no lease held. None: any of these is not so (the caller then looks why)."""
     return _changed_row(
         connection,
-        "UPDATE uploads SET lock_owner = ?, lock_until = ?, lock_wanted = NULL, updated = ?"
-        " WHERE id = ? AND protocol = 'tus' AND (concat IS NULL OR concat = 'partial')"
-        " AND updated + ? >= ? AND state = 'receiving' AND byte_offset = ?"
-        " AND (lock_until IS NULL OR lock_until < ?)",
-        (holder, now + lease, now, upload_id, abandon_after, now, offset, now),
+        _TAKE_LOCK + " AND protocol = 'tus' AND (concat IS NULL OR concat = 'partial')"
+        " AND updated + ? >= ?",
+        (holder, now + lease, now, upload_id, offset, now, abandon_after, now),
     )
 
 
