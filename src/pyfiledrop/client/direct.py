@@ -24,12 +24,13 @@ def aligned_buffer(size: int) -> mmap.mmap:
 
 
 class Writer:
-    """Positional writes into one file, direct where they can be."""
+    """Positional writes into one file, direct where they can be (all through the page cache
+    with `direct=False`: a write that need not reach the disk soon is cheaper to leave there)."""
 
-    def __init__(self, path: os.PathLike[str] | str, fd: int) -> None:
+    def __init__(self, path: os.PathLike[str] | str, fd: int, direct: bool = True) -> None:
         self._fd = fd  # the file, opened for writing through the page cache
         self._direct = -1
-        if _O_DIRECT:
+        if direct and _O_DIRECT:
             # Where the filesystem refuses it, everything goes through the page cache.
             with contextlib.suppress(OSError):
                 self._direct = os.open(path, os.O_WRONLY | _O_DIRECT)
