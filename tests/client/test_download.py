@@ -243,7 +243,7 @@ def test_no_flush_parses_and_flush_is_the_default() -> None:
 
 
 @pytest.mark.parametrize("flush", [True, False])
-def test_no_flush_writes_the_exact_file_without_any_fsync(
+def test_no_flush_writes_the_exact_file_without_fsync_or_direct_writes(
     server: Server,
     tmp_path: Path,
     state_dir: Path,
@@ -254,7 +254,7 @@ def test_no_flush_writes_the_exact_file_without_any_fsync(
     import os
 
     from pyfiledrop.client import cli as client_cli
-    from pyfiledrop.client import download
+    from pyfiledrop.client import direct, download
 
     source = random_file(tmp_path / "scratch.bin", 9 * MiB + 5)
     url = download_url(server, published(server, source))
@@ -267,7 +267,16 @@ def test_no_flush_writes_the_exact_file_without_any_fsync(
 
         return sync
 
+    real_open = os.open
+    direct_opens: list[str] = []
+
+    def opening(path: Any, flags: int, *args: Any) -> int:
+        if direct._O_DIRECT and flags & direct._O_DIRECT:
+            direct_opens.append(str(path))
+        return real_open(path, flags, *args)
+
     monkeypatch.setenv("PYFILEDROP_STATE_DIR", str(state_dir))
+    monkeypatch.setattr(os, "open", opening)
     monkeypatch.setattr(os, "fsync", counting(os.fsync))
     monkeypatch.setattr(download, "_datasync", counting(download._datasync))
     monkeypatch.setattr(download, "FLUSH_EVERY_BYTES", MiB)  # the flusher's turn comes too
@@ -279,3 +288,4 @@ def test_no_flush_writes_the_exact_file_without_any_fsync(
     assert sha256_of(target) == sha256_of(source) == summary["sha256"]
     assert not (tmp_path / "out.bin.part").exists()
     assert bool(synced) is flush
+    assert bool(direct_opens) is (flush and bool(direct._O_DIRECT))
