@@ -172,8 +172,9 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--no-flush",
         dest="flush",
         action="store_false",
-        help="leave the file in the page cache for the kernel to write back, no fsync: faster on "
-        "a scratch disk, but a crash soon after may lose it (still verified, renamed when whole)",
+        help="leave the file in the page cache for the kernel to write back, no fsync: faster "
+        "when the disk is slower than the network, but a crash soon after may lose the file "
+        "(still verified, and renamed into place only when whole)",
     )
     _add_password(download)
     download.add_argument("--json", action="store_true", help="print the result as JSON")
