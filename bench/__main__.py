@@ -293,7 +293,7 @@ DOWNLOAD_NOTE = (
     "client fetches it into the run's folder and the copy is hashed. The server's CPU counts from "
     "after the seeding; its peak RSS is the sampled one (the high-water mark would be the "
     "seeding upload's). `pyfiledrop download` hashes what it receives and flushes the file "
-    "before renaming it into place; `curl -o` does neither."
+    "before renaming it into place (with `--no-flush` it only hashes); `curl -o` does neither."
 )
 
 

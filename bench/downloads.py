@@ -20,6 +20,8 @@ from bench.systems import (
 )
 
 PYFILEDROP_DOWNLOAD = "pyfiledrop download"
+PYFILEDROP_DOWNLOAD_NO_FLUSH = "pyfiledrop download --no-flush"
+NO_FLUSH_LABEL = "verifies, no flush"
 CURL_FROM_PYFILEDROP = "curl download from pyfiledrop"
 NGINX_GET = "curl download from nginx"
 
@@ -73,6 +75,10 @@ def pyfiledrop_download(trial: Trial) -> list[str]:
     ]
 
 
+def pyfiledrop_download_no_flush(trial: Trial) -> list[str]:
+    return [*pyfiledrop_download(trial), "--no-flush"]
+
+
 def curl_download(trial: Trial) -> list[str]:
     return ["curl", "-sS", "--fail", "-o", str(target(trial)), trial.fetch_url]
 
@@ -86,7 +92,8 @@ def reference_settings(matrix: Matrix) -> list[Setting]:
 
 
 def pyfiledrop_settings() -> list[Setting]:
-    """`pyfiledrop download` flushes the file before it renames it into place; curl does not."""
+    """`pyfiledrop download` flushes the file before it renames it into place (unless
+    `--no-flush`); curl does not."""
     return [
         Setting(
             PYFILEDROP_DOWNLOAD,
@@ -94,6 +101,15 @@ def pyfiledrop_settings() -> list[Setting]:
             True,
             PYFILEDROP_SERVING,
             pyfiledrop_download,
+            seed_pyfiledrop,
+            downloaded,
+        ),
+        Setting(
+            PYFILEDROP_DOWNLOAD_NO_FLUSH,
+            NO_FLUSH_LABEL,
+            False,
+            PYFILEDROP_SERVING,
+            pyfiledrop_download_no_flush,
             seed_pyfiledrop,
             downloaded,
         ),

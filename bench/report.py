@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.downloads import CURL_FROM_PYFILEDROP, PYFILEDROP_DOWNLOAD
+from bench.downloads import (
+    CURL_FROM_PYFILEDROP,
+    NO_FLUSH_LABEL,
+    PYFILEDROP_DOWNLOAD,
+    PYFILEDROP_DOWNLOAD_NO_FLUSH,
+)
 from bench.quiet import QUIET_LOAD, is_quiet
 from bench.systems import ARTICLE, CLI_DEFAULTS, PAGE_DEFAULT, PROXIED_CLIENTS, VIA_NGINX
 from bench.tus import TUS_CLIENT, TUS_INTO_PYFILEDROP, TUS_PEER
@@ -176,6 +181,12 @@ def targets(rows: Sequence[Row]) -> list[str]:
         _ratio_line(
             "pyfiledrop download vs curl from the same server",
             _row(rows, PYFILEDROP_DOWNLOAD, CLI_DEFAULTS),
+            _row(rows, CURL_FROM_PYFILEDROP, "curl -o"),
+            0.8,
+        ),
+        _ratio_line(
+            "pyfiledrop download --no-flush (not the defaults) vs curl from the same server",
+            _row(rows, PYFILEDROP_DOWNLOAD_NO_FLUSH, NO_FLUSH_LABEL),
             _row(rows, CURL_FROM_PYFILEDROP, "curl -o"),
             0.8,
         ),

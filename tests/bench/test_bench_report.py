@@ -205,6 +205,7 @@ def test_targets_for_tus_downloads_and_the_uploaders_cpu() -> None:
             result("pyfiledrop tus (flush) | tus-js-client 8MiB", 300),
             result("@tus/server | tus-js-client 8MiB", 400),
             result("pyfiledrop download | CLI defaults", 600),
+            result("pyfiledrop download --no-flush | verifies, no flush", 900),
             result("curl download from pyfiledrop | curl -o", 1000),
             result("pyfiledrop Dropzone (no flush) | CLI defaults", 500, client_cpu_seconds=2.8),
             result("pyfiledrop Dropzone (flush) | CLI defaults", 450, client_cpu_seconds=3.4),
@@ -217,6 +218,10 @@ def test_targets_for_tus_downloads_and_the_uploaders_cpu() -> None:
     download = next(line for line in lines if "pyfiledrop download vs curl" in line)
     assert "600 (CLI defaults) / 1000 (curl download from pyfiledrop, curl -o)" in download
     assert "= **0.60x** (target >= 0.8x: missed by 25%)" in download
+    (no_flush,) = [line for line in lines if "--no-flush" in line]
+    assert no_flush.startswith("- pyfiledrop download --no-flush (not the defaults) vs curl")
+    assert "900 (verifies, no flush) / 1000 (curl download from pyfiledrop, curl -o)" in no_flush
+    assert "= **0.90x** (target >= 0.8x: met)" in no_flush
     client = next(line for line in lines if line.startswith("- client CPU"))
     assert "worst 1.70 s (pyfiledrop Dropzone (flush), CLI defaults)" in client
     assert "(target <= 1.5 s: missed)" in client

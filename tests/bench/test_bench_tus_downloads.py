@@ -35,6 +35,7 @@ def test_quick_keeps_the_targets_rows_and_drops_the_references() -> None:
     ]
     assert [s.key for s in downloads.pyfiledrop_settings()] == [
         "pyfiledrop download | CLI defaults",
+        "pyfiledrop download --no-flush | verifies, no flush",
         "curl download from pyfiledrop | curl -o",
     ]
 
@@ -64,12 +65,15 @@ def test_the_tus_peers_file_is_found_by_the_upload_id(tmp_path: Path) -> None:
 
 def test_download_clients_fetch_the_seeded_url_into_the_trials_folder(tmp_path: Path) -> None:
     trial = Trial(tmp_path / "f.bin", tmp_path, 8081, fetch_url="http://127.0.0.1:8081/download/x")
-    pyfiledrop, curl = downloads.pyfiledrop_settings()
+    pyfiledrop, no_flush, curl = downloads.pyfiledrop_settings()
     assert pyfiledrop.client(trial)[1:3] == ["download", trial.fetch_url]
     assert pyfiledrop.client(trial)[-3:] == ["-o", str(tmp_path / "download" / "f.bin"), "--json"]
+    assert no_flush.client(trial) == [*pyfiledrop.client(trial), "--no-flush"]
+    assert (pyfiledrop.flush, no_flush.flush) == (True, False)
+    assert no_flush.seed is pyfiledrop.seed and no_flush.output is pyfiledrop.output
     assert curl.client(trial) == ["curl", "-sS", "--fail", "-o", str(downloads.target(trial)),
                                   trial.fetch_url]  # fmt: skip
-    assert [uses_uploader(s) for s in (pyfiledrop, curl)] == [True, False]
+    assert [uses_uploader(s) for s in (pyfiledrop, no_flush, curl)] == [True, True, False]
     assert "--allow-downloads" in pyfiledrop.server.command(trial) if pyfiledrop.server else False
 
 

@@ -89,3 +89,37 @@ def test_other_write_errors_are_raised(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(OSError) as raised:
         _write(tmp_path / "out.bin", PIECES[:1])
     assert raised.value.errno == errno.ENOSPC
+
+
+def test_page_cache_writes_go_in_pieces_and_direct_ones_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_pwrite = os.pwrite
+    lengths: list[int] = []
+
+    def recording(fd: int, data: Any, offset: int) -> int:
+        lengths.append(len(data))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", recording)
+    size = 3 * direct.CACHED_PIECE + BLOCK
+    data = os.urandom(size)
+    for direct_writes in (False, True):
+        path = tmp_path / f"out-{direct_writes}.bin"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        writer = direct.Writer(path, fd, direct=direct_writes)
+        opened_direct = writer._direct >= 0  # False where the filesystem refuses O_DIRECT
+        buffer = direct.aligned_buffer(size)
+        buffer[:] = data
+        lengths.clear()
+        try:
+            with memoryview(buffer) as view:
+                writer.write_at(view, 0)
+        finally:
+            writer.close()
+            os.close(fd)
+        assert path.read_bytes() == data
+        if opened_direct:
+            assert lengths[0] == size  # one write, refused or not
+        else:
+            assert lengths == [direct.CACHED_PIECE] * 3 + [BLOCK]

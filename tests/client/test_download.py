@@ -232,3 +232,60 @@ def test_a_write_error_on_the_writer_thread_stops_the_body_and_is_raised() -> No
         _pipe(endless, _FullDisk(3 * PIPE_BUFFER_SIZE), 0, hashlib.sha256(), lambda n: None)  # type: ignore[arg-type]
     assert raised.value.errno == errno.ENOSPC
     assert sent[0] < 64 * PIPE_BUFFER_SIZE  # it stopped receiving soon after
+
+
+def test_no_flush_parses_and_flush_is_the_default() -> None:
+    from pyfiledrop import cli
+
+    parse = cli.build_parser().parse_args
+    assert parse(["download", "http://h:1/download/x"]).flush is True
+    assert parse(["download", "http://h:1/download/x", "--no-flush"]).flush is False
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_no_flush_writes_the_exact_file_without_fsync_or_direct_writes(
+    server: Server,
+    tmp_path: Path,
+    state_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flush: bool,
+) -> None:
+    import os
+
+    from pyfiledrop.client import cli as client_cli
+    from pyfiledrop.client import direct, download
+
+    source = random_file(tmp_path / "scratch.bin", 9 * MiB + 5)
+    url = download_url(server, published(server, source))
+    synced: list[int] = []
+
+    def counting(real: Any) -> Any:
+        def sync(fd: int) -> None:
+            synced.append(fd)
+            real(fd)
+
+        return sync
+
+    real_open = os.open
+    direct_opens: list[str] = []
+
+    def opening(path: Any, flags: int, *args: Any) -> int:
+        if direct._O_DIRECT and flags & direct._O_DIRECT:
+            direct_opens.append(str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setenv("PYFILEDROP_STATE_DIR", str(state_dir))
+    monkeypatch.setattr(os, "open", opening)
+    monkeypatch.setattr(os, "fsync", counting(os.fsync))
+    monkeypatch.setattr(download, "_datasync", counting(download._datasync))
+    monkeypatch.setattr(download, "FLUSH_EVERY_BYTES", MiB)  # the flusher's turn comes too
+    target = tmp_path / "out.bin"
+    argv = ["download", url, "-o", str(target), "--json"] + ([] if flush else ["--no-flush"])
+    assert client_cli.main(argv) == 0
+    (summary,) = json_lines(capsys.readouterr().out)
+    assert summary["verified"] is True
+    assert sha256_of(target) == sha256_of(source) == summary["sha256"]
+    assert not (tmp_path / "out.bin.part").exists()
+    assert bool(synced) is flush
+    assert bool(direct_opens) is (flush and bool(direct._O_DIRECT))

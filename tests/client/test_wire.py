@@ -272,7 +272,7 @@ def test_a_file_range_to_a_peer_that_stops_reading_times_out(tmp_path: Path) -> 
             wire._send_file(ours, wire.FileRange(file.fileno(), 0, 16 * MiB))
 
 
-UNNEEDED = ("httpcore", "pyfiledrop.config", "pyfiledrop.admin", "rich")
+UNNEEDED = ("httpcore", "pyfiledrop.config", "pyfiledrop.admin", "rich", "asyncio")
 MODULES_AT_EXIT = (
     "import atexit, sys\n"
     f"atexit.register(lambda: print('loaded', [m for m in {UNNEEDED!r} if m in sys.modules],"
@@ -284,7 +284,8 @@ MODULES_AT_EXIT = (
 
 def test_plain_http_runs_import_only_what_they_use(server: Server, tmp_path: Path) -> None:
     # Tens of ms of CPU each at every start: httpx's transport (httpcore; the probe, finish and
-    # HEAD go over `wire` too), the server's settings and admin's modules, rich off a terminal.
+    # HEAD go over `wire` too), the server's settings and admin's modules, rich off a terminal,
+    # asyncio (the client runs on threads).
     source = random_file(tmp_path / "small.bin", MiB + 7)
     state_dir = tmp_path / "state"
 

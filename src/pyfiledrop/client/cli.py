@@ -168,6 +168,14 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         metavar="N",
         help=f"resumptions after a cut connection (default {DEFAULT_RETRIES})",
     )
+    download.add_argument(
+        "--no-flush",
+        dest="flush",
+        action="store_false",
+        help="leave the file in the page cache for the kernel to write back, no fsync: faster "
+        "when the disk is slower than the network, but a crash soon after may lose the file "
+        "(still verified, and renamed into place only when whole)",
+    )
     _add_password(download)
     download.add_argument("--json", action="store_true", help="print the result as JSON")
     download.set_defaults(func=run_download)
@@ -240,7 +248,9 @@ def run_download(args: argparse.Namespace) -> int:
     reporter = make_reporter()
     with make_client(2, password=args.password, tls=not wire.usable(args.url)) as http:
         try:
-            result = download_file(http, args.url, output, reporter, retries=args.retries)
+            result = download_file(
+                http, args.url, output, reporter, retries=args.retries, flush=args.flush
+            )
         except (TransferError, OSError, httpx.HTTPError) as error:
             reporter.note(f"error: {_one_line(error)}")
             reporter.close()

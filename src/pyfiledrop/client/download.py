@@ -296,11 +296,12 @@ def _connection_to(http: httpx.Client, url: str) -> tuple[wire.Connection, str]:
 class _Attempt:
     """One GET: where it writes, from which offset, and what the server promised."""
 
-    def __init__(self, url: str, target: Path, reporter: Reporter, handle: int | None) -> None:
+    def __init__(self, url: str, target: Path, reporter: Reporter, flush: bool) -> None:
         self.url = url
         self.target = target
         self.reporter = reporter
-        self.handle = handle
+        self.flush = flush
+        self.handle: int | None = None
         self.received = 0
 
     def _advance(self, nbytes: int) -> None:
@@ -344,9 +345,28 @@ class _Attempt:
         elif offset == 0:
             self.reporter.advance(self.handle, -self.received)
             self.received = 0
+        written = self._write_body(fill, part, offset, hasher)
+        if total >= 0 and written != total:
+            raise httpx.RemoteProtocolError(f"got {written} of {total} bytes")
+        actual = hasher.hexdigest()
+        if expected is not None and actual != expected:
+            part.unlink(missing_ok=True)
+            saved.delete_download(self.target, self.url)
+            raise TransferError(
+                f"{name}: SHA-256 mismatch: the server advertises {expected}, the bytes received"
+                f" hash to {actual}; removed the partial file"
+            )
+        return actual, expected is not None
+
+    def _write_body(self, fill: Fill, part: Path, offset: int, hasher: "hashlib._Hash") -> int:
+        """The body into `part` from `offset`, on disk before this returns unless `flush` is
+        off (then it is in the page cache, as curl leaves it). Returns where the body ended."""
         with open(part, "r+b" if offset else "wb", buffering=0) as file:
             file.truncate(offset)
             file.seek(offset)
+            if not self.flush:
+                writer = Writer(part, file.fileno(), direct=False)
+                return _pipe(fill, writer, offset, hasher, self._advance)
             with _flushing(file.fileno()) as flushed:
 
                 def progress(nbytes: int) -> None:
@@ -359,17 +379,7 @@ class _Attempt:
                 finally:
                     writer.close()
             os.fsync(file.fileno())  # only the last few MiB are left to write by now
-        if total >= 0 and written != total:
-            raise httpx.RemoteProtocolError(f"got {written} of {total} bytes")
-        actual = hasher.hexdigest()
-        if expected is not None and actual != expected:
-            part.unlink(missing_ok=True)
-            saved.delete_download(self.target, self.url)
-            raise TransferError(
-                f"{name}: SHA-256 mismatch: the server advertises {expected}, the bytes received"
-                f" hash to {actual}; removed the partial file"
-            )
-        return actual, expected is not None
+            return written
 
 
 def _name_by_head(http: httpx.Client, url: str, folder: Path) -> Path | None:
@@ -390,8 +400,12 @@ def download_file(
     output: Path | None,
     reporter: Reporter,
     retries: int = DEFAULT_RETRIES,
+    flush: bool = True,
 ) -> DownloadResult:
-    """Into `output` (a file, or a folder for the server's name; the current folder if None)."""
+    """Into `output` (a file, or a folder for the server's name; the current folder if None).
+    With `flush` (the default) the file is on disk before it is renamed into place, so a crash
+    right after "verified" cannot lose it (a one-time link can't be fetched again); without,
+    it is left in the page cache for the kernel to write back, as curl does."""
     folder = output if output is not None and output.is_dir() else Path.cwd()
     target = output.absolute() if output is not None and not output.is_dir() else None
     # Refuse an existing file before any GET: a GET may use up a one-time link.
@@ -421,7 +435,7 @@ def download_file(
                     saved.delete_download(target, url)
                     continue
                 if attempt is None:
-                    attempt = _Attempt(url, target, reporter, None)
+                    attempt = _Attempt(url, target, reporter, flush)
                 sha256, verified = attempt.receive(response, fill, resume)
             break
         except httpx.TransportError as error:
