@@ -1,4 +1,5 @@
-"""A file part's plain middle skips the parser: the same bytes and fields as parsing it all."""
+"""A file part's plain middle skips the parser: the same bytes and fields as parsing it all; a
+chunk's claimed length skips the delimiter search; plain part heads skip the general parser."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pyfiledrop.protocols import dropzone, file_part
 from pyfiledrop.protocols.dropzone import _MultipartForm
@@ -148,3 +149,23 @@ def test_a_chunk_is_as_long_as_it_claims(tmp_path: Path) -> None:
         assert client.post("/upload", content=longer, headers=MULTIPART).status_code == 413
         stored = list((tmp_path / "app" / "storage").iterdir())
     assert [path.read_bytes() for path in stored] == [data]
+
+
+DISPOSITION_PIECES = st.sampled_from(
+    [b"form-data", b"Form-Data", b"; ", b";", b" ", b"name=", b"filename=", b"filename*=", b'"',
+     b"\\", b"x", b"C:\\dir\\f.bin", b"\\\\host\\f", b";x", b"=", b"\xe9", b"*"]
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        st.lists(DISPOSITION_PIECES, max_size=12).map(b"".join),
+        st.tuples(st.binary(max_size=20), st.none() | st.binary(max_size=20)).map(
+            lambda pair: b'form-data; name="' + pair[0] + b'"'
+            + (b"" if pair[1] is None else b'; filename="' + pair[1] + b'"')
+        ),
+    )
+)  # fmt: skip
+def test_a_part_head_reads_as_the_general_parser_reads_it(value: bytes) -> None:
+    assert dropzone.form_disposition(value) == parse_options_header(value)

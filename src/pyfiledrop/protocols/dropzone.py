@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import uuid
 from contextlib import aclosing
 from typing import Any
@@ -106,7 +107,7 @@ class _MultipartForm:
         self.header_name = self.header_value = b""
 
     def on_headers_finished(self) -> None:
-        disposition, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        disposition, options = form_disposition(self.headers.get(b"content-disposition", b""))
         if disposition != b"form-data" or b"name" not in options:
             self.error = "each part needs Content-Disposition: form-data with a name"
             return
@@ -143,6 +144,24 @@ class _MultipartForm:
         self.fields[self.part_name] = self.field_value.decode("utf-8", "replace")
         if self.file_started:
             self.fields_after_file.append(self.part_name)
+
+
+# How browsers and the uploader write a part's Content-Disposition: read without the general
+# parser (a chunk has seven parts; parse_options_header was ~15% of parsing its fields).
+_PLAIN_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(?:; filename="([^"\\]*)")?')
+
+
+def form_disposition(value: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    """`parse_options_header(value)`, quicker for the plain form (no quotes or backslashes in
+    the values, nothing else in the header)."""
+    plain = _PLAIN_DISPOSITION.fullmatch(value)
+    if plain is None:
+        return parse_options_header(value)
+    name, filename = plain.groups()
+    options = {b"name": name}
+    if filename is not None:
+        options[b"filename"] = filename
+    return b"form-data", options
 
 
 def boundary_of(request: Request) -> bytes:
