@@ -1,34 +1,50 @@
-"""A file part's plain middle skips the parser: the same bytes and fields as parsing it all."""
+"""A file part's plain middle skips the parser: the same bytes and fields as parsing it all; a
+chunk's claimed length skips the delimiter search; plain part heads skip the general parser."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import random
+import uuid
+from pathlib import Path
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from python_multipart.multipart import MultipartParser
+from python_multipart.multipart import MultipartParser, parse_options_header
 
-from pyfiledrop.protocols import file_part
+from pyfiledrop.protocols import dropzone, file_part
 from pyfiledrop.protocols.dropzone import _MultipartForm
+from tests.dz import chunk_fields
+from tests.harness import app_client
 from tests.rawhttp import multipart
 
 BOUNDARY = "rawb0undary"
 DELIMITER = b"\r\n--" + BOUNDARY.encode()
+MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+MiB = 1024 * 1024
 # What a file's bytes may hold that looks like a delimiter's start, or all of one minus a byte.
 NEAR = st.sampled_from([b"\r", b"\r\n", b"\r\n-", b"\r\n--", DELIMITER[:-1], DELIMITER[:-3]])
 DATA = st.lists(st.one_of(st.binary(max_size=40), NEAR), max_size=30).map(b"".join)
 
 
-def parse(body: bytes, cuts: list[int], skip: bool) -> tuple[bytes, dict[str, str]]:
+def parse(
+    body: bytes, cuts: list[int], skip: bool, claim: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     """The file's bytes and the fields, as dropzone.receive sees them with body buffers cut at
-    `cuts`, skipping the parser for plain bytes (`skip`) or not."""
+    `cuts`, skipping the parser for plain bytes (`skip`), or for the file's `claim`ed length."""
     form = _MultipartForm()
     parser = MultipartParser(BOUNDARY.encode(), form.callbacks())  # type: ignore[arg-type]
     received = bytearray()
     edges = [0, *sorted(cuts), len(body)]
     for start, end in itertools.pairwise(edges):
         piece = bytearray(body[start:end])
-        if skip and form.in_file:
+        if claim is not None and form.in_file:
+            plain = file_part.claimed_bytes(parser, len(piece), claim - len(received))
+            received += piece[:plain]
+            piece = piece[plain:]
+        elif skip and form.in_file:
             plain = file_part.plain_bytes(parser, piece)
             received += piece[:plain]
             piece = piece[plain:]
@@ -47,6 +63,7 @@ def test_skipping_the_parser_changes_nothing(data: bytes, cuts: list[int]) -> No
     cuts = [cut % (len(body) + 1) for cut in cuts]
     assert parse(body, cuts, skip=True) == parse(body, cuts, skip=False)
     assert parse(body, cuts, skip=True)[0] == data
+    assert parse(body, cuts, skip=False, claim=len(data)) == parse(body, cuts, skip=False)
 
 
 def test_a_delimiter_cut_anywhere_still_ends_the_file() -> None:
@@ -77,3 +94,78 @@ def test_contains_finds_the_delimiter_anywhere() -> None:
         assert file_part.contains(bytes(haystack), DELIMITER)
         assert not file_part.contains(haystack[: position + len(DELIMITER) - 1], DELIMITER)
     assert not file_part.contains(b"", DELIMITER)
+
+
+def test_claimed_bytes_skip_the_search_only_in_the_part_data() -> None:
+    form = _MultipartForm()
+    parser = MultipartParser(BOUNDARY.encode(), form.callbacks())  # type: ignore[arg-type]
+    assert file_part.claimed_bytes(parser, 100, 500) == 0  # before the file part
+    parser.write(multipart([], "f.bin", b"")[: -len(BOUNDARY) - 8])
+    assert form.in_file
+    last = len(DELIMITER) + 4  # the claim's last bytes, where its delimiter may start
+    assert file_part.claimed_bytes(parser, 100, 50 + last) == 50
+    assert file_part.claimed_bytes(parser, 100, 500) == 100
+    assert file_part.claimed_bytes(parser, 100, last) == 0
+    parser.write(b"\r\n-")  # a delimiter may have begun: the parser must see what follows
+    assert file_part.claimed_bytes(parser, 100, 500) == 0
+
+
+def chunk_body(data: bytes, claimed: int) -> bytes:
+    fields = list(chunk_fields(str(uuid.uuid4()), 0, claimed, claimed).items())
+    return multipart(fields, "f.bin", data, BOUNDARY)
+
+
+def test_a_chunk_is_not_searched_for_its_delimiter(tmp_path: Path) -> None:
+    """The parser reads a chunk's fields and its end, never the megabytes in between."""
+    data = random.Random(5).randbytes(3 * MiB)
+    parsed: list[int] = []
+    write = MultipartParser.write
+
+    def counting(parser: MultipartParser, chunk: bytes) -> int:
+        parsed.append(len(chunk))
+        return write(parser, chunk)
+
+    with app_client(tmp_path / "app") as client:
+        with patch.object(MultipartParser, "write", counting):
+            response = client.post(
+                "/upload", content=chunk_body(data, len(data)), headers=MULTIPART
+            )
+        assert response.status_code == 200, response.text
+        assert response.json()["file"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert sum(parsed) < 2 * dropzone.HEAD_BYTES
+
+
+def test_a_chunk_is_as_long_as_it_claims(tmp_path: Path) -> None:
+    """Past its first buffer's head the claimed length decides where a chunk's file part ends:
+    a delimiter inside it is data (a client picks a boundary its data lacks), one before it
+    leaves the body ending mid-part (400), bytes past it are over the chunk (413)."""
+    data = b"a" * 2 * dropzone.HEAD_BYTES + DELIMITER + b"--\r\n" + b"b" * 1000
+    with app_client(tmp_path / "app") as client:
+        short = [(data, len(data) + cut, 400) for cut in (1, len(DELIMITER), 100, 5000)]
+        for sent, claimed, status in [(data, len(data), 200), *short]:
+            response = client.post("/upload", content=chunk_body(sent, claimed), headers=MULTIPART)
+            assert response.status_code == status, response.text
+        longer = chunk_body(b"c" * 2 * dropzone.HEAD_BYTES, 1000)
+        assert client.post("/upload", content=longer, headers=MULTIPART).status_code == 413
+        stored = list((tmp_path / "app" / "storage").iterdir())
+    assert [path.read_bytes() for path in stored] == [data]
+
+
+DISPOSITION_PIECES = st.sampled_from(
+    [b"form-data", b"Form-Data", b"; ", b";", b" ", b"name=", b"filename=", b"filename*=", b'"',
+     b"\\", b"x", b"C:\\dir\\f.bin", b"\\\\host\\f", b";x", b"=", b"\xe9", b"*"]
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        st.lists(DISPOSITION_PIECES, max_size=12).map(b"".join),
+        st.tuples(st.binary(max_size=20), st.none() | st.binary(max_size=20)).map(
+            lambda pair: b'form-data; name="' + pair[0] + b'"'
+            + (b"" if pair[1] is None else b'; filename="' + pair[1] + b'"')
+        ),
+    )
+)  # fmt: skip
+def test_a_part_head_reads_as_the_general_parser_reads_it(value: bytes) -> None:
+    assert dropzone.form_disposition(value) == parse_options_header(value)

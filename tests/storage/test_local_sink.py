@@ -174,3 +174,33 @@ def test_a_read_back_hashes_exactly_its_range(
         assert hasher.hexdigest() == hashlib.sha256(data[start:end]).hexdigest()
     with pytest.raises(OSError, match="shorter than expected"):
         local.hash_file_range(path, hashlib.sha256(), 4096, len(data) + 1)
+
+
+@pytest.mark.parametrize("extra", [0, 777])  # the last batch full (nothing left at finish), or not
+def test_writeback_is_started_every_few_megabytes_and_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: int
+) -> None:
+    """With flush on, every byte of a chunk is sent to writeback once, in ranges of
+    WRITEBACK_BYTES (one call per batch cost the server CPU), the last one at the chunk's end."""
+    ranges: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        local, "_start_writeback", lambda fd, offset, length: ranges.append((offset, length))
+    )
+    storage = LocalStorage(tmp_path / "storage", tmp_path / "chunks", writeback=True)
+    storage.partials.mkdir(parents=True)
+    step = local.WRITEBACK_BYTES
+    data = os.urandom(2 * step + 3 * local.BATCH_BYTES + extra)
+
+    async def run() -> None:
+        await storage.create_partial(upload(4096 + len(data)))
+        sink = await storage.open_chunk(upload(), 4096)
+        for piece in pieces_of(data, 65536):
+            await sink.write(memoryview(piece))
+        await sink.finish()
+
+    try:
+        asyncio.run(run())
+    finally:
+        storage.close()
+    end = 4096 + len(data)
+    assert ranges == [(4096, step), (4096 + step, step), (4096 + 2 * step, end - 4096 - 2 * step)]
