@@ -51,3 +51,39 @@ def test_the_writes_wait_once_the_hash_lags_past_the_queue(monkeypatch: pytest.M
         assert (await lane.drained()).digest() == hashlib.sha256(batch * count).digest()
 
     asyncio.run(lagging())
+
+
+def test_a_snapshot_is_the_hash_where_it_was_asked_for_while_the_lane_goes_on() -> None:
+    pieces = [os.urandom(size) for size in (700_000, 1_500_000, 3, 2_000_000)]
+
+    async def snapshots() -> list[str]:
+        lane = HashLane(hashlib.sha256(), position=10)
+        taken = []
+        for piece in pieces:
+            await lane.add(memoryview(piece))
+            taken.append(lane.snapshot())
+        assert lane.position == 10 + sum(map(len, pieces))
+        return [hasher.hexdigest() for hasher in await asyncio.gather(*taken)]
+
+    expected = [hashlib.sha256(b"".join(pieces[: n + 1])).hexdigest() for n in range(len(pieces))]
+    assert asyncio.run(snapshots()) == expected
+
+
+def test_after_a_failed_hash_no_snapshot_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(hasher: Any, pieces: list[Any]) -> None:
+        raise MemoryError
+
+    async def failing() -> None:
+        lane = HashLane(hashlib.sha256())
+        await lane.add(os.urandom(LANE_BATCH_BYTES))
+        monkeypatch.setattr(hash_lane, "_update", broken)
+        await lane.add(os.urandom(LANE_BATCH_BYTES))
+        with pytest.raises(MemoryError):
+            await lane.snapshot()
+        assert lane.failed
+        monkeypatch.undo()
+        await lane.add(b"more")
+        with pytest.raises(MemoryError):
+            await lane.snapshot()
+
+    asyncio.run(failing())
