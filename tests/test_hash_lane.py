@@ -21,7 +21,7 @@ def test_a_lane_hashes_every_piece_in_order() -> None:
         lane = HashLane(hashlib.sha256())
         for piece in pieces:
             await lane.add(memoryview(piece))
-        return str((await lane.drained()).hexdigest())
+        return str((await lane.snapshot()).hexdigest())
 
     assert asyncio.run(hashed()) == hashlib.sha256(b"".join(pieces)).hexdigest()
 
@@ -48,7 +48,7 @@ def test_the_writes_wait_once_the_hash_lags_past_the_queue(monkeypatch: pytest.M
         held.set()
         await one_more
         count = LANE_QUEUE_BYTES // LANE_BATCH_BYTES + 1
-        assert (await lane.drained()).digest() == hashlib.sha256(batch * count).digest()
+        assert (await lane.snapshot()).digest() == hashlib.sha256(batch * count).digest()
 
     asyncio.run(lagging())
 
@@ -109,9 +109,9 @@ def test_one_thread_serves_a_lane_while_its_batches_keep_coming(
         lane = HashLane(hashlib.sha256())
         for _ in range(8):
             await lane.add(batch)
-            await lane.drained()  # its thread has nothing left to do: it waits
+            await lane.snapshot()  # its thread has nothing left to do: it waits
         assert len(started) == 1
-        digest: bytes = (await lane.drained()).digest()
+        digest: bytes = (await lane.snapshot()).digest()
         monkeypatch.setattr(hash_lane, "LANE_IDLE_SECONDS", 0.0)
         with lane._ready:  # let the thread leave now rather than in 10 s
             lane._ready.notify()

@@ -58,14 +58,6 @@ class HashLane:
             self._submit()
             await self._lagging_at_most(LANE_QUEUE_BYTES)
 
-    async def drained(self) -> Any:
-        """The hasher, once every piece added is in it."""
-        self._submit()
-        await self._lagging_at_most(0)
-        if self._failed is not None:
-            raise self._failed
-        return self.hasher
-
     def snapshot(self) -> _Snapshot:
         """A copy of the hash of every piece added so far, once they are hashed; the lane goes on
         with the pieces added after (nothing waits for those)."""
