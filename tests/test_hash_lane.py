@@ -21,7 +21,7 @@ def test_a_lane_hashes_every_piece_in_order() -> None:
         lane = HashLane(hashlib.sha256())
         for piece in pieces:
             await lane.add(memoryview(piece))
-        return str((await lane.drained()).hexdigest())
+        return str((await lane.snapshot()).hexdigest())
 
     assert asyncio.run(hashed()) == hashlib.sha256(b"".join(pieces)).hexdigest()
 
@@ -48,6 +48,73 @@ def test_the_writes_wait_once_the_hash_lags_past_the_queue(monkeypatch: pytest.M
         held.set()
         await one_more
         count = LANE_QUEUE_BYTES // LANE_BATCH_BYTES + 1
-        assert (await lane.drained()).digest() == hashlib.sha256(batch * count).digest()
+        assert (await lane.snapshot()).digest() == hashlib.sha256(batch * count).digest()
 
     asyncio.run(lagging())
+
+
+def test_a_snapshot_is_the_hash_where_it_was_asked_for_while_the_lane_goes_on() -> None:
+    pieces = [os.urandom(size) for size in (700_000, 1_500_000, 3, 2_000_000)]
+
+    async def snapshots() -> list[str]:
+        lane = HashLane(hashlib.sha256(), position=10)
+        taken = []
+        for piece in pieces:
+            await lane.add(memoryview(piece))
+            taken.append(lane.snapshot())
+        assert lane.position == 10 + sum(map(len, pieces))
+        return [hasher.hexdigest() for hasher in await asyncio.gather(*taken)]
+
+    expected = [hashlib.sha256(b"".join(pieces[: n + 1])).hexdigest() for n in range(len(pieces))]
+    assert asyncio.run(snapshots()) == expected
+
+
+def test_after_a_failed_hash_no_snapshot_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(hasher: Any, pieces: list[Any]) -> None:
+        raise MemoryError
+
+    async def failing() -> None:
+        lane = HashLane(hashlib.sha256())
+        await lane.add(os.urandom(LANE_BATCH_BYTES))
+        monkeypatch.setattr(hash_lane, "_update", broken)
+        await lane.add(os.urandom(LANE_BATCH_BYTES))
+        with pytest.raises(MemoryError):
+            await lane.snapshot()
+        assert lane.failed
+        monkeypatch.undo()
+        await lane.add(b"more")
+        with pytest.raises(MemoryError):
+            await lane.snapshot()
+
+    asyncio.run(failing())
+
+
+def test_one_thread_serves_a_lane_while_its_batches_keep_coming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not one executor job per batch (~26 us of the loop's CPU each, and a wake-up when done):
+    the lane's thread waits for the next batch."""
+    monkeypatch.setattr(hash_lane, "LANE_IDLE_SECONDS", 10.0)
+    started: list[threading.Thread] = []
+    real_serve = HashLane._serve
+
+    def serve(lane: HashLane) -> None:
+        started.append(threading.current_thread())
+        real_serve(lane)
+
+    monkeypatch.setattr(HashLane, "_serve", serve)
+    batch = os.urandom(LANE_BATCH_BYTES)
+
+    async def batches() -> bytes:
+        lane = HashLane(hashlib.sha256())
+        for _ in range(8):
+            await lane.add(batch)
+            await lane.snapshot()  # its thread has nothing left to do: it waits
+        assert len(started) == 1
+        digest: bytes = (await lane.snapshot()).digest()
+        monkeypatch.setattr(hash_lane, "LANE_IDLE_SECONDS", 0.0)
+        with lane._ready:  # let the thread leave now rather than in 10 s
+            lane._ready.notify()
+        return digest
+
+    assert asyncio.run(batches()) == hashlib.sha256(batch * 8).digest()

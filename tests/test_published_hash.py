@@ -5,6 +5,7 @@ whose bytes can't differ from their record."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 import uuid
@@ -96,6 +97,44 @@ def test_a_tus_write_answers_before_its_last_bytes_are_hashed(
         hashing.set()
         last = app.client.patch(url, content=data[cut:], headers={**tus, "Upload-Offset": str(cut)})
         assert last.status_code == 204
+        assert last.headers["x-pyfiledrop-sha256"] == sha256(data)
+        assert read_back == []
+
+
+def test_the_next_tus_write_does_not_wait_for_the_hash_of_the_one_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload's hash lane outlives a write: the next write at its end goes on adding to it
+    while the bytes before are still being hashed; only the finish waits for them."""
+    data = os.urandom(3 * MiB + 1000)
+    hashing = threading.Event()
+    gave_up = threading.Event()  # the held hash waited in vain: some request waited for it
+    real_update = hash_lane._update
+
+    def held(hasher: Any, pieces: list[Any]) -> None:
+        if not hashing.wait(3):
+            gave_up.set()
+        real_update(hasher, pieces)
+
+    monkeypatch.setattr(hash_lane, "_update", held)
+    tus = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    with running_app(tmp_path) as app:
+        read_back = recorded_read_backs(app, monkeypatch)
+        created = app.client.post("/files/", headers={**tus, "Upload-Length": str(len(data))})
+        url = created.headers["location"]
+        # 1.5 MiB then 0.25: the lane's first batch is held in its thread, and the second write
+        # stays within what the lane may queue behind it (LANE_QUEUE_BYTES).
+        cuts = [0, 3 * MiB // 2, 7 * MiB // 4]
+        for start, end in itertools.pairwise(cuts):
+            answer = app.client.patch(
+                url, content=data[start:end], headers={**tus, "Upload-Offset": str(start)}
+            )
+            assert (answer.status_code, answer.headers["upload-offset"]) == (204, str(end))
+        assert not gave_up.is_set()
+        hashing.set()
+        last = app.client.patch(
+            url, content=data[cuts[-1] :], headers={**tus, "Upload-Offset": str(cuts[-1])}
+        )
         assert last.headers["x-pyfiledrop-sha256"] == sha256(data)
         assert read_back == []
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +22,7 @@ from pyfiledrop.errors import NoSpace
 from pyfiledrop.meta import queries, tus_queries
 from pyfiledrop.meta.sqlite import SQLiteDatabase
 from pyfiledrop.protocols import tus
+from pyfiledrop.protocols.body import ChunkFeeder
 from pyfiledrop.storage.local import LocalStorage
 from pyfiledrop.uploads import Uploads
 from pyfiledrop.web.app import create_app
@@ -104,6 +107,51 @@ def test_hash_is_caught_up_from_the_file_after_a_restart(
     response = client.patch(
         url, content=data[900_000:], headers={**OCTETS, "Upload-Offset": "900000"}
     )
+    assert response.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_hash_lane_that_took_bytes_which_did_not_count_is_not_continued(
+    core: tuple[TestClient, Uploads, FakeClock],
+) -> None:
+    """A write that failed leaves bytes in the upload's hash lane that don't count; a write with
+    a checksum (hashed without the lane) then counts as many other bytes, so the next write's
+    offset is where the lane stands: it must start from the file's hash, not go on from them."""
+    client, uploads, _ = core
+    assert isinstance(uploads.storage, FlakyStorage)
+    uploads.storage.failures = 0
+    mib = 1024 * 1024
+    data = os.urandom(1000 + 2 * mib + 500)
+    url = create(client, len(data))
+    assert patch(client, url, 0, data[:1000]) == 204
+
+    async def failed_write() -> None:
+        write = await tus_uploads.begin_write(uploads, url.rsplit("/", 1)[-1], 1000, None, None)
+        feeder = ChunkFeeder(write.plan)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            yield b"\xff" * mib
+            yield b"\xff" * mib
+            raise OSError("as a store failing under the write")
+
+        with pytest.raises(OSError):
+            await tus_uploads.receive(write, feeder, pieces())
+        await tus_uploads.end_write(uploads, write, feeder, failed=True)
+
+    client.portal.call(failed_write)  # type: ignore[union-attr]
+    middle = data[1000 : 1000 + 2 * mib]
+    checksum = "sha256 " + base64.b64encode(hashlib.sha256(middle).digest()).decode()
+    response = client.patch(
+        url,
+        content=middle,
+        headers={**OCTETS, "Upload-Offset": "1000", "Upload-Checksum": checksum},
+    )
+    assert (response.status_code, response.headers["upload-offset"]) == (204, str(1000 + 2 * mib))
+    response = client.patch(
+        url,
+        content=data[1000 + 2 * mib :],
+        headers={**OCTETS, "Upload-Offset": str(1000 + 2 * mib)},
+    )
+    assert response.status_code == 204, response.text
     assert response.headers["x-pyfiledrop-sha256"] == hashlib.sha256(data).hexdigest()
 
 

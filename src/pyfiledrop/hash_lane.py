@@ -3,87 +3,143 @@ before its last bytes are hashed.
 
 A tus PATCH of 8 MiB waited after its last byte for the hash of its last batch (SHA-256 runs at
 about 0.7 ms per MiB here) before it could answer, and the client sends nothing until it has the
-answer. The hash is needed only when the next write to the upload continues it, or when the file
-is finished. A `HashLane` hashes a write's pieces in order on a worker thread, up to
-LANE_QUEUE_BYTES behind the writes (memory stays bounded), and whoever needs the result awaits
-`drained()`.
+answer. The hash is needed only when the file is finished. A `HashLane` hashes an upload's pieces
+in order on a worker thread, up to LANE_QUEUE_BYTES behind the writes (memory stays bounded); a
+write that counts asks for a `snapshot` of the hash at its end, and whoever needs that awaits it.
+The lane outlives the write: the next write to the upload goes on adding to it without waiting
+for the hash of the one before (the hash catches up while the client turns round).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 from typing import Any
 
 from pyfiledrop.storage import Buffer, ChunkSink
 
-LANE_BATCH_BYTES = 1024 * 1024  # as the local sink's batches: one thread hop per MiB
+LANE_BATCH_BYTES = 1024 * 1024  # as the local sink's batches
 # How far the hash may lag before the writes wait for it: two batches, so a body that ends while
 # one batch is being hashed and one waits does not wait for either.
 LANE_QUEUE_BYTES = 2 * LANE_BATCH_BYTES
+# How long a lane's thread waits for more before it leaves. While a client sends it stays: the
+# next batch comes within ~2 ms, the next write ~1-3 ms after an answer. A job handed to the
+# executor per batch cost ~26 us of CPU on the loop (meta/threads.py) and woke the loop when done;
+# a batch queued to a waiting thread costs a notify, and wakes the loop only for who awaits it.
+LANE_IDLE_SECONDS = 0.05
+
+# A place in the queue where the worker hands back a copy of the hash so far.
+_Snapshot = asyncio.Future[Any]
 
 
 class HashLane:
-    def __init__(self, hasher: Any) -> None:
+    def __init__(self, hasher: Any, position: int = 0) -> None:
         self.hasher = hasher
+        self.position = position  # where the bytes added so far end (in the file)
         self._batch: list[Buffer] = []  # gathering, on the loop
         self._batched = 0
-        self._lock = threading.Lock()  # guards the queue, its size and `_draining`
-        self._queue: collections.deque[tuple[list[Buffer], int]] = collections.deque()
+        # Guards the queue, its size, the waiters and `_serving`; the thread waits on it.
+        self._ready = threading.Condition(threading.Lock())
+        self._queue: collections.deque[tuple[list[Buffer] | _Snapshot, int]] = collections.deque()
         self._queued = 0
-        self._draining = False
-        self._drain: asyncio.Future[None] | None = None  # the worker's job, while it runs
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (queued at most, woken)
+        self._serving = False  # a thread takes the queue
+        self._failed: BaseException | None = None  # the hasher's state is unknown past it
 
     async def add(self, piece: Buffer) -> None:
         """Hash `piece` after the pieces added before it; it must not change afterwards (body
         pieces are never reused, see protocols/body.py)."""
         self._batch.append(piece)
         self._batched += len(piece)
+        self.position += len(piece)
         if self._batched >= LANE_BATCH_BYTES:
             self._submit()
-            if self._queued > LANE_QUEUE_BYTES:
-                await self._settle()
+            await self._lagging_at_most(LANE_QUEUE_BYTES)
 
-    async def drained(self) -> Any:
-        """The hasher, once every piece added is in it."""
+    def snapshot(self) -> _Snapshot:
+        """A copy of the hash of every piece added so far, once they are hashed; the lane goes on
+        with the pieces added after (nothing waits for those)."""
         self._submit()
-        await self._settle()
-        return self.hasher
+        snapshot: _Snapshot = asyncio.get_running_loop().create_future()
+        self._enqueue(snapshot, 0)
+        return snapshot
+
+    @property
+    def failed(self) -> bool:
+        return self._failed is not None
 
     def _submit(self) -> None:
         if not self._batch:
             return
         batch, size = self._batch, self._batched
         self._batch, self._batched = [], 0
-        with self._lock:
-            self._queue.append((batch, size))
+        self._enqueue(batch, size)
+
+    def _enqueue(self, item: list[Buffer] | _Snapshot, size: int) -> None:
+        with self._ready:
+            self._queue.append((item, size))
             self._queued += size
-            if self._draining:
-                return  # the running job takes it
-            self._draining = True
-        self._drain = asyncio.get_running_loop().run_in_executor(None, self._work)
+            if self._serving:
+                self._ready.notify()
+                return
+            self._serving = True
+        asyncio.get_running_loop().run_in_executor(None, self._serve)
 
-    async def _settle(self) -> None:
-        """Until the queue is empty: a job that ends has taken everything queued before it."""
-        while (drain := self._drain) is not None:
-            await drain
-            if self._drain is drain:
-                self._drain = None
+    async def _lagging_at_most(self, size: int) -> None:
+        """Until at most `size` bytes wait to be hashed."""
+        with self._ready:
+            if self._queued <= size:
+                return
+            woken = asyncio.get_running_loop().create_future()
+            self._waiters.append((size, woken))
+        await woken
 
-    def _work(self) -> None:
-        """On a worker thread: hash the queued batches in order until none is left."""
+    def _serve(self) -> None:
+        """On a worker thread: hash the queued batches in order, and hand back the snapshots
+        asked for between them; leave once nothing came for LANE_IDLE_SECONDS."""
         while True:
-            with self._lock:
-                if not self._queue:
-                    self._draining = False
-                    return
-                batch, size = self._queue.popleft()
+            with self._ready:
+                while not self._queue:
+                    if not self._ready.wait(LANE_IDLE_SECONDS) and not self._queue:
+                        self._serving = False
+                        return
+                item, size = self._queue.popleft()
             try:
-                _update(self.hasher, batch)
+                if isinstance(item, list):
+                    if self._failed is None:
+                        _update(self.hasher, item)
+                else:
+                    copy = self.hasher.copy() if self._failed is None else None
+                    _call_on_loop(item, _hand_back, item, copy, self._failed)
+            except BaseException as error:  # no snapshot from here on is the file's hash
+                self._failed = error
             finally:
-                with self._lock:
-                    self._queued -= size
+                self._hashed(size)
+
+    def _hashed(self, size: int) -> None:
+        with self._ready:
+            self._queued -= size
+            woken = [waiter for waiter in self._waiters if self._queued <= waiter[0]]
+            if woken:
+                self._waiters = [waiter for waiter in self._waiters if waiter not in woken]
+        for _, future in woken:
+            _call_on_loop(future, _hand_back, future, None, None)
+
+
+def _call_on_loop(future: asyncio.Future[Any], *call: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+        future.get_loop().call_soon_threadsafe(*call)
+
+
+def _hand_back(future: asyncio.Future[Any], result: Any, failed: BaseException | None) -> None:
+    if future.done():  # cancelled: nobody waits for it
+        return
+    if failed is not None:
+        future.set_exception(failed)
+    else:
+        future.set_result(result)
 
 
 def _update(hasher: Any, pieces: list[Buffer]) -> None:

@@ -155,6 +155,10 @@ class HashProgress:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     received: set[int] = field(default_factory=set)
     pending: asyncio.Task[None] | None = None  # a write's hash on its way in (_adopt_when_hashed)
+    # The lane that hashes the upload's tus writes (hash_lane.py), kept from one write to the
+    # next; `lane_end`: where the bytes it took and that counted end (it is continued there).
+    lane: HashLane | None = None
+    lane_end: int = 0
 
     def feed(self, pieces: list[Buffer]) -> None:
         """Hash bytes as they are written (in order), on the storage's I/O thread."""
@@ -578,14 +582,17 @@ class Uploads:
         for a tus write without `also`, `beside` them so that it may count before its last bytes
         are hashed (hash_lane.py); a long body counts as it goes (`save`; see saving.py).
         Counted by `complete_chunk`."""
-        if hashed:
+        lane = inline = None
+        beside = beside and hashed and holder is not None and also is None
+        if beside:
+            lane = self._lane_at(upload.id, offset)
+        if lane is None and hashed:
             inline = await self._start_inline_hash(upload.id, offset, catch_up=offset > 0)
-        else:
-            inline = None
-        lane = None
-        if beside and inline is not None and holder is not None and also is None:
-            lane = HashLane(inline.hasher)
-        on_written = _written_hook(None if lane is not None else inline, also)
+            if beside and inline is not None:
+                lane = HashLane(inline.hasher, offset)
+                progress = self.hash_progress(upload.id)
+                progress.lane, progress.lane_end, inline = lane, offset, None
+        on_written = _written_hook(inline, also)
 
         async def open_at(start: int, length: int | None = None) -> ChunkSink:
             sink = await self._open_sink(upload, start, on_written, length)
@@ -628,14 +635,10 @@ class Uploads:
             raise OffsetMismatch(
                 "this upload changed while the request was written; ask its offset"
             )
-        if plan.inline_hash is not None:
-            if plan.hash_lane is None:
-                self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
-            elif release:  # the write is over: its answer need not wait for its hash
-                self._adopt_when_hashed(plan.upload.id, plan.inline_hash, plan.hash_lane, end)
-            else:
-                await plan.hash_lane.drained()
-                self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
+        if plan.hash_lane is not None:  # the answer need not wait for the hash
+            self._adopt_when_hashed(plan.upload.id, plan.hash_lane, end)
+        elif plan.inline_hash is not None:
+            self._adopt_inline_hash(plan.upload.id, plan.inline_hash, end)
         plan.saved = written
         return advanced
 
@@ -772,20 +775,39 @@ class Uploads:
             progress.hasher, progress.position = inline.hasher.copy(), end
         inline.position = end
 
-    def _adopt_when_hashed(
-        self, upload_id: str, inline: HashProgress, lane: HashLane, end: int
-    ) -> None:
-        """`_adopt_inline_hash` once the lane has hashed every byte of the write; the next write
-        to the upload and the finish wait for it (`hash_settled`)."""
+    def _lane_at(self, upload_id: str, offset: int) -> HashLane | None:
+        """The upload's hash lane, if it goes on at `offset`: every byte it took counted, and
+        they end there. The write then waits for no hash (the one before may still be hashed)."""
+        progress = self._hashing.get(upload_id)
+        if progress is None or (lane := progress.lane) is None or lane.failed:
+            return None
+        return lane if lane.position == progress.lane_end == offset else None
+
+    def _adopt_when_hashed(self, upload_id: str, lane: HashLane, end: int) -> None:
+        """The file's hash moves to `end`, the bytes a write took through `lane` that counted,
+        once the lane has hashed them; the finish, and a write the lane does not continue, wait
+        for it (`hash_settled`). Adopted in the order the writes counted."""
         progress = self.hash_progress(upload_id)
+        if progress.lane is not lane or lane.position != end:
+            # It took bytes that do not count (a write cut in the store): it hashes for no one
+            # now, and the next write reads back what the file's hash lacks.
+            if progress.lane is lane:
+                progress.lane = None
+            return
+        progress.lane_end = end
+        snapshot = lane.snapshot()
+        before = progress.pending
 
         async def adopt() -> None:
+            if before is not None:
+                await before  # (never raises: see below)
             try:
-                await lane.drained()
+                hasher = await snapshot
             except Exception:  # not adopted: the next write reads the bytes back (catch_up)
                 log.warning("could not hash upload %s as it was written", upload_id, exc_info=True)
                 return
-            self._adopt_inline_hash(upload_id, inline, end)
+            if progress.position < end and not progress.lock.locked():
+                progress.hasher, progress.position = hasher, end
 
         progress.pending = asyncio.create_task(adopt())
 
