@@ -169,3 +169,24 @@ DISPOSITION_PIECES = st.sampled_from(
 )  # fmt: skip
 def test_a_part_head_reads_as_the_general_parser_reads_it(value: bytes) -> None:
     assert dropzone.form_disposition(value) == parse_options_header(value)
+
+
+def test_a_short_file_part_padded_by_a_field_to_its_claim_is_not_stored(tmp_path: Path) -> None:
+    """A file part shorter than its chunk claims, followed by a field whose bytes make the body's
+    closing delimiter land exactly at the claim's end: parsing it all, the part is short (400);
+    with the claim ending the part, the field's delimiter, headers and value were stored as the
+    file's bytes (200), a file no multipart reader of the same body would see."""
+    from tests.rawhttp import part
+
+    data = random.Random(7).randbytes(256 * 1024)
+    padding = part("note", b"n" * 5000, BOUNDARY)
+    # The file part as the claim sees it: the data, then the field's part up to its end.
+    claimed = len(data) + len(padding)
+    fields = list(chunk_fields(str(uuid.uuid4()), 0, claimed, claimed).items())
+    body = multipart(fields, None, None, BOUNDARY)[: -len(BOUNDARY) - 6]
+    body += part("file", data, BOUNDARY, "f.bin") + padding
+    body += f"--{BOUNDARY}--\r\n".encode()
+    with app_client(tmp_path / "app") as client:
+        response = client.post("/upload", content=body, headers=MULTIPART)
+        stored = [path.read_bytes() for path in (tmp_path / "app" / "storage").iterdir()]
+    assert response.status_code == 400 or stored == [data], (response.status_code, stored[:1])
