@@ -118,3 +118,28 @@ def test_one_thread_serves_a_lane_while_its_batches_keep_coming(
         return digest
 
     assert asyncio.run(batches()) == hashlib.sha256(batch * 8).digest()
+
+
+def test_a_snapshot_whose_copy_fails_is_still_answered() -> None:
+    """A hasher whose copy() fails (MemoryError) marks the lane failed; the snapshot being taken
+    must still be answered (with the error), or whoever awaits it (`_adopt_when_hashed`'s task,
+    then `hash_settled`: the next write and the finish) waits for ever."""
+
+    class NoCopy:
+        def __init__(self) -> None:
+            self.inner = hashlib.sha256()
+
+        def update(self, data: Any) -> None:
+            self.inner.update(data)
+
+        def copy(self) -> Any:
+            raise MemoryError
+
+    async def snapshot_of_failing_copy() -> None:
+        lane = HashLane(NoCopy())
+        await lane.add(b"some bytes")
+        with pytest.raises(MemoryError):
+            await asyncio.wait_for(lane.snapshot(), 2)
+        assert lane.failed
+
+    asyncio.run(snapshot_of_failing_copy())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import threading
 from typing import Any
@@ -29,6 +30,12 @@ LANE_QUEUE_BYTES = 2 * LANE_BATCH_BYTES
 # executor per batch cost ~26 us of CPU on the loop (meta/threads.py) and woke the loop when done;
 # a batch queued to a waiting thread costs a notify, and wakes the loop only for who awaits it.
 LANE_IDLE_SECONDS = 0.05
+# Lanes' own threads: one lingering LANE_IDLE_SECONDS after its last batch must not keep the
+# default executor's few threads (6 on 2 cores) from other work, nor wait behind it. tus gives a
+# lane to at most 4 writes at once (tus_uploads.HASH_BESIDE_WRITES); twice that leaves room for
+# the lanes still lingering.
+LANE_THREADS = 8
+_LANE_THREADS = concurrent.futures.ThreadPoolExecutor(LANE_THREADS, "pfd-hash-lane")
 
 # A place in the queue where the worker hands back a copy of the hash so far.
 _Snapshot = asyncio.Future[Any]
@@ -85,7 +92,14 @@ class HashLane:
                 self._ready.notify()
                 return
             self._serving = True
-        asyncio.get_running_loop().run_in_executor(None, self._serve)
+        try:
+            _LANE_THREADS.submit(self._serve)
+        except (
+            BaseException
+        ):  # shutting down: no thread will take the queue, later adds must not wait
+            with self._ready:
+                self._serving = False
+            raise
 
     async def _lagging_at_most(self, size: int) -> None:
         """Until at most `size` bytes wait to be hashed."""
@@ -111,12 +125,20 @@ class HashLane:
                     if self._failed is None:
                         _update(self.hasher, item)
                 else:
-                    copy = self.hasher.copy() if self._failed is None else None
-                    _call_on_loop(item, _hand_back, item, copy, self._failed)
+                    self._hand_back_copy(item)
             except BaseException as error:  # no snapshot from here on is the file's hash
                 self._failed = error
             finally:
                 self._hashed(size)
+
+    def _hand_back_copy(self, snapshot: _Snapshot) -> None:
+        copy = None
+        if self._failed is None:
+            try:
+                copy = self.hasher.copy()
+            except BaseException as error:  # its waiter must still hear of it, or wait forever
+                self._failed = error
+        _call_on_loop(snapshot, _hand_back, snapshot, copy, self._failed)
 
     def _hashed(self, size: int) -> None:
         with self._ready:

@@ -41,7 +41,7 @@ def parse(
     for start, end in itertools.pairwise(edges):
         piece = bytearray(body[start:end])
         if claim is not None and form.in_file:
-            plain = file_part.claimed_bytes(parser, len(piece), claim - len(received))
+            plain = file_part.claimed_bytes(parser, piece, claim - len(received))
             received += piece[:plain]
             piece = piece[plain:]
         elif skip and form.in_file:
@@ -96,18 +96,34 @@ def test_contains_finds_the_delimiter_anywhere() -> None:
     assert not file_part.contains(b"", DELIMITER)
 
 
-def test_claimed_bytes_skip_the_search_only_in_the_part_data() -> None:
+def test_claimed_bytes_skip_the_parser_only_in_the_part_data_and_before_a_delimiter() -> None:
     form = _MultipartForm()
     parser = MultipartParser(BOUNDARY.encode(), form.callbacks())  # type: ignore[arg-type]
-    assert file_part.claimed_bytes(parser, 100, 500) == 0  # before the file part
+    piece = bytearray(b"x" * 100)
+    assert file_part.claimed_bytes(parser, piece, 500) == 0  # before the file part
     parser.write(multipart([], "f.bin", b"")[: -len(BOUNDARY) - 8])
     assert form.in_file
     last = len(DELIMITER) + 4  # the claim's last bytes, where its delimiter may start
-    assert file_part.claimed_bytes(parser, 100, 50 + last) == 50
-    assert file_part.claimed_bytes(parser, 100, 500) == 100
-    assert file_part.claimed_bytes(parser, 100, last) == 0
+    held = 100 - len(DELIMITER) + 1  # a delimiter may start in a buffer's last bytes
+    assert file_part.claimed_bytes(parser, piece, 50 + last) == 50
+    assert file_part.claimed_bytes(parser, piece, 500) == held
+    assert file_part.claimed_bytes(parser, memoryview(bytes(piece)), 500) == held
+    assert file_part.claimed_bytes(parser, piece, last) == 0
+    padded = bytearray(b"x" * 30) + DELIMITER + b"x" * 100
+    assert file_part.claimed_bytes(parser, padded, 500) == 30  # a claim ends at a delimiter
+    assert file_part.claimed_bytes(parser, memoryview(padded)[10:], 500) == 20
     parser.write(b"\r\n-")  # a delimiter may have begun: the parser must see what follows
-    assert file_part.claimed_bytes(parser, 100, 500) == 0
+    assert file_part.claimed_bytes(parser, piece, 500) == 0
+
+
+def test_find_reads_only_up_to_its_end() -> None:
+    haystack = bytearray(b"y" * 200)
+    haystack[150 : 150 + len(DELIMITER)] = DELIMITER
+    for piece in (haystack, bytes(haystack), memoryview(haystack), memoryview(bytes(haystack))):
+        assert file_part.find(piece, DELIMITER, len(haystack)) == 150
+        assert file_part.find(piece, DELIMITER, 150 + len(DELIMITER)) == 150
+        assert file_part.find(piece, DELIMITER, 150 + len(DELIMITER) - 1) == -1
+    assert file_part.find(memoryview(haystack)[100:], DELIMITER, 1000) == 50
 
 
 def chunk_body(data: bytes, claimed: int) -> bytes:
@@ -115,7 +131,7 @@ def chunk_body(data: bytes, claimed: int) -> bytes:
     return multipart(fields, "f.bin", data, BOUNDARY)
 
 
-def test_a_chunk_is_not_searched_for_its_delimiter(tmp_path: Path) -> None:
+def test_the_parser_reads_only_a_chunks_fields_and_end(tmp_path: Path) -> None:
     """The parser reads a chunk's fields and its end, never the megabytes in between."""
     data = random.Random(5).randbytes(3 * MiB)
     parsed: list[int] = []
@@ -135,20 +151,22 @@ def test_a_chunk_is_not_searched_for_its_delimiter(tmp_path: Path) -> None:
     assert sum(parsed) < 2 * dropzone.HEAD_BYTES
 
 
-def test_a_chunk_is_as_long_as_it_claims(tmp_path: Path) -> None:
-    """Past its first buffer's head the claimed length decides where a chunk's file part ends:
-    a delimiter inside it is data (a client picks a boundary its data lacks), one before it
-    leaves the body ending mid-part (400), bytes past it are over the chunk (413)."""
+def test_a_chunk_ends_at_its_delimiter_and_is_as_long_as_it_claims(tmp_path: Path) -> None:
+    """Past its first buffer's head a chunk's file part still ends at its delimiter: a part that
+    holds one, or ends before its claim, leaves the body short (400); bytes past the claim are
+    over the chunk (413)."""
     data = b"a" * 2 * dropzone.HEAD_BYTES + DELIMITER + b"--\r\n" + b"b" * 1000
+    plain = b"a" * 3 * dropzone.HEAD_BYTES
     with app_client(tmp_path / "app") as client:
-        short = [(data, len(data) + cut, 400) for cut in (1, len(DELIMITER), 100, 5000)]
-        for sent, claimed, status in [(data, len(data), 200), *short]:
+        short = [(plain, len(plain) + cut, 400) for cut in (1, len(DELIMITER), 100, 5000)]
+        cases = [(data, len(data), 400), (plain, len(plain), 200), *short]
+        for sent, claimed, status in cases:
             response = client.post("/upload", content=chunk_body(sent, claimed), headers=MULTIPART)
             assert response.status_code == status, response.text
         longer = chunk_body(b"c" * 2 * dropzone.HEAD_BYTES, 1000)
         assert client.post("/upload", content=longer, headers=MULTIPART).status_code == 413
         stored = list((tmp_path / "app" / "storage").iterdir())
-    assert [path.read_bytes() for path in stored] == [data]
+    assert [path.read_bytes() for path in stored] == [plain]
 
 
 DISPOSITION_PIECES = st.sampled_from(
@@ -169,3 +187,24 @@ DISPOSITION_PIECES = st.sampled_from(
 )  # fmt: skip
 def test_a_part_head_reads_as_the_general_parser_reads_it(value: bytes) -> None:
     assert dropzone.form_disposition(value) == parse_options_header(value)
+
+
+def test_a_short_file_part_padded_by_a_field_to_its_claim_is_not_stored(tmp_path: Path) -> None:
+    """A file part shorter than its chunk claims, followed by a field whose bytes make the body's
+    closing delimiter land exactly at the claim's end: parsing it all, the part is short (400);
+    with the claim ending the part, the field's delimiter, headers and value were stored as the
+    file's bytes (200), a file no multipart reader of the same body would see."""
+    from tests.rawhttp import part
+
+    data = random.Random(7).randbytes(256 * 1024)
+    padding = part("note", b"n" * 5000, BOUNDARY)
+    # The file part as the claim sees it: the data, then the field's part up to its end.
+    claimed = len(data) + len(padding)
+    fields = list(chunk_fields(str(uuid.uuid4()), 0, claimed, claimed).items())
+    body = multipart(fields, None, None, BOUNDARY)[: -len(BOUNDARY) - 6]
+    body += part("file", data, BOUNDARY, "f.bin") + padding
+    body += f"--{BOUNDARY}--\r\n".encode()
+    with app_client(tmp_path / "app") as client:
+        response = client.post("/upload", content=body, headers=MULTIPART)
+        stored = [path.read_bytes() for path in (tmp_path / "app" / "storage").iterdir()]
+    assert response.status_code == 400 or stored == [data], (response.status_code, stored[:1])

@@ -280,7 +280,7 @@ class _ChunkBody:
         if feeder is None or not form.in_file or form.error:
             return data
         if feeder.plan.length is not None:
-            skip = claimed_bytes(self.parser, len(data), feeder.plan.length - feeder.received)
+            skip = claimed_bytes(self.parser, data, feeder.plan.length - feeder.received)
         else:
             data = data.tobytes() if isinstance(data, memoryview) else data
             skip = plain_bytes(self.parser, data)

@@ -10,14 +10,12 @@ start); the parser sees that tail, so its state and what it emits stay exactly a
 the whole buffer. A buffer holding the delimiter, or a parser elsewhere (or of a version whose
 state this can't read), takes the parser's path whole.
 
-A Dropzone chunk says how long its file part is, so most of its bytes are not searched at all
-(`claimed_bytes`): they go to the sink, and the parser sees the claim's last bytes and what
-follows, where the delimiter must stand. A part a little shorter than claimed ends at its
-delimiter, a much shorter one leaves the body ending mid-part, both 400; a longer one is over
-the claim (413), as when parsing it all. But a file part holding its own delimiter past the
-first buffer's head (`dropzone.HEAD_BYTES`) and as long as claimed is now stored whole, not
-refused (a client chooses a boundary its data does not hold), and one much shorter than claimed
-followed by fields (Dropzone sends none after the file) may be 413 rather than 400.
+A Dropzone chunk says how long its file part is (`claimed_bytes`): `memmem` looks for the
+delimiter only in the part of a buffer the claim covers, and python-multipart sees only the
+claim's last bytes and what follows (where the delimiter must stand) besides each body's first
+buffer's head. A claim bounds the part but never carries it past a delimiter: a part shorter than
+claimed ends there (400), however the bytes after it are padded, as any multipart reader of the
+same body would see it; a longer one is over the claim (413).
 """
 
 from __future__ import annotations
@@ -38,14 +36,28 @@ except AttributeError:  # a libc without memmem: bytes.find does it
 
 
 def contains(piece: bytes | bytearray, needle: bytes) -> bool:
-    if _memmem is None or not piece:
-        return needle in piece
-    if isinstance(piece, bytearray):
+    return find(piece, needle, len(piece)) >= 0
+
+
+def find(piece: bytes | bytearray | memoryview, needle: bytes, end: int) -> int:
+    """Where `needle` starts in `piece[:end]`, or -1."""
+    end = min(end, len(piece))
+    if isinstance(piece, memoryview) and piece.readonly:
+        piece = piece[:end].tobytes()
+    if _memmem is None or end <= 0:
+        return (
+            bytes(piece[:end]).find(needle)
+            if isinstance(piece, memoryview)
+            else (piece.find(needle, 0, end))
+        )
+    if isinstance(piece, bytes):
+        address = ctypes.cast(ctypes.c_char_p(piece), ctypes.c_void_p).value or 0
+    else:
         # The ctypes object holds a buffer export only for this call: the body reader's pool
         # reuses a buffer once nothing refers to it.
         address = ctypes.addressof(ctypes.c_char.from_buffer(piece))
-        return bool(_memmem(address, len(piece), needle, len(needle)))
-    return bool(_memmem(ctypes.c_char_p(piece), len(piece), needle, len(needle)))
+    found = _memmem(address, end, needle, len(needle))
+    return -1 if found is None else int(found) - address
 
 
 def _in_part_data(parser: Any) -> bool:
@@ -56,15 +68,20 @@ def _in_part_data(parser: Any) -> bool:
     )
 
 
-def claimed_bytes(parser: Any, piece_length: int, remaining: int) -> int:
-    """How many leading bytes of a piece go to the sink unsearched: the rest of a file part
+def claimed_bytes(parser: Any, piece: bytes | bytearray | memoryview, remaining: int) -> int:
+    """How many leading bytes of a piece go to the sink past the parser: the rest of a file part
     whose length the request claims (`remaining` of it still to come), when the parser is in its
-    middle, but for the claim's last bytes: a part a little shorter than claimed must still end
-    at its delimiter (400, as when parsing it all), not run on into the body's end."""
+    middle, up to the first delimiter in them, and but for the claim's last bytes and a buffer's
+    last `len(delimiter) - 1` (where a delimiter may start): the parser must see where the part
+    ends."""
     if not _in_part_data(parser):
         return 0
-    unsearched = remaining - len(parser.boundary) - len(_CLOSING)
-    return max(0, min(piece_length, unsearched))
+    delimiter: bytes = parser.boundary
+    claimed = min(len(piece) - len(delimiter) + 1, remaining - len(delimiter) - len(_CLOSING))
+    if claimed <= 0:
+        return 0
+    found = find(piece, delimiter, claimed + len(delimiter) - 1)
+    return claimed if found < 0 else found
 
 
 def plain_bytes(parser: Any, piece: bytes | bytearray) -> int:
