@@ -452,3 +452,25 @@ def test_heads_longer_than_a_head_read_are_read_whole_with_pipelining_behind_the
         responses = read_responses(sock, 3)
     assert [response.status for response in responses] == [200, 201, 200]
     assert stored(tmp_path) == [BODY]
+
+
+def test_the_pool_lets_unused_full_buffers_go_when_many_bodies_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many bodies at once get small buffers: the full-size ones their first bodies left in the
+    pool would only hold memory through the burst; one still in use stays until it is free."""
+    readers = body_takeover._Readers
+    monkeypatch.setattr(readers, "pool", [])
+    monkeypatch.setattr(readers, "active", 1)
+    size = body_takeover.BUFFER_BYTES
+    kept = [readers.free_buffer(size) for _ in range(body_takeover.POOL_BYTES // size)]
+    in_use = memoryview(kept[0])
+    del kept
+    monkeypatch.setattr(readers, "active", body_takeover.POOL_IDLE_READERS - 1)
+    readers.free_buffer(body_takeover.MIN_BUFFER_BYTES)
+    assert len(readers.pool) == body_takeover.POOL_BYTES // size  # a few bodies: kept
+    monkeypatch.setattr(readers, "active", body_takeover.POOL_IDLE_READERS)
+    assert (
+        len(readers.free_buffer(body_takeover.MIN_BUFFER_BYTES)) == body_takeover.MIN_BUFFER_BYTES
+    )
+    assert [id(buffer) for buffer in readers.pool] == [id(in_use.obj)]
