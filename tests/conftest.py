@@ -41,11 +41,11 @@ def uvicorn_in_thread(app: Any) -> Iterator[int]:
 
     import uvicorn
 
-    from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
+    from pyfiledrop.web.http_limits import http_protocol
 
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", http=BoundedHttpToolsProtocol
+        app, host="127.0.0.1", port=port, log_level="warning", http=http_protocol
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -57,3 +57,8 @@ def test_the_uploader_commands_are_the_ones_the_server_parser_leaves_out() -> No
     everything = commands(cli.build_parser())
     serving = commands(cli.build_parser(uploader_commands=False))
     assert [name for name in everything if name not in serving] == list(cli.UPLOADER_COMMANDS)
+
+
+def test_prometheus_client_is_loaded_only_to_serve_metrics(tmp_path: Path) -> None:
+    assert "prometheus_client" not in loaded_by_serving(tmp_path, "serve")
+    assert "prometheus_client" in loaded_by_serving(tmp_path, "serve", "--metrics")

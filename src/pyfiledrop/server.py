@@ -30,7 +30,7 @@ from pyfiledrop.config import (
 )
 from pyfiledrop.units import AUTO_CHUNK_COUNT, AUTO_CHUNK_MAX, format_duration, format_size
 from pyfiledrop.web.app import create_app
-from pyfiledrop.web.http_limits import BoundedHttpToolsProtocol
+from pyfiledrop.web.http_limits import http_protocol
 from pyfiledrop.web.page import auto_chunk_floor
 
 SETTINGS_ENV = "PYFILEDROP_SETTINGS_JSON"
@@ -219,7 +219,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         host=settings.host,
         port=settings.port,
         loop="auto",
-        http=BoundedHttpToolsProtocol,
+        http=http_protocol,
         lifespan="on",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         access_log=False,

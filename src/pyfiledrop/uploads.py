@@ -236,7 +236,7 @@ class Uploads:
         self._hashing: dict[str, HashProgress] = {}
         self._hash_tasks: dict[str, asyncio.Task[None]] = {}
         self._key: bytes | None = None
-        self.metrics = Metrics()
+        self.metrics = Metrics(counting=settings.metrics)
         # Chunk leases are named after this process, so one task renews them all.
         self.process_token = secrets.token_hex(8)
         self._writers = 0

@@ -6,11 +6,13 @@ buffer to fill."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -410,3 +412,65 @@ def test_a_slow_senders_bytes_reach_the_handler_without_waiting_for_a_full_buffe
     assert len(taken) == 1
     if length > 2 * body_takeover.BUFFER_BYTES:  # once the sender kept up, buffers filled whole
         assert max(len(piece) for piece in consumer.pieces) == body_takeover.BUFFER_BYTES
+
+
+def test_a_heads_read_brings_little_of_its_body_and_the_rest_waits_in_the_socket(
+    taken: list[BodyReader],
+) -> None:
+    """What uvicorn holds of a body until its handler takes it: at most one small read's worth
+    (it was a 256 KiB read, and reading went on past 64 KiB: ~30 MiB with 128 bodies)."""
+    arrived = threading.Event()
+
+    class Late(Consumer):
+        async def take(self, request: Request) -> Response:
+            # The whole first part is in the server's socket before the handler reads a byte.
+            assert await asyncio.to_thread(arrived.wait, 10)
+            return await super().take(request)
+
+    consumer = Late(idle=30)
+    sent = 400_000
+    with running(consumer.app) as port, socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MiB)  # sendall won't wait
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(head("PUT", "/body", None, len(BODY)) + BODY[:sent])
+        arrived.set()
+        sock.sendall(BODY[sent:])
+        [response] = read_responses(sock, 1)
+    assert response.status == 200
+    assert b"".join(consumer.pieces) == BODY
+    assert len(taken) == 1
+    assert 0 < len(consumer.pieces[0]) <= http_limits.HEAD_READ_BYTES
+
+
+def test_heads_longer_than_a_head_read_are_read_whole_with_pipelining_behind_them(
+    tmp_path: Path,
+) -> None:
+    big = head("GET", "/healthz", {f"X-H{n}": "v" * 40 for n in range(1000)})  # ~50 KiB
+    assert http_limits.HEAD_READ_BYTES < len(big) < http_limits.MAX_HEAD_BYTES
+    with serving(tmp_path) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(big + put("after.bin", BODY) + big)
+        responses = read_responses(sock, 3)
+    assert [response.status for response in responses] == [200, 201, 200]
+    assert stored(tmp_path) == [BODY]
+
+
+def test_the_pool_lets_unused_full_buffers_go_when_many_bodies_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many bodies at once get small buffers: the full-size ones their first bodies left in the
+    pool would only hold memory through the burst; one still in use stays until it is free."""
+    readers = body_takeover._Readers
+    monkeypatch.setattr(readers, "pool", [])
+    monkeypatch.setattr(readers, "active", 1)
+    size = body_takeover.BUFFER_BYTES
+    kept = [readers.free_buffer(size) for _ in range(body_takeover.POOL_BYTES // size)]
+    in_use = memoryview(kept[0])
+    del kept
+    monkeypatch.setattr(readers, "active", body_takeover.POOL_IDLE_READERS - 1)
+    readers.free_buffer(body_takeover.MIN_BUFFER_BYTES)
+    assert len(readers.pool) == body_takeover.POOL_BYTES // size  # a few bodies: kept
+    monkeypatch.setattr(readers, "active", body_takeover.POOL_IDLE_READERS)
+    assert (
+        len(readers.free_buffer(body_takeover.MIN_BUFFER_BYTES)) == body_takeover.MIN_BUFFER_BYTES
+    )
+    assert [id(buffer) for buffer in readers.pool] == [id(in_use.obj)]

@@ -55,6 +55,10 @@ POOL_BYTES = 8 * 1024 * 1024  # buffers kept for reuse, all readers together, wh
 # sink's batch being gathered and in flight (4 bodies at once held 13). A smaller pool made
 # every few MiB a fresh 1 MiB bytearray: zeroed and faulted in on the event loop.
 POOL_BUFFERS_PER_READER = 4
+# From this many bodies at once no full-size buffer is handed out (buffer_bytes), so the pool's
+# unused ones are let go: kept from a burst's first bodies, they held 3-7 MiB of its peak. Well
+# above four, so the bodies of one upload coming and going don't drop and refill the pool.
+POOL_IDLE_READERS = 16
 # A handler waiting this long (up to twice) for a buffer to fill gets the part that arrived.
 FLUSH_SECONDS = 0.25
 
@@ -94,6 +98,10 @@ class _Readers:
         (many bodies at once) come from malloc's free lists cheaply; scanning a pool of them
         for every buffer cost more than it saved."""
         if size != BUFFER_BYTES:
+            if cls.pool and cls.active >= POOL_IDLE_READERS:
+                pool = cls.pool
+                # 2: the pool's reference and getrefcount's argument; nothing else holds it.
+                cls.pool = [pool[i] for i in range(len(pool)) if sys.getrefcount(pool[i]) > 2]
             return bytearray(size)
         pool = cls.pool
         for index in range(len(pool)):

@@ -4,6 +4,13 @@ httptools buffers header lines without limit, and uvicorn starts no timer until 
 (the keep-alive timeout), so without these one client could hold memory (a 64 MiB header value
 costs 64 MiB) or a connection forever (a request line sent a byte a minute). h11, uvicorn's
 other protocol, has a size limit but is 2-3 times slower on the upload path (docs/ARCHITECTURE.md).
+
+And a bound on what a head's read brings of the body behind it. uvloop reads up to 256 KiB at a
+time for a plain protocol, so an upload's head came with ~250 KiB of its body, held by uvicorn
+until the handler took the body over: with 128 chunk requests starting at once that was ~30 MiB
+of the server's peak. Here the transport reads into one reused buffer per thread, at most
+`HEAD_READ_BYTES` while a head is expected, and reading pauses once a body is offered to its
+handler, so the rest waits in the socket until the handler reads it.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -23,6 +31,12 @@ from pyfiledrop.web.body_takeover import TAKE_BODY, BodyReader, Buffer, Check, c
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers send a few KiB
 # From the connection, or the first byte of a request, to the blank line ending its head.
 HEAD_TIMEOUT_SECONDS = 20.0
+# A read where a request head is expected: a few heads, little of a body behind them.
+HEAD_READ_BYTES = 16 * 1024
+# A read inside a body uvicorn reads (through ASGI): uvloop's own size for a plain protocol.
+BODY_READ_BYTES = 256 * 1024
+
+_read_buffers = threading.local()  # one per event loop: a read is filled and parsed in one go
 
 
 def _answer(status: bytes, message: str) -> bytes:
@@ -45,6 +59,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _cycles: list[RequestResponseCycle] = []  # noqa: RUF012  (replaced, never mutated)
     _body_seen = 0  # body bytes of the current request the parser has passed on
     _taken: RequestResponseCycle | None = None  # the request whose body a BodyReader reads
+    in_body = False  # between a head and the end of its body (reads may be large there)
+    outer: HttpConnection | None = None  # what the transport calls, when not this itself
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -54,10 +70,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_head_timer()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self._in_head:
             self._head_bytes += len(data)
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[arg-type]  # any buffer
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
             self._refuse(b"431 Request Header Fields Too Large", "request head too large")
         if self.transport.is_closing():
@@ -83,6 +99,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes, self._head_size = True, 0, 0
+        self.in_body = False
         self._body_seen = 0
         self._arm_head_timer()
 
@@ -101,6 +118,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(b"431 Request Header Fields Too Large", "request head too large")
             return  # the request never reaches the app
         super().on_headers_complete()
+        self.in_body = True
         if self.cycle is not None:
             self._cycles = [c for c in self._cycles if not c.response_complete] + [self.cycle]
             if self.cycle.scope is self.scope:
@@ -117,6 +135,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[TAKE_BODY] = functools.partial(self._take_body, cycle, length)
+        # The body stays in the socket until the handler takes it or reads it through ASGI
+        # (uvicorn's `receive` resumes reading, as does the end of its answer).
+        self.flow.pause_reading()
 
     def _take_body(
         self,
@@ -136,11 +157,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             or remaining <= 0
             or self._taken is not None
             or self.transport.is_closing()
-            or self.transport.get_protocol() is not self
+            or self.transport.get_protocol() is not self._protocol()
         ):
             return None
-        reader = BodyReader(self, self.transport, remaining, idle, check, count)
+        reader = BodyReader(self._protocol(), self.transport, remaining, idle, check, count)
         return reader.pieces(functools.partial(self._hand_over, cycle, reader))
+
+    def _protocol(self) -> HttpConnection | BoundedHttpToolsProtocol:
+        """The transport's protocol while the parser reads: given back after a taken body."""
+        return self if self.outer is None else self.outer
 
     def _hand_over(self, cycle: RequestResponseCycle, reader: BodyReader) -> bytes:
         """Give `reader` the transport (when the handler starts reading, in the same loop turn
@@ -157,6 +182,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def body_taken_back(self) -> None:
         """The reader got the whole body: this request is complete, the next one starts fresh."""
         cycle, self._taken = self._taken, None
+        self.in_body = False
         self.parser = httptools.HttpRequestParser(self)
         with contextlib.suppress(AttributeError):  # as uvicorn sets it up (httptools >= 0.6.3)
             self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -173,6 +199,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         if not self._refused:
             super().on_message_complete()
 
@@ -196,3 +223,51 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(_answer(status, message))
             self.transport.close()
+
+
+class HttpConnection(asyncio.BufferedProtocol):
+    """The transport's protocol for an HTTP connection: reads into this thread's buffer and
+    feeds `http` from it, at most `HEAD_READ_BYTES` at a time unless inside a body uvicorn
+    reads. (uvloop treats a protocol that is also an `asyncio.Protocol`, as uvicorn's is, as a
+    plain one: hence a protocol of its own around it.)"""
+
+    def __init__(self, http: BoundedHttpToolsProtocol) -> None:
+        self.http = http
+        http.outer = self
+        buffer: memoryview | None = getattr(_read_buffers, "view", None)
+        if buffer is None:
+            buffer = _read_buffers.view = memoryview(bytearray(BODY_READ_BYTES))
+        self.buffer = buffer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.http.connection_made(transport)  # type: ignore[arg-type]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer if self.http.in_body else self.buffer[:HEAD_READ_BYTES]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.http.data_received(self.buffer[:nbytes])
+
+    def eof_received(self) -> None:
+        self.http.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.http.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.http.resume_writing()
+
+    # body_takeover.HttpSide: a BodyReader gives the transport back to this.
+    def body_taken_back(self) -> None:
+        self.http.body_taken_back()
+
+    def body_abandoned(self) -> None:
+        self.http.body_abandoned()
+
+
+def http_protocol(**options: Any) -> HttpConnection:
+    """uvicorn's `http=`: called with its protocol class's keyword arguments per connection."""
+    return HttpConnection(BoundedHttpToolsProtocol(**options))
