@@ -11,10 +11,7 @@ is never imported (1.3 MiB of a server's RSS).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from typing import Any
 
 # Finishing a file is hashing the tail, flushing and renaming: from milliseconds to minutes.
 DURATION_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -36,31 +33,19 @@ class Uncounted:
         pass
 
 
+def _uncounted(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for each metric's and the registry's constructor when nothing is counted."""
+    return Uncounted()
+
+
 class Metrics:
     def __init__(self, counting: bool = True) -> None:
+        CollectorRegistry: Any = _uncounted
+        Counter: Any = _uncounted
+        Gauge: Any = _uncounted
+        Histogram: Any = _uncounted
         if counting:
-            self._count()
-        else:
-            self._ignore()
-
-    def _ignore(self) -> None:
-        nothing: Any = Uncounted()
-        self.registry: CollectorRegistry = nothing
-        self.uploads_in_progress: Gauge = nothing
-        self.free_bytes: Gauge = nothing
-        self.received_bytes: Counter = nothing
-        self.stored_bytes: Counter = nothing
-        self.files_stored: Counter = nothing
-        self.chunk_requests: Counter = nothing
-        self.refusals: Counter = nothing
-        self.finish_seconds: Histogram = nothing
-        self.fsync_seconds: Histogram = nothing
-        self.downloads: Counter = nothing
-        self.sent_bytes: Counter = nothing
-        self.janitor_runs: Counter = nothing
-
-    def _count(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
