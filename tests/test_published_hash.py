@@ -70,42 +70,13 @@ def test_in_order_chunks_are_hashed_as_written_not_read_back(
         assert read_back  # chunk 1 came before chunk 0: it was read back
 
 
-def test_a_tus_write_answers_before_its_last_bytes_are_hashed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The client sends nothing between a PATCH and its answer: the answer does not wait for the
-    hash (hash_lane.py), and the next write and the finish do, so the file's hash is still
-    made as the bytes were written, never read back."""
-    data = os.urandom(3 * MiB + 1000)
-    hashing = threading.Event()
-    real_update = hash_lane._update
-
-    def held(hasher: Any, pieces: list[Any]) -> None:
-        assert hashing.wait(10)
-        real_update(hasher, pieces)
-
-    monkeypatch.setattr(hash_lane, "_update", held)
-    tus = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
-    with running_app(tmp_path) as app:
-        read_back = recorded_read_backs(app, monkeypatch)
-        created = app.client.post("/files/", headers={**tus, "Upload-Length": str(len(data))})
-        url = created.headers["location"]
-        # 1.5 MiB: one batch of the lane is held in its thread, the rest waits behind it.
-        cut = 3 * MiB // 2
-        first = app.client.patch(url, content=data[:cut], headers={**tus, "Upload-Offset": "0"})
-        assert (first.status_code, first.headers["upload-offset"]) == (204, str(cut))
-        hashing.set()
-        last = app.client.patch(url, content=data[cut:], headers={**tus, "Upload-Offset": str(cut)})
-        assert last.status_code == 204
-        assert last.headers["x-pyfiledrop-sha256"] == sha256(data)
-        assert read_back == []
-
-
 def test_the_next_tus_write_does_not_wait_for_the_hash_of_the_one_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The upload's hash lane outlives a write: the next write at its end goes on adding to it
-    while the bytes before are still being hashed; only the finish waits for them."""
+    """The client sends nothing between a PATCH and its answer, so neither the answer nor the next
+    write waits for the hash (hash_lane.py): the upload's lane outlives a write, the next write
+    at its end goes on adding to it while the bytes before are still being hashed; only the
+    finish waits for them, and the file's hash is still made as the bytes were written."""
     data = os.urandom(3 * MiB + 1000)
     hashing = threading.Event()
     gave_up = threading.Event()  # the held hash waited in vain: some request waited for it
