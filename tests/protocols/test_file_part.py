@@ -41,7 +41,7 @@ def parse(
     for start, end in itertools.pairwise(edges):
         piece = bytearray(body[start:end])
         if claim is not None and form.in_file:
-            plain = file_part.claimed_bytes(parser, piece, claim - len(received))
+            plain = file_part.plain_bytes(parser, piece, claim - len(received))
             received += piece[:plain]
             piece = piece[plain:]
         elif skip and form.in_file:
@@ -82,38 +82,38 @@ def test_big_plain_buffers_skip_the_parser() -> None:
     assert form.in_file
     piece = bytearray(b"\r" * 10 + bytes(range(256)) * 4096 + b"\r\n--")
     assert file_part.plain_bytes(parser, piece) == len(piece) - len(DELIMITER) + 1
-    assert file_part.plain_bytes(parser, piece + DELIMITER + b"--\r\n") == 0
+    assert file_part.plain_bytes(parser, piece + DELIMITER + b"--\r\n") == len(piece)
     assert file_part.plain_bytes(parser, bytes(piece)) == len(piece) - len(DELIMITER) + 1
 
 
-def test_contains_finds_the_delimiter_anywhere() -> None:
+def test_find_finds_the_delimiter_anywhere() -> None:
     for position in (0, 1, 1000, 65536 - len(DELIMITER)):
         haystack = bytearray(65536)
         haystack[position : position + len(DELIMITER)] = DELIMITER
-        assert file_part.contains(haystack, DELIMITER)
-        assert file_part.contains(bytes(haystack), DELIMITER)
-        assert not file_part.contains(haystack[: position + len(DELIMITER) - 1], DELIMITER)
-    assert not file_part.contains(b"", DELIMITER)
+        assert file_part.find(haystack, DELIMITER, len(haystack)) == position
+        assert file_part.find(bytes(haystack), DELIMITER, len(haystack)) == position
+        assert file_part.find(haystack, DELIMITER, position + len(DELIMITER) - 1) == -1
+    assert file_part.find(b"", DELIMITER, 0) == -1
 
 
-def test_claimed_bytes_skip_the_parser_only_in_the_part_data_and_before_a_delimiter() -> None:
+def test_a_claim_bounds_the_plain_bytes_and_a_delimiter_ends_them() -> None:
     form = _MultipartForm()
     parser = MultipartParser(BOUNDARY.encode(), form.callbacks())  # type: ignore[arg-type]
     piece = bytearray(b"x" * 100)
-    assert file_part.claimed_bytes(parser, piece, 500) == 0  # before the file part
+    assert file_part.plain_bytes(parser, piece, 500) == 0  # before the file part
     parser.write(multipart([], "f.bin", b"")[: -len(BOUNDARY) - 8])
     assert form.in_file
     last = len(DELIMITER) + 4  # the claim's last bytes, where its delimiter may start
     held = 100 - len(DELIMITER) + 1  # a delimiter may start in a buffer's last bytes
-    assert file_part.claimed_bytes(parser, piece, 50 + last) == 50
-    assert file_part.claimed_bytes(parser, piece, 500) == held
-    assert file_part.claimed_bytes(parser, memoryview(bytes(piece)), 500) == held
-    assert file_part.claimed_bytes(parser, piece, last) == 0
+    assert file_part.plain_bytes(parser, piece, 50 + last) == 50
+    assert file_part.plain_bytes(parser, piece, 500) == held
+    assert file_part.plain_bytes(parser, memoryview(bytes(piece)), 500) == held
+    assert file_part.plain_bytes(parser, piece, last) == 0
     padded = bytearray(b"x" * 30) + DELIMITER + b"x" * 100
-    assert file_part.claimed_bytes(parser, padded, 500) == 30  # a claim ends at a delimiter
-    assert file_part.claimed_bytes(parser, memoryview(padded)[10:], 500) == 20
+    assert file_part.plain_bytes(parser, padded, 500) == 30  # a claim ends at a delimiter
+    assert file_part.plain_bytes(parser, memoryview(padded)[10:], 500) == 20
     parser.write(b"\r\n-")  # a delimiter may have begun: the parser must see what follows
-    assert file_part.claimed_bytes(parser, piece, 500) == 0
+    assert file_part.plain_bytes(parser, piece, 500) == 0
 
 
 def test_find_reads_only_up_to_its_end() -> None:

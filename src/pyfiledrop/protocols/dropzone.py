@@ -21,7 +21,7 @@ from starlette.requests import Request
 from pyfiledrop.errors import Invalid, TooLarge, WrongContentType
 from pyfiledrop.lifecycle import file_options
 from pyfiledrop.protocols.body import ChunkFeeder, body_pieces, declared_length, idle_timeout
-from pyfiledrop.protocols.file_part import claimed_bytes, plain_bytes
+from pyfiledrop.protocols.file_part import plain_bytes
 from pyfiledrop.storage import MAX_CHUNK_COUNT
 from pyfiledrop.uploads import MAX_CHUNK_SIZE, ChunkClaim, Uploads
 from pyfiledrop.web.records import chunk_answer
@@ -279,11 +279,8 @@ class _ChunkBody:
         feeder, form = self.feeder, self.form
         if feeder is None or not form.in_file or form.error:
             return data
-        if feeder.plan.length is not None:
-            skip = claimed_bytes(self.parser, data, feeder.plan.length - feeder.received)
-        else:
-            data = data.tobytes() if isinstance(data, memoryview) else data
-            skip = plain_bytes(self.parser, data)
+        length = feeder.plan.length
+        skip = plain_bytes(self.parser, data, None if length is None else length - feeder.received)
         if skip:
             await feeder.feed(memoryview(data)[:skip])
             data = data[skip:]  # a view, or a copy of a tail no longer than a delimiter

@@ -7,10 +7,11 @@ delimiter in ~0.055 s/GiB (a two-byte shift table skips more of random data). So
 is in the middle of the file part, a body buffer without the delimiter goes to the sink directly,
 all but its last `len(delimiter) - 1` bytes (where a delimiter continued in the next buffer could
 start); the parser sees that tail, so its state and what it emits stay exactly as if it had seen
-the whole buffer. A buffer holding the delimiter, or a parser elsewhere (or of a version whose
-state this can't read), takes the parser's path whole.
+the whole buffer. In a buffer holding the delimiter, the bytes before it go to the sink and the
+parser takes the rest; a parser elsewhere (or of a version whose state this can't read) takes
+the whole buffer.
 
-A Dropzone chunk says how long its file part is (`claimed_bytes`): `memmem` looks for the
+A Dropzone chunk says how long its file part is (`remaining`): `memmem` looks for the
 delimiter only in the part of a buffer the claim covers, and python-multipart sees only the
 claim's last bytes and what follows (where the delimiter must stand) besides each body's first
 buffer's head. A claim bounds the part but never carries it past a delimiter: a part shorter than
@@ -35,21 +36,13 @@ except AttributeError:  # a libc without memmem: bytes.find does it
     _memmem = None
 
 
-def contains(piece: bytes | bytearray, needle: bytes) -> bool:
-    return find(piece, needle, len(piece)) >= 0
-
-
 def find(piece: bytes | bytearray | memoryview, needle: bytes, end: int) -> int:
     """Where `needle` starts in `piece[:end]`, or -1."""
     end = min(end, len(piece))
-    if isinstance(piece, memoryview) and piece.readonly:
+    if isinstance(piece, memoryview) and piece.readonly:  # ctypes needs bytes or a writable view
         piece = piece[:end].tobytes()
     if _memmem is None or end <= 0:
-        return (
-            bytes(piece[:end]).find(needle)
-            if isinstance(piece, memoryview)
-            else (piece.find(needle, 0, end))
-        )
+        return bytes(piece[:end]).find(needle)
     if isinstance(piece, bytes):
         address = ctypes.cast(ctypes.c_char_p(piece), ctypes.c_void_p).value or 0
     else:
@@ -68,29 +61,20 @@ def _in_part_data(parser: Any) -> bool:
     )
 
 
-def claimed_bytes(parser: Any, piece: bytes | bytearray | memoryview, remaining: int) -> int:
-    """How many leading bytes of a piece go to the sink past the parser: the rest of a file part
-    whose length the request claims (`remaining` of it still to come), when the parser is in its
-    middle, up to the first delimiter in them, and but for the claim's last bytes and a buffer's
-    last `len(delimiter) - 1` (where a delimiter may start): the parser must see where the part
-    ends."""
-    if not _in_part_data(parser):
-        return 0
-    delimiter: bytes = parser.boundary
-    claimed = min(len(piece) - len(delimiter) + 1, remaining - len(delimiter) - len(_CLOSING))
-    if claimed <= 0:
-        return 0
-    found = find(piece, delimiter, claimed + len(delimiter) - 1)
-    return claimed if found < 0 else found
-
-
-def plain_bytes(parser: Any, piece: bytes | bytearray) -> int:
+def plain_bytes(
+    parser: Any, piece: bytes | bytearray | memoryview, remaining: int | None = None
+) -> int:
     """How many leading bytes of `piece` are surely data of the part `parser` is in the middle
-    of (0 when that can't be told cheaply)."""
+    of: those before the first delimiter in it, but for its last `len(delimiter) - 1` bytes
+    (a delimiter may start there) and, when the request claims the part's length (`remaining`
+    of it still to come), the claim's last bytes: the parser must see where the part ends."""
     if not _in_part_data(parser):
         return 0
     delimiter: bytes = parser.boundary
     plain = len(piece) - len(delimiter) + 1
-    if plain <= 0 or contains(piece, delimiter):
+    if remaining is not None:
+        plain = min(plain, remaining - len(delimiter) - len(_CLOSING))
+    if plain <= 0:
         return 0
-    return plain
+    found = find(piece, delimiter, plain + len(delimiter) - 1)
+    return plain if found < 0 else found
